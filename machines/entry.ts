@@ -1,0 +1,152 @@
+import { assign, sendTo, setup, type CallbackActorLogic } from 'xstate';
+import type { WorkerReport } from './reports.js';
+
+/**
+ * One entry: supervises the child process that runs the entry's driver.
+ *
+ * The worker is an invoked actor named `worker`; `src/` gives its implementation
+ * (a real child process) and the back-off delay through `.provide()`.
+ */
+
+export interface EntryInput {
+  name: string;
+}
+
+export interface EntryContext {
+  name: string;
+  /** Times the worker died unexpectedly since the daemon started. */
+  restarts: number;
+  /** Unexpected exits since the worker last ran long enough to count as stable. */
+  failures: number;
+  lastError: string | null;
+  pid: number | null;
+  /** Epoch milliseconds at which the current worker reported itself ready. */
+  startedAt: number | null;
+}
+
+export type EntryEvent =
+  | { type: 'entry.start' }
+  | { type: 'entry.stop' }
+  | { type: 'entry.restart' }
+  | { type: 'worker.ready'; pid: number }
+  | { type: 'worker.exited'; code: number | null; signal: string | null }
+  | { type: 'worker.failed'; reason: string }
+  | { type: 'worker.report'; report: WorkerReport }
+  | { type: 'jobs.available' };
+
+export const entryMachine = setup({
+  types: {
+    context: {} as EntryContext,
+    events: {} as EntryEvent,
+    input: {} as EntryInput,
+  },
+  actors: {
+    // Implemented in src/entry-worker.ts: forks the driver's worker process.
+    worker: {} as CallbackActorLogic<EntryEvent, EntryInput>,
+  },
+  delays: {
+    // Grows with consecutive failures; implemented in src.
+    backoff: 1000,
+    // How long a worker must run before its start counts as stable.
+    stableAfter: 10_000,
+  },
+  actions: {
+    forwardToRules: sendTo(
+      ({ system }) => system.get('rules'),
+      ({ event }) => (event as Extract<EntryEvent, { type: 'worker.report' }>).report,
+    ),
+    forwardToWorker: sendTo('worker', ({ event }) => event),
+    announceReady: sendTo(
+      ({ system }) => system.get('rules'),
+      ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
+    ),
+    recordReady: assign(({ event }) => {
+      const e = event as Extract<EntryEvent, { type: 'worker.ready' }>;
+      return { pid: e.pid, startedAt: Date.now() };
+    }),
+    recordExit: assign(({ context, event }) => {
+      const e = event as Extract<EntryEvent, { type: 'worker.exited' }>;
+      return {
+        restarts: context.restarts + 1,
+        failures: context.failures + 1,
+        lastError: `worker exited unexpectedly (${e.signal ? `signal ${e.signal}` : `code ${e.code}`})`,
+        pid: null,
+        startedAt: null,
+      };
+    }),
+    recordFailure: assign(({ event }) => ({
+      lastError: (event as Extract<EntryEvent, { type: 'worker.failed' }>).reason,
+      pid: null,
+      startedAt: null,
+    })),
+    clearProcess: assign({ pid: null, startedAt: null }),
+    clearError: assign({ lastError: null, failures: 0 }),
+    markStable: assign({ failures: 0 }),
+  },
+}).createMachine({
+  id: 'entry',
+  description: 'An entry: one configured driver, run in its own supervised child process.',
+  context: ({ input }) => ({
+    name: input.name,
+    restarts: 0,
+    failures: 0,
+    lastError: null,
+    pid: null,
+    startedAt: null,
+  }),
+  initial: 'stopped',
+  states: {
+    stopped: {
+      description: 'No worker runs; jobs for this entry wait in the store until it starts.',
+      entry: 'clearProcess',
+      on: {
+        'entry.start': { target: 'active', actions: 'clearError' },
+      },
+    },
+    active: {
+      description: 'The worker process runs the driver: it watches the storage and runs jobs.',
+      invoke: {
+        id: 'worker',
+        src: 'worker',
+        input: ({ context }) => ({ name: context.name }),
+      },
+      initial: 'starting',
+      states: {
+        starting: {
+          description: 'The worker is forked and rescans its root against the store.',
+          on: {
+            'worker.ready': { target: 'running', actions: ['recordReady', 'announceReady'] },
+          },
+        },
+        running: {
+          description: 'The worker is ready: changes are reported and jobs are dispatched to it.',
+          after: {
+            stableAfter: { actions: 'markStable' },
+          },
+          on: {
+            'jobs.available': { actions: 'forwardToWorker' },
+          },
+        },
+      },
+      on: {
+        'worker.report': { actions: 'forwardToRules' },
+        'worker.exited': { target: 'restarting', actions: 'recordExit' },
+        'worker.failed': { target: 'stopped', actions: 'recordFailure' },
+        'entry.stop': { target: 'stopped' },
+        'entry.restart': { target: 'active', reenter: true },
+      },
+    },
+    restarting: {
+      description: 'The worker died unexpectedly; it is started again after a growing delay.',
+      after: {
+        backoff: { target: 'active' },
+      },
+      on: {
+        'entry.start': { target: 'active' },
+        'entry.stop': { target: 'stopped' },
+      },
+    },
+  },
+});
+
+export type EntryMachine = typeof entryMachine;

@@ -1,0 +1,32 @@
+/**
+ * What an entry's worker reports about its storage, as events the rules actor takes.
+ * Every report names the entry it came from.
+ */
+
+export interface FileStat {
+  size: number;
+  /** Modification time in milliseconds, as the storage reports it. */
+  mtime: number;
+  /** An identity that survives a rename on the same storage (inode), when the driver has one. */
+  ino: string | null;
+}
+
+export interface ScannedFile extends FileStat {
+  path: string;
+}
+
+export type JobOutcome =
+  /** Done: `stat` is the destination's copy afterwards (absent for a delete). */
+  | { ok: true; stat: FileStat | null }
+  /**
+   * Not done. `stale`: the destination or source no longer matched what the job expected;
+   * the watcher reports the actual state. `error`: anything else, retried with back-off.
+   */
+  | { ok: false; reason: 'stale' | 'error'; message: string };
+
+export type WorkerReport =
+  | { type: 'file.changed'; entry: string; path: string; stat: FileStat }
+  | { type: 'file.deleted'; entry: string; path: string }
+  | { type: 'file.moved'; entry: string; from: string; path: string; stat: FileStat }
+  | { type: 'entry.scanned'; entry: string; files: ScannedFile[] }
+  | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };

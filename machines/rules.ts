@@ -1,0 +1,123 @@
+import { assign, enqueueActions, setup, type PromiseActorLogic } from 'xstate';
+import type { WorkerReport } from './reports.js';
+
+/**
+ * The rules actor: holds the staged and the active rules, takes every change the entries
+ * report, and pushes jobs to the entries that must act on them.
+ *
+ * The catalogue work (recording a change, computing owners, queueing jobs) is the injected
+ * action `recordReport` and the injected actor `applyRules`; both answer with `jobs.queued`
+ * naming the entries that have new work, which this machine announces to them.
+ */
+
+export interface Rule {
+  match: { path: string; mime?: string[] };
+  sync?: string[];
+  ban?: string[];
+}
+
+export interface RulesInput {
+  /** Names of every configured entry. */
+  entries: string[];
+  staged: Rule[];
+  active: Rule[];
+}
+
+export interface RulesContext {
+  entries: string[];
+  staged: Rule[];
+  active: Rule[];
+  lastError: string | null;
+}
+
+export type RulesEvent =
+  | WorkerReport
+  | { type: 'rules.stage'; rules: Rule[] }
+  | { type: 'rules.reload' }
+  | { type: 'entry.ready'; entry: string }
+  | { type: 'jobs.queued'; entries: string[] };
+
+export const rulesMachine = setup({
+  types: {
+    context: {} as RulesContext,
+    events: {} as RulesEvent,
+    input: {} as RulesInput,
+  },
+  actors: {
+    // Implemented in src: applies the given rules to every known file; resolves to the
+    // names of the entries that got new jobs.
+    applyRules: {} as PromiseActorLogic<string[], { rules: Rule[] }>,
+  },
+  guards: {
+    stagedDiffers: ({ context }) => JSON.stringify(context.staged) !== JSON.stringify(context.active),
+  },
+  actions: {
+    // Implemented in src: records a worker report in the catalogue and queues jobs.
+    recordReport: () => {},
+    // Implemented in src: writes the staged rules to the store so they survive a restart.
+    persistStaged: () => {},
+    stage: assign({
+      staged: ({ event }) => (event as Extract<RulesEvent, { type: 'rules.stage' }>).rules,
+    }),
+    announceJobs: enqueueActions(({ event, enqueue, system }) => {
+      const names = (event as Extract<RulesEvent, { type: 'jobs.queued' }>).entries;
+      for (const name of names) {
+        if (system.get(`entry:${name}`)) enqueue.sendTo(system.get(`entry:${name}`), { type: 'jobs.available' });
+      }
+    }),
+    // A newly ready entry can serve as a source: every entry may now have work it could not do.
+    announceToAll: enqueueActions(({ enqueue, system, context }) => {
+      for (const name of context.entries) {
+        if (system.get(`entry:${name}`)) enqueue.sendTo(system.get(`entry:${name}`), { type: 'jobs.available' });
+      }
+    }),
+  },
+}).createMachine({
+  id: 'rules',
+  description: 'Holds the staged and active rules and turns every change into jobs for the entries.',
+  context: ({ input }) => ({ entries: input.entries, staged: input.staged, active: input.active, lastError: null }),
+  initial: 'ready',
+  on: {
+    'file.changed': { actions: 'recordReport' },
+    'file.deleted': { actions: 'recordReport' },
+    'file.moved': { actions: 'recordReport' },
+    'entry.scanned': { actions: 'recordReport' },
+    'job.finished': { actions: 'recordReport' },
+    'jobs.queued': { actions: 'announceJobs' },
+    'entry.ready': { actions: 'announceToAll' },
+  },
+  states: {
+    ready: {
+      description: 'The active rules are in force; staged rules wait for a reload.',
+      on: {
+        'rules.stage': { actions: ['stage', 'persistStaged'] },
+        'rules.reload': [
+          { guard: 'stagedDiffers', target: 'reloading' },
+          { description: 'The staged rules are the active ones: nothing to apply.' },
+        ],
+      },
+    },
+    reloading: {
+      description: 'The staged rules are applied to every known file, stored, and written back to the setup file.',
+      invoke: {
+        src: 'applyRules',
+        input: ({ context }) => ({ rules: context.staged }),
+        onDone: {
+          target: 'ready',
+          actions: [
+            assign({ active: ({ context }) => context.staged, lastError: null }),
+            enqueueActions(({ enqueue, event }) => {
+              enqueue.raise({ type: 'jobs.queued', entries: event.output });
+            }),
+          ],
+        },
+        onError: {
+          target: 'ready',
+          actions: assign({ lastError: ({ event }) => String((event.error as Error)?.message ?? event.error) }),
+        },
+      },
+    },
+  },
+});
+
+export type RulesMachine = typeof rulesMachine;

@@ -1,0 +1,51 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ActorSystem } from 'xstate';
+import type { EntryConfig } from '../sync/engine.js';
+import type { Catalogue } from '../store/catalogue.js';
+import { installErrorHandling } from './errors.js';
+import { filesRoutes } from './routes/files.js';
+import { entriesRoutes } from './routes/entries.js';
+import { rulesRoutes } from './routes/rules.js';
+
+export const API_PREFIX = '/api/v1.0';
+
+/** What the routes may touch: the actor system (events and snapshots) and read-only queries. */
+export interface ApiContext {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  system: ActorSystem<any>;
+  entries: ReadonlyMap<string, EntryConfig>;
+  store: Catalogue;
+  logger?: Logger;
+}
+
+/** Request bodies are small JSON documents (rules); anything bigger is refused. */
+const BODY_LIMIT = 1 << 20;
+
+export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
+    // Requests are logged at debug level by the hook below, not at info by Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    // Route params and querystrings are parsed strictly: "?limit=1&limit=2" is not a number.
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  installErrorHandling(app);
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('Vary', 'Accept');
+    return payload;
+  });
+  await app.register(
+    async (api) => {
+      await api.register(filesRoutes, ctx);
+      await api.register(entriesRoutes, ctx);
+      await api.register(rulesRoutes, ctx);
+    },
+    { prefix: API_PREFIX },
+  );
+  return app;
+}

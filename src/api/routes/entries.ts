@@ -1,0 +1,147 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { waitFor, type AnyActorRef } from 'xstate';
+import type { ApiContext } from '../app.js';
+import { ApiError, errorSchema } from '../errors.js';
+import { entrySchema, entryStatusSchema, nameParams } from '../schemas.js';
+import type { EntryConfig } from '../../sync/engine.js';
+import { processInfo } from '../../process-stats.js';
+
+/** How long start, stop and restart wait for the entry to reach its state. */
+const STATE_TIMEOUT_MS = 30_000;
+
+type Control = 'start' | 'stop' | 'restart';
+
+/** The spec's reason when the entry's state does not take the event. */
+const refusal: Record<Control, (name: string) => string> = {
+  start: (name) => `entry ${name} is already running`,
+  stop: (name) => `entry ${name} is already stopped`,
+  restart: (name) => `entry ${name} is not running`,
+};
+
+const now = () => Date.now() / 1000;
+
+const describe = (e: EntryConfig) => ({ name: e.name, driver: e.driver, options: e.options });
+
+/** The entry's status as the API shows it: the top-level state of its actor. */
+export function statusOf(actor: AnyActorRef): string {
+  const value = actor.getSnapshot().value as string | Record<string, unknown>;
+  return typeof value === 'string' ? value : Object.keys(value)[0];
+}
+
+export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
+  const find = (name: string) => {
+    const config = ctx.entries.get(name);
+    const actor = config && ctx.system.get(`entry:${name}`);
+    if (!config || !actor) throw new ApiError(404, `entry ${name} not found`);
+    return { config, actor: actor as AnyActorRef };
+  };
+
+  app.get(
+    '/entries',
+    {
+      schema: {
+        response: {
+          200: { type: 'object', required: ['entries'], properties: { entries: { type: 'array', items: entrySchema } } },
+        },
+      },
+    },
+    async () => ({ entries: [...ctx.entries.values()].map(describe) }),
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/entries/:name',
+    { schema: { params: nameParams, response: { 200: entrySchema, 404: errorSchema } } },
+    async (request) => describe(find(request.params.name).config),
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/entries/:name/status',
+    { schema: { params: nameParams, response: { 200: entryStatusSchema, 404: errorSchema } } },
+    async (request) => {
+      const { actor } = find(request.params.name);
+      return { name: request.params.name, status: statusOf(actor), time: now() };
+    },
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/entries/:name/stats',
+    {
+      schema: {
+        params: nameParams,
+        response: {
+          200: {
+            type: 'object',
+            required: ['info', 'name', 'status', 'time'],
+            properties: {
+              info: {
+                type: 'object',
+                required: ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'started', 'pid'],
+                properties: {
+                  age: { type: 'number' },
+                  cpu: { type: 'number' },
+                  create_time: { type: 'number' },
+                  ctime: { type: 'string' },
+                  mem: { type: 'number' },
+                  mem_info1: { type: 'string' },
+                  mem_info2: { type: 'string' },
+                  started: { type: 'number' },
+                  pid: { type: 'integer' },
+                },
+              },
+              name: { type: 'string' },
+              status: { type: 'string', const: 'ok' },
+              time: { type: 'number' },
+            },
+          },
+          404: errorSchema,
+          409: errorSchema,
+        },
+      },
+    },
+    async (request) => {
+      const { name } = request.params;
+      const { actor } = find(name);
+      const snapshot = actor.getSnapshot();
+      const { pid, startedAt } = snapshot.context as { pid: number | null; startedAt: number | null };
+      if (!snapshot.matches({ active: 'running' }) || pid === null || startedAt === null) {
+        throw new ApiError(409, `entry ${name} is not running`);
+      }
+      const info = await processInfo(pid, startedAt).catch(() => {
+        throw new ApiError(409, `entry ${name} is not running`);
+      });
+      return { info, name, status: 'ok', time: now() };
+    },
+  );
+
+  for (const control of ['start', 'stop', 'restart'] as const) {
+    app.put<{ Params: { name: string } }>(
+      `/entries/:name/${control}`,
+      {
+        schema: {
+          params: nameParams,
+          response: { 200: entryStatusSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
+        },
+      },
+      async (request) => {
+        const { name } = request.params;
+        const { actor } = find(name);
+        const event = { type: `entry.${control}` };
+        if (!actor.getSnapshot().can(event)) throw new ApiError(409, refusal[control](name));
+        actor.send(event);
+        const target = control === 'stop' ? 'stopped' : 'active';
+        const settled = await waitFor(
+          actor,
+          (s) => (control === 'stop' ? s.matches('stopped') : !s.matches({ active: 'starting' })),
+          { timeout: STATE_TIMEOUT_MS },
+        ).catch(() => {
+          throw new ApiError(503, `entry ${name} did not become ${target} within ${STATE_TIMEOUT_MS / 1000} s`);
+        });
+        if (control !== 'stop' && !settled.matches({ active: 'running' })) {
+          const reason = (settled.context as { lastError: string | null }).lastError ?? statusOf(actor);
+          throw new ApiError(409, `entry ${name} could not start: ${reason}`);
+        }
+        return { name, status: 'ok', time: now() };
+      },
+    );
+  }
+};

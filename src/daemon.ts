@@ -1,0 +1,169 @@
+import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import pidusage from 'pidusage';
+import { daemonMachine } from '../machines/daemon.js';
+import { entryMachine } from '../machines/entry.js';
+import { rulesMachine, type Rule } from '../machines/rules.js';
+import { buildApp } from './api/app.js';
+import { workerActor } from './entry-worker.js';
+import { validateRules } from './rules/validate.js';
+import { loadSetup, writeSetupRules, type Setup } from './setup.js';
+import { Catalogue } from './store/catalogue.js';
+import { SyncEngine, type EntryConfig } from './sync/engine.js';
+
+export interface DaemonOptions {
+  setupFile: string;
+  /** Where the store lives; defaults to `.ferry/` beside the setup file. */
+  dataDir?: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  logger: Logger;
+}
+
+/** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
+export function restartDelay(failures: number): number {
+  return Math.min(15_000, 500 * 2 ** Math.max(0, failures - 1));
+}
+
+/**
+ * The composition root: setup → store → actor system → API. `Daemon.start` returns once
+ * every entry has been started and the API listens.
+ */
+export class Daemon {
+  private readonly workerExits = new Set<Promise<void>>();
+  private stopped: Promise<void> | null = null;
+
+  private constructor(
+    readonly setup: Setup,
+    readonly store: Catalogue,
+    readonly engine: SyncEngine,
+    readonly root: Actor<typeof daemonMachine>,
+    readonly app: FastifyInstance,
+    readonly log: Logger,
+  ) {}
+
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const log = options.logger;
+    const setup = loadSetup(options.setupFile);
+    const dataDir = path.resolve(options.dataDir ?? path.join(path.dirname(setup.file), '.ferry'));
+    const store = new Catalogue(path.join(dataDir, 'ferry.db'));
+    try {
+      return await Daemon.compose(setup, store, options, log);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+
+  private static async compose(setup: Setup, store: Catalogue, options: DaemonOptions, log: Logger): Promise<Daemon> {
+    const entries = new Map<string, EntryConfig>(setup.entries.map((e) => [e.name, e]));
+    const names = new Set(entries.keys());
+    store.requeueRunning();
+
+    // The setup file shows the rules in force. Rules staged through the API survive a restart
+    // unless they no longer fit the entries.
+    const lastActive = store.rules('active');
+    const lastStaged = store.rules('staged');
+    const stagedStillValid = lastStaged !== null && validateRules(lastStaged, names).ok;
+    const staged =
+      stagedStillValid && !isDeepStrictEqual(lastStaged, lastActive) ? lastStaged! : setup.rules;
+    const engine = new SyncEngine(store, entries, setup.rules, log);
+    if (!isDeepStrictEqual(lastActive, setup.rules)) {
+      engine.applyRules(setup.rules);
+      if (lastActive !== null) log.info('the rules in the setup file changed since the last run: applied to every known file');
+    }
+    store.putRules('staged', staged);
+
+    let daemon: Daemon | null = null;
+    const provided = daemonMachine.provide({
+      actors: {
+        rules: rulesMachine.provide({
+          actions: {
+            recordReport: ({ event, self }) => {
+              const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
+              if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
+            },
+            persistStaged: ({ event }) => {
+              store.putRules('staged', (event as { rules: Rule[] }).rules);
+            },
+          },
+          actors: {
+            applyRules: fromPromise<string[], { rules: Rule[] }>(async ({ input }) => {
+              const touched = engine.applyRules(input.rules);
+              store.putRules('staged', input.rules);
+              writeSetupRules(setup.file, input.rules);
+              log.info({ rules: input.rules.length }, 'rules reloaded');
+              return touched;
+            }),
+          },
+        }),
+        entry: entryMachine.provide({
+          actors: {
+            worker: workerActor({
+              entries,
+              engine,
+              store,
+              log,
+              track: (exited) => daemon!.track(exited),
+            }),
+          },
+          delays: {
+            backoff: ({ context }) => restartDelay(context.failures),
+          },
+        }),
+      },
+    });
+
+    const root = createActor(provided, {
+      input: { entries: [...entries.keys()], rules: { entries: [...entries.keys()], staged, active: setup.rules } },
+    });
+    const app = await buildApp({ system: root.system, entries, store, logger: log });
+    daemon = new Daemon(setup, store, engine, root, app, log);
+    root.start();
+    await Promise.all([...entries.keys()].map((name) => daemon!.startEntry(name)));
+    await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 3862 });
+    log.info({ url: daemon.url, setup: setup.file, entries: [...entries.keys()] }, 'ferry is running');
+    return daemon;
+  }
+
+  get url(): string {
+    const address = this.app.server.address();
+    if (address === null || typeof address === 'string') return String(address);
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${host}:${address.port}`;
+  }
+
+  private track(exited: Promise<void>): void {
+    this.workerExits.add(exited);
+    void exited.then(() => this.workerExits.delete(exited));
+  }
+
+  private async startEntry(name: string): Promise<void> {
+    const actor = this.root.system.get(`entry:${name}`)!;
+    actor.send({ type: 'entry.start' });
+    const snapshot = await waitFor(actor, (s) => !s.matches({ active: 'starting' }), { timeout: 60_000 }).catch(
+      () => actor.getSnapshot(),
+    );
+    if (snapshot.matches('stopped')) this.log.error({ entry: name }, `entry did not start: ${snapshot.context.lastError}`);
+  }
+
+  /** Stops the API, every worker (awaited), and closes the store. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      await this.app.close().catch(() => {});
+      this.root.stop();
+      await Promise.race([
+        Promise.all([...this.workerExits]),
+        new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+      ]);
+      pidusage.clear();
+      this.store.close();
+      this.log.info('ferry stopped');
+    })();
+    return this.stopped;
+  }
+}

@@ -1,0 +1,41 @@
+import type { JobOutcome, WorkerReport } from '../../machines/reports.js';
+import type { JobCommand, LogLevel } from './protocol.js';
+
+/** What a driver is given when its worker starts. */
+export interface DriverContext {
+  entry: string;
+  options: Record<string, unknown>;
+  /** How many files the store says this entry held when it last ran. */
+  knownFiles: number;
+  report(report: WorkerReport): void;
+  log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** A storage driver, run inside an entry's worker process. */
+export interface Driver {
+  /**
+   * Starts watching, rescans the storage and reports `entry.scanned`. Throws a
+   * `DriverRefusal` when the storage must not be used (missing root, unmounted disk).
+   */
+  start(): Promise<void>;
+  run(job: JobCommand): Promise<JobOutcome>;
+  stop(): Promise<void>;
+}
+
+export type DriverFactory = (context: DriverContext) => Driver;
+
+/** The storage cannot be used as it is: the entry refuses to start, with this reason. */
+export class DriverRefusal extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'DriverRefusal';
+  }
+}
+
+/** A job that no longer matches the storage (changed under it); the watcher reports the truth. */
+export class StaleJob extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'StaleJob';
+  }
+}

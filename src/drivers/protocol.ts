@@ -1,0 +1,38 @@
+import type { FileStat, WorkerReport } from '../../machines/reports.js';
+
+/** How a worker reaches another entry's storage to read a file from it. */
+export interface SourceRef {
+  entry: string;
+  driver: string;
+  options: Record<string, unknown>;
+}
+
+export type JobCommand =
+  | {
+      id: number;
+      kind: 'upload';
+      path: string;
+      source: SourceRef;
+      /** The source's copy must still have this stat, or the job is stale. */
+      sourceStat: FileStat;
+      /** What the destination is believed to hold at `path` (null: nothing). */
+      expect: FileStat | null;
+      preserve: boolean;
+    }
+  | { id: number; kind: 'delete'; path: string; expect: FileStat }
+  | { id: number; kind: 'move'; from: string; path: string; expect: FileStat | null };
+
+/** Messages from the daemon to a worker. */
+export type ToWorker =
+  | { type: 'init'; entry: string; driver: string; options: Record<string, unknown>; knownFiles: number }
+  | { type: 'job'; job: JobCommand }
+  | { type: 'stop' };
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+/** Messages from a worker to the daemon. */
+export type FromWorker =
+  | { type: 'report'; report: WorkerReport }
+  | { type: 'ready'; pid: number }
+  | { type: 'fatal'; reason: string }
+  | { type: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> };

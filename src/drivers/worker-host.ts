@@ -1,0 +1,78 @@
+/**
+ * The entry point of an entry's worker process: runs one driver and speaks the IPC protocol
+ * of `protocol.ts` with the daemon. It exits when the daemon goes away, however it died.
+ */
+import type { WorkerReport } from '../../machines/reports.js';
+import type { Driver } from './driver.js';
+import { DriverRefusal } from './driver.js';
+import type { FromWorker, LogLevel, ToWorker } from './protocol.js';
+import { drivers } from './registry.js';
+
+let driver: Driver | null = null;
+let entry = '';
+let stopping = false;
+
+function send(message: FromWorker): void {
+  if (process.connected) process.send!(message);
+}
+
+function log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+  send({ type: 'log', level, msg, fields });
+}
+
+async function stop(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    await Promise.race([driver?.stop(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
+  }
+  process.exit(code);
+}
+
+async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  entry = message.entry;
+  const spec = drivers[message.driver];
+  if (!spec) {
+    send({ type: 'fatal', reason: `unknown driver ${message.driver}` });
+    return stop(3);
+  }
+  try {
+    const factory = await spec.load();
+    driver = factory({
+      entry: message.entry,
+      options: message.options,
+      knownFiles: message.knownFiles,
+      report: (report: WorkerReport) => send({ type: 'report', report }),
+      log,
+    });
+    await driver.start();
+  } catch (err) {
+    const reason = err instanceof DriverRefusal ? err.message : `driver failed to start: ${(err as Error).message}`;
+    send({ type: 'fatal', reason });
+    return stop(3);
+  }
+  send({ type: 'ready', pid: process.pid });
+}
+
+process.on('message', (message: ToWorker) => {
+  switch (message.type) {
+    case 'init':
+      void init(message);
+      break;
+    case 'job': {
+      const { job } = message;
+      if (!driver || stopping) return;
+      void driver.run(job).then((outcome) =>
+        send({ type: 'report', report: { type: 'job.finished', entry, jobId: job.id, outcome } }),
+      );
+      break;
+    }
+    case 'stop':
+      void stop(0);
+      break;
+  }
+});
+
+// The daemon died or closed the channel (even under SIGKILL): a worker never outlives it.
+process.on('disconnect', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+process.on('SIGINT', () => void stop(0));

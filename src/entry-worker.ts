@@ -1,0 +1,161 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fromCallback, type ActorSystem } from 'xstate';
+import type { Logger } from 'pino';
+import type { EntryEvent, EntryInput } from '../machines/entry.js';
+import type { FromWorker, ToWorker } from './drivers/protocol.js';
+import type { EntryConfig, SyncEngine } from './sync/engine.js';
+import type { Catalogue } from './store/catalogue.js';
+
+/** Jobs one worker runs at once: copies overlap, so the disk is never idle. */
+const JOBS_IN_FLIGHT = 8;
+/** How long a worker has to exit after SIGTERM before its process group is killed. */
+const KILL_AFTER_MS = 3000;
+
+const here = fileURLToPath(import.meta.url);
+const fromSource = here.endsWith('.ts');
+/** The worker's entry point; under a TypeScript runner (tests) it runs through tsx. */
+export const WORKER_SCRIPT = path.join(path.dirname(here), 'drivers', fromSource ? 'worker-host.ts' : 'worker-host.js');
+const WORKER_EXEC_ARGV = fromSource ? ['--import', 'tsx'] : [];
+
+export interface WorkerDeps {
+  entries: ReadonlyMap<string, EntryConfig>;
+  engine: SyncEngine;
+  store: Catalogue;
+  log: Logger;
+  /** Every worker process ever started registers its exit here, so shutdown can await them. */
+  track(exited: Promise<void>): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function isRunning(system: ActorSystem<any>, name: string): boolean {
+  const actor = system.get(`entry:${name}`);
+  return !!actor && actor.getSnapshot().matches({ active: 'running' });
+}
+
+/** Kills a worker's whole process group: SIGTERM, then SIGKILL if it lingers. */
+function killGroup(child: ChildProcess, exited: Promise<void>): void {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch {
+      // already gone
+    }
+  };
+  signal('SIGTERM');
+  const timer = setTimeout(() => signal('SIGKILL'), KILL_AFTER_MS);
+  void exited.then(() => clearTimeout(timer));
+}
+
+/**
+ * The `worker` actor of an entry: forks the driver's worker process, relays what it reports,
+ * and feeds it the entry's queued jobs. Stopping the actor kills the process group.
+ */
+export function workerActor(deps: WorkerDeps) {
+  return fromCallback<EntryEvent, EntryInput>(({ input, sendBack, receive, system }) => {
+    const config = deps.entries.get(input.name)!;
+    const log = deps.log.child({ entry: config.name });
+    const inflight = new Set<number>();
+    let ready = false;
+    let stopping = false;
+    let failed = false;
+    let alive = true;
+    let dueTimer: NodeJS.Timeout | null = null;
+
+    const child = fork(WORKER_SCRIPT, [], {
+      detached: true, // its own process group, killed as a whole
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: WORKER_EXEC_ARGV,
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    deps.track(exited);
+
+    const send = (message: ToWorker) => {
+      if (alive && child.connected) child.send(message);
+    };
+
+    const pump = () => {
+      if (!ready || stopping || !alive) return;
+      const free = JOBS_IN_FLIGHT - inflight.size;
+      if (free > 0) {
+        const jobs = deps.engine.takeJobs(config.name, free, (n) => isRunning(system, n), inflight);
+        for (const job of jobs) {
+          inflight.add(job.id);
+          send({ type: 'job', job });
+        }
+      }
+      // Jobs waiting out a retry delay: come back when the first is due.
+      const due = deps.store.nextDue(config.name);
+      if (dueTimer) clearTimeout(dueTimer);
+      dueTimer = null;
+      if (due !== null && due > Date.now()) {
+        dueTimer = setTimeout(pump, due - Date.now() + 5);
+        dueTimer.unref();
+      }
+    };
+
+    child.on('message', (message: FromWorker) => {
+      switch (message.type) {
+        case 'log':
+          log[message.level](message.fields ?? {}, message.msg);
+          break;
+        case 'fatal':
+          failed = true;
+          log.error(`refused to start: ${message.reason}`);
+          if (!stopping) sendBack({ type: 'worker.failed', reason: message.reason });
+          break;
+        case 'ready':
+          ready = true;
+          log.info({ pid: message.pid }, 'worker ready');
+          if (!stopping) sendBack({ type: 'worker.ready', pid: message.pid });
+          pump();
+          break;
+        case 'report': {
+          // A worker speaks for its own entry only.
+          const report = { ...message.report, entry: config.name };
+          if (report.type === 'job.finished') inflight.delete(report.jobId);
+          if (stopping) system.get('rules')?.send(report);
+          else sendBack({ type: 'worker.report', report });
+          if (report.type === 'job.finished') pump();
+          break;
+        }
+      }
+    });
+    child.on('error', (err) => log.error({ err }, 'worker process error'));
+    child.once('exit', (code, signal) => {
+      alive = false;
+      if (dueTimer) clearTimeout(dueTimer);
+      if (inflight.size > 0) {
+        deps.engine.requeue(inflight);
+        inflight.clear();
+        // Another worker of this entry may be running already: it takes the requeued jobs.
+        system.get(`entry:${config.name}`)?.send({ type: 'jobs.available' });
+      }
+      if (stopping || failed) return;
+      log.warn({ code, signal }, 'worker exited unexpectedly');
+      sendBack({ type: 'worker.exited', code, signal });
+    });
+
+    send({
+      type: 'init',
+      entry: config.name,
+      driver: config.driver,
+      options: config.resolved,
+      knownFiles: deps.store.countReplicas(config.name),
+    });
+
+    receive((event) => {
+      if (event.type === 'jobs.available') pump();
+    });
+
+    return () => {
+      stopping = true;
+      ready = false;
+      if (dueTimer) clearTimeout(dueTimer);
+      if (!alive) return;
+      send({ type: 'stop' });
+      killGroup(child, exited);
+    };
+  });
+}

@@ -1,0 +1,62 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import pidusage from 'pidusage';
+
+/** The `info` object of GET /entries/NAME/stats, as the original reported it through psutil. */
+export interface ProcessInfo {
+  age: number;
+  cpu: number;
+  create_time: number;
+  ctime: string;
+  mem: number;
+  mem_info1: string;
+  mem_info2: string;
+  started: number;
+  pid: number;
+}
+
+/** Bytes as a short human size: `512B`, `18M`, `707M`, `1.5G`. */
+export function humanSize(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T', 'P'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const shown = unit > 0 && value < 10 ? value.toFixed(1).replace(/\.0$/, '') : String(Math.round(value));
+  return `${shown}${units[unit]}`;
+}
+
+/** CPU time in milliseconds as `M:SS.ss`, as ps shows it. */
+export function cpuTime(ms: number): string {
+  const minutes = Math.floor(ms / 60_000);
+  const seconds = (ms - minutes * 60_000) / 1000;
+  return `${minutes}:${seconds.toFixed(2).padStart(5, '0')}`;
+}
+
+/** Virtual memory size of a process in bytes: field 23 of /proc/PID/stat. */
+export async function virtualMemory(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields after the command start at field 3 (state): field 23 is at index 20.
+  return Number(fields[20]);
+}
+
+const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+export async function processInfo(pid: number, startedAt: number): Promise<ProcessInfo> {
+  const usage = await pidusage(pid);
+  const vms = await virtualMemory(pid).catch(() => 0);
+  return {
+    age: usage.elapsed / 1000,
+    cpu: round(usage.cpu, 1),
+    create_time: round((usage.timestamp - usage.elapsed) / 1000, 2),
+    ctime: cpuTime(usage.ctime),
+    mem: round((usage.memory / os.totalmem()) * 100, 1),
+    mem_info1: humanSize(usage.memory),
+    mem_info2: humanSize(vms),
+    started: startedAt / 1000,
+    pid,
+  };
+}

@@ -1,0 +1,304 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Rule } from '../../machines/rules.js';
+import type { FileStat } from '../../machines/reports.js';
+
+/** A file as the catalogue knows it. A deleted file stays as a tombstone until no entry holds it. */
+export interface FileRecord {
+  fid: string;
+  filename: string;
+  size: number;
+  /** Grows with every change, deletion included. */
+  version: number;
+  owners: string[];
+  uptodate: string[];
+  deleted: boolean;
+}
+
+/** What one entry holds at a file's path: which version, and its local stat. */
+export interface ReplicaRecord extends FileStat {
+  entry: string;
+  fid: string;
+  filename: string;
+  version: number;
+}
+
+export type JobKind = 'upload' | 'delete' | 'move';
+
+export interface JobRecord {
+  id: number;
+  entry: string;
+  fid: string;
+  kind: JobKind;
+  /** For a move: the path the entry's copy is moved from. */
+  fromFilename: string | null;
+  version: number;
+  /** Keep the destination's current copy as a conflict copy even if it matches the store. */
+  preserve: boolean;
+  state: 'queued' | 'running';
+  attempts: number;
+  notBefore: number;
+  lastError: string | null;
+}
+
+type FileRow = Omit<FileRecord, 'owners' | 'uptodate' | 'deleted'> & { owners: string; uptodate: string; deleted: number };
+type JobRow = Omit<JobRecord, 'fromFilename' | 'preserve' | 'notBefore' | 'lastError'> & {
+  from_filename: string | null;
+  preserve: number;
+  not_before: number;
+  last_error: string | null;
+};
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS files (
+  fid TEXT PRIMARY KEY,
+  filename TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  owners TEXT NOT NULL DEFAULT '[]',
+  uptodate TEXT NOT NULL DEFAULT '[]',
+  deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS files_listing ON files (deleted, filename);
+CREATE TABLE IF NOT EXISTS replicas (
+  entry TEXT NOT NULL,
+  fid TEXT NOT NULL,
+  filename TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime REAL NOT NULL,
+  ino TEXT,
+  PRIMARY KEY (entry, fid)
+);
+CREATE INDEX IF NOT EXISTS replicas_by_fid ON replicas (fid);
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  entry TEXT NOT NULL,
+  fid TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  from_filename TEXT,
+  version INTEGER NOT NULL,
+  preserve INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'queued',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  not_before INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_per_file ON jobs (entry, fid);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (entry, state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_fid ON jobs (fid);
+CREATE TABLE IF NOT EXISTS rules (
+  kind TEXT PRIMARY KEY,
+  json TEXT NOT NULL
+);
+`;
+
+const toFile = (row: FileRow | undefined): FileRecord | undefined =>
+  row && {
+    ...row,
+    owners: JSON.parse(row.owners) as string[],
+    uptodate: JSON.parse(row.uptodate) as string[],
+    deleted: row.deleted === 1,
+  };
+
+const toJob = (row: JobRow | undefined): JobRecord | undefined =>
+  row && {
+    id: row.id,
+    entry: row.entry,
+    fid: row.fid,
+    kind: row.kind,
+    fromFilename: row.from_filename,
+    version: row.version,
+    preserve: row.preserve === 1,
+    state: row.state,
+    attempts: row.attempts,
+    notBefore: row.not_before,
+    lastError: row.last_error,
+  };
+
+/** The catalogue: files, what each entry holds, per-entry job queues, and the rules. */
+export class Catalogue {
+  readonly db: Database.Database;
+  private readonly q;
+
+  constructor(file: string, options: { readonly?: boolean } = {}) {
+    if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file, { readonly: options.readonly ?? false });
+    if (!options.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.exec(SCHEMA);
+    }
+    const db = this.db;
+    this.q = {
+      file: db.prepare('SELECT * FROM files WHERE fid = ?'),
+      listFiles: db.prepare('SELECT * FROM files WHERE deleted = 0 ORDER BY filename LIMIT ? OFFSET ?'),
+      countFiles: db.prepare('SELECT count(*) AS n FROM files WHERE deleted = 0'),
+      allFids: db.prepare('SELECT fid FROM files'),
+      putFile: db.prepare(
+        `INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted)
+         VALUES (@fid, @filename, @size, @version, @owners, @uptodate, @deleted)
+         ON CONFLICT (fid) DO UPDATE SET filename = excluded.filename, size = excluded.size,
+           version = excluded.version, owners = excluded.owners, uptodate = excluded.uptodate,
+           deleted = excluded.deleted`,
+      ),
+      deleteFile: db.prepare('DELETE FROM files WHERE fid = ?'),
+      replica: db.prepare('SELECT * FROM replicas WHERE entry = ? AND fid = ?'),
+      replicasOf: db.prepare('SELECT * FROM replicas WHERE fid = ? ORDER BY entry'),
+      replicasOfEntry: db.prepare('SELECT * FROM replicas WHERE entry = ?'),
+      countReplicas: db.prepare('SELECT count(*) AS n FROM replicas WHERE entry = ?'),
+      putReplica: db.prepare(
+        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino)
+         VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino)
+         ON CONFLICT (entry, fid) DO UPDATE SET filename = excluded.filename, version = excluded.version,
+           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino`,
+      ),
+      deleteReplica: db.prepare('DELETE FROM replicas WHERE entry = ? AND fid = ?'),
+      job: db.prepare('SELECT * FROM jobs WHERE entry = ? AND fid = ?'),
+      jobById: db.prepare('SELECT * FROM jobs WHERE id = ?'),
+      jobsOf: db.prepare('SELECT * FROM jobs WHERE fid = ?'),
+      moveFrom: db.prepare("SELECT * FROM jobs WHERE entry = ? AND kind = 'move' AND from_filename = ?"),
+      insertJob: db.prepare(
+        `INSERT INTO jobs (entry, fid, kind, from_filename, version, preserve)
+         VALUES (@entry, @fid, @kind, @fromFilename, @version, @preserve)`,
+      ),
+      updateJob: db.prepare(
+        `UPDATE jobs SET kind = @kind, from_filename = @fromFilename, version = @version, preserve = @preserve,
+           state = @state, attempts = @attempts, not_before = @notBefore, last_error = @lastError WHERE id = @id`,
+      ),
+      deleteJob: db.prepare('DELETE FROM jobs WHERE id = ?'),
+      queued: db.prepare(
+        "SELECT * FROM jobs WHERE entry = ? AND state = 'queued' AND not_before <= ? ORDER BY id LIMIT ?",
+      ),
+      nextDue: db.prepare("SELECT min(not_before) AS t FROM jobs WHERE entry = ? AND state = 'queued'"),
+      countJobs: db.prepare('SELECT count(*) AS n FROM jobs WHERE entry = ?'),
+      requeueAll: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'"),
+      requeueEntry: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running' AND entry = ?"),
+      rules: db.prepare('SELECT json FROM rules WHERE kind = ?'),
+      putRules: db.prepare(
+        'INSERT INTO rules (kind, json) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET json = excluded.json',
+      ),
+    };
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  file(fid: string): FileRecord | undefined {
+    return toFile(this.q.file.get(fid) as FileRow | undefined);
+  }
+
+  listFiles(offset: number, limit: number): FileRecord[] {
+    return (this.q.listFiles.all(limit, offset) as FileRow[]).map((r) => toFile(r)!);
+  }
+
+  countFiles(): number {
+    return (this.q.countFiles.get() as { n: number }).n;
+  }
+
+  allFids(): string[] {
+    return (this.q.allFids.all() as { fid: string }[]).map((r) => r.fid);
+  }
+
+  putFile(file: FileRecord): void {
+    this.q.putFile.run({
+      ...file,
+      owners: JSON.stringify(file.owners),
+      uptodate: JSON.stringify(file.uptodate),
+      deleted: file.deleted ? 1 : 0,
+    });
+  }
+
+  deleteFile(fid: string): void {
+    this.q.deleteFile.run(fid);
+  }
+
+  replica(entry: string, fid: string): ReplicaRecord | undefined {
+    return this.q.replica.get(entry, fid) as ReplicaRecord | undefined;
+  }
+
+  replicasOf(fid: string): ReplicaRecord[] {
+    return this.q.replicasOf.all(fid) as ReplicaRecord[];
+  }
+
+  replicasOfEntry(entry: string): ReplicaRecord[] {
+    return this.q.replicasOfEntry.all(entry) as ReplicaRecord[];
+  }
+
+  countReplicas(entry: string): number {
+    return (this.q.countReplicas.get(entry) as { n: number }).n;
+  }
+
+  putReplica(replica: ReplicaRecord): void {
+    this.q.putReplica.run(replica);
+  }
+
+  deleteReplica(entry: string, fid: string): void {
+    this.q.deleteReplica.run(entry, fid);
+  }
+
+  job(entry: string, fid: string): JobRecord | undefined {
+    return toJob(this.q.job.get(entry, fid) as JobRow | undefined);
+  }
+
+  jobById(id: number): JobRecord | undefined {
+    return toJob(this.q.jobById.get(id) as JobRow | undefined);
+  }
+
+  jobsOf(fid: string): JobRecord[] {
+    return (this.q.jobsOf.all(fid) as JobRow[]).map((r) => toJob(r)!);
+  }
+
+  /** The move job that will take `entry`'s copy away from `fromFilename`, if any. */
+  moveFrom(entry: string, fromFilename: string): JobRecord | undefined {
+    return toJob(this.q.moveFrom.get(entry, fromFilename) as JobRow | undefined);
+  }
+
+  insertJob(job: Pick<JobRecord, 'entry' | 'fid' | 'kind' | 'fromFilename' | 'version' | 'preserve'>): void {
+    this.q.insertJob.run({ ...job, preserve: job.preserve ? 1 : 0 });
+  }
+
+  updateJob(job: JobRecord): void {
+    this.q.updateJob.run({ ...job, preserve: job.preserve ? 1 : 0 });
+  }
+
+  deleteJob(id: number): void {
+    this.q.deleteJob.run(id);
+  }
+
+  queuedJobs(entry: string, now: number, limit: number): JobRecord[] {
+    return (this.q.queued.all(entry, now, limit) as JobRow[]).map((r) => toJob(r)!);
+  }
+
+  /** When the earliest deferred job of `entry` is due (epoch ms), or null when none waits. */
+  nextDue(entry: string): number | null {
+    return (this.q.nextDue.get(entry) as { t: number | null }).t;
+  }
+
+  countJobs(entry: string): number {
+    return (this.q.countJobs.get(entry) as { n: number }).n;
+  }
+
+  /** Jobs that were running when a worker or the daemon stopped go back to the queue. */
+  requeueRunning(entry?: string): void {
+    if (entry === undefined) this.q.requeueAll.run();
+    else this.q.requeueEntry.run(entry);
+  }
+
+  rules(kind: 'staged' | 'active'): Rule[] | null {
+    const row = this.q.rules.get(kind) as { json: string } | undefined;
+    return row ? (JSON.parse(row.json) as Rule[]) : null;
+  }
+
+  putRules(kind: 'staged' | 'active', rules: Rule[]): void {
+    this.q.putRules.run(kind, JSON.stringify(rules));
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    if (!this.db.readonly) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+}

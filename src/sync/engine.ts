@@ -1,0 +1,415 @@
+import type { Logger } from 'pino';
+import type { Rule } from '../../machines/rules.js';
+import type { FileStat, ScannedFile, WorkerReport } from '../../machines/reports.js';
+import type { Catalogue, FileRecord, JobKind, JobRecord, ReplicaRecord } from '../store/catalogue.js';
+import type { JobCommand, SourceRef } from '../drivers/protocol.js';
+import { fidOf, unsafeReason } from '../paths.js';
+import { computeOwners } from '../rules/owners.js';
+
+export interface EntryConfig {
+  name: string;
+  driver: string;
+  /** Options as written in the setup file (shown by the API). */
+  options: Record<string, unknown>;
+  /** Options with paths resolved (given to the worker). */
+  resolved: Record<string, unknown>;
+}
+
+const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
+const statOf = (r: ReplicaRecord): FileStat => ({ size: r.size, mtime: r.mtime, ino: r.ino });
+
+/** Delay before retrying a failed job: 1 s, 2 s, 4 s … capped at 60 s. */
+export function retryDelay(attempts: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.max(0, attempts - 1));
+}
+
+/**
+ * The sync logic over the catalogue. It records what workers report, computes each file's
+ * owners from the active rules, and keeps one job per (entry, file) queued for what must happen.
+ * Every public method returns the names of the entries that have new work.
+ */
+export class SyncEngine {
+  private rules: Rule[];
+
+  constructor(
+    private readonly store: Catalogue,
+    private readonly entries: ReadonlyMap<string, EntryConfig>,
+    rules: Rule[],
+    private readonly log: Logger,
+  ) {
+    this.rules = rules;
+  }
+
+  get activeRules(): Rule[] {
+    return this.rules;
+  }
+
+  handle(report: WorkerReport): string[] {
+    const touched = new Set<string>();
+    this.store.transaction(() => {
+      switch (report.type) {
+        case 'file.changed':
+          this.changed(report.entry, report.path, report.stat, touched);
+          break;
+        case 'file.deleted':
+          this.deleted(report.entry, report.path, touched);
+          break;
+        case 'file.moved':
+          this.moved(report.entry, report.from, report.path, report.stat, touched);
+          break;
+        case 'entry.scanned':
+          this.scanned(report.entry, report.files, touched);
+          break;
+        case 'job.finished':
+          this.finished(report.entry, report.jobId, report.outcome, touched);
+          break;
+      }
+    });
+    return [...touched];
+  }
+
+  /** Makes `rules` the active rules and recomputes every known file under them. */
+  applyRules(rules: Rule[]): string[] {
+    const touched = new Set<string>();
+    this.store.transaction(() => {
+      this.rules = rules;
+      this.store.putRules('active', rules);
+      for (const fid of this.store.allFids()) this.reconcile(fid, touched);
+    });
+    return [...touched];
+  }
+
+  private accept(entry: string, path: string): boolean {
+    const reason = unsafeReason(path);
+    if (reason) this.log.warn({ entry, path }, `ignored a reported path: ${reason}`);
+    return reason === null;
+  }
+
+  private changed(entry: string, path: string, stat: FileStat, touched: Set<string>): void {
+    if (!this.accept(entry, path)) return;
+    const fid = fidOf(path);
+    const file = this.store.file(fid);
+    const replica = this.store.replica(entry, fid);
+    if (replica && sameStat(replica, stat)) {
+      if (replica.ino !== stat.ino) this.store.putReplica({ ...replica, ino: stat.ino });
+      return;
+    }
+    // An edit of a copy that was behind: the newer version the others hold is kept as a conflict copy.
+    const preserve = !!(file && !file.deleted && replica && replica.version < file.version);
+    const version = (file?.version ?? 0) + 1;
+    this.store.putFile({
+      fid,
+      filename: path,
+      size: stat.size,
+      version,
+      owners: file?.owners ?? [],
+      uptodate: [entry],
+      deleted: false,
+    });
+    this.store.putReplica({ entry, fid, filename: path, version, ...stat });
+    this.reconcile(fid, touched, preserve);
+  }
+
+  private deleted(entry: string, path: string, touched: Set<string>): void {
+    if (!this.accept(entry, path)) return;
+    const fid = fidOf(path);
+    const replica = this.store.replica(entry, fid);
+    const file = this.store.file(fid);
+    if (!replica || !file) return;
+    this.store.deleteReplica(entry, fid);
+    if (!file.deleted && replica.version === file.version) {
+      this.store.putFile({ ...file, version: file.version + 1, deleted: true });
+    }
+    // A deleted copy that was behind is not a deletion of the latest version: it is replaced.
+    this.reconcile(fid, touched);
+  }
+
+  private moved(entry: string, from: string, to: string, stat: FileStat, touched: Set<string>): void {
+    if (!this.accept(entry, from) || !this.accept(entry, to)) return;
+    const fromFid = fidOf(from);
+    const toFid = fidOf(to);
+    const replica = this.store.replica(entry, fromFid);
+    const source = this.store.file(fromFid);
+    const target = this.store.file(toFid);
+    const clean =
+      replica && source && !source.deleted && replica.version === source.version && replica.size === stat.size;
+    if (!clean || (target && !target.deleted)) {
+      // Not a plain rename of the latest version onto a free name: a deletion and a change.
+      this.deleted(entry, from, touched);
+      this.changed(entry, to, stat, touched);
+      return;
+    }
+    const version = (target?.version ?? 0) + 1;
+    this.store.putFile({
+      fid: toFid,
+      filename: to,
+      size: stat.size,
+      version,
+      owners: [],
+      uptodate: [entry],
+      deleted: false,
+    });
+    this.store.putReplica({ entry, fid: toFid, filename: to, version, ...stat });
+    this.store.deleteReplica(entry, fromFid);
+    this.store.putFile({ ...source, version: source.version + 1, deleted: true });
+    for (const other of this.store.replicasOf(fromFid)) {
+      if (other.version !== source.version) continue;
+      if (this.store.replica(other.entry, toFid)) continue;
+      this.putJob(other.entry, toFid, 'move', version, false, touched, from);
+    }
+    this.reconcile(fromFid, touched);
+    this.reconcile(toFid, touched);
+  }
+
+  private scanned(entry: string, files: ScannedFile[], touched: Set<string>): void {
+    const known = new Map(this.store.replicasOfEntry(entry).map((r) => [r.filename, r]));
+    const fresh: ScannedFile[] = [];
+    for (const f of files) {
+      if (!this.accept(entry, f.path)) continue;
+      const replica = known.get(f.path);
+      known.delete(f.path);
+      if (!replica) fresh.push(f);
+      else if (!sameStat(replica, f)) this.changed(entry, f.path, f, touched);
+      else if (replica.ino !== f.ino) this.store.putReplica({ ...replica, ino: f.ino });
+    }
+    // What the store says the entry held but is gone: moved (same inode and size) or deleted.
+    const byIno = new Map(fresh.filter((f) => f.ino).map((f) => [f.ino, f]));
+    for (const gone of known.values()) {
+      const moved = gone.ino ? byIno.get(gone.ino) : undefined;
+      if (moved && moved.size === gone.size) {
+        byIno.delete(gone.ino);
+        fresh.splice(fresh.indexOf(moved), 1);
+        this.moved(entry, gone.filename, moved.path, moved, touched);
+      } else {
+        this.deleted(entry, gone.filename, touched);
+      }
+    }
+    for (const f of fresh) this.changed(entry, f.path, f, touched);
+  }
+
+  private finished(
+    entry: string,
+    jobId: number,
+    outcome: Extract<WorkerReport, { type: 'job.finished' }>['outcome'],
+    touched: Set<string>,
+  ): void {
+    const job = this.store.jobById(jobId);
+    if (!job || job.entry !== entry) return;
+    const file = this.store.file(job.fid);
+    if (!outcome.ok) {
+      if (outcome.reason === 'stale') {
+        // The watcher reports what the storage really holds; the job is recomputed from that.
+        this.log.debug({ entry, job: job.id, kind: job.kind }, `job stale: ${outcome.message}`);
+        this.store.deleteJob(job.id);
+      } else {
+        const attempts = job.attempts + 1;
+        this.log.warn({ entry, job: job.id, kind: job.kind, attempts }, `job failed: ${outcome.message}`);
+        this.store.updateJob({
+          ...job,
+          state: 'queued',
+          attempts,
+          notBefore: Date.now() + retryDelay(attempts),
+          lastError: outcome.message,
+        });
+        return;
+      }
+    } else {
+      this.store.deleteJob(job.id);
+      const done = { upload: 'copied', delete: 'deleted', move: 'moved' }[job.kind];
+      const what = job.kind === 'move' ? `${job.fromFilename} → ${file?.filename}` : (file?.filename ?? job.fid);
+      this.log.info({ entry, kind: job.kind }, `${done} ${what} in ${entry}`);
+      if (job.kind === 'delete') {
+        this.store.deleteReplica(entry, job.fid);
+      } else if (file && outcome.stat) {
+        this.store.putReplica({ entry, fid: job.fid, filename: file.filename, version: job.version, ...outcome.stat });
+        if (job.kind === 'move' && job.fromFilename !== null) this.store.deleteReplica(entry, fidOf(job.fromFilename));
+      }
+    }
+    this.reconcile(job.fid, touched);
+    if (job.kind === 'move' && job.fromFilename !== null) this.reconcile(fidOf(job.fromFilename), touched);
+    touched.add(entry);
+  }
+
+  /**
+   * Recomputes a file's owners and up-to-date entries from what each entry holds, and queues
+   * what each entry must do: fetch the latest version, delete its copy, or nothing.
+   */
+  reconcile(fid: string, touched: Set<string>, preserve = false): void {
+    const file = this.store.file(fid);
+    if (!file) return;
+    const replicas = this.store.replicasOf(fid);
+    const jobs = new Map(this.store.jobsOf(fid).map((j) => [j.entry, j]));
+
+    if (file.deleted) {
+      for (const r of replicas) {
+        if (this.store.moveFrom(r.entry, file.filename)) continue; // leaves with its move
+        this.putJob(r.entry, fid, 'delete', file.version, false, touched);
+      }
+      for (const job of jobs.values()) {
+        if (job.kind === 'upload' && job.state === 'queued') this.store.deleteJob(job.id);
+      }
+      if (replicas.length === 0 && [...jobs.values()].every((j) => j.kind === 'upload' && j.state === 'queued')) {
+        this.store.deleteFile(fid);
+      } else {
+        this.store.putFile({ ...file, owners: [], uptodate: [] });
+      }
+      return;
+    }
+
+    let latest = file;
+    let uptodate = replicas.filter((r) => r.version === file.version);
+    if (uptodate.length === 0 && replicas.length > 0) {
+      // The latest version was lost before it reached anyone else (a conflict copy kept it):
+      // the newest version still held becomes the latest.
+      const newest = replicas.reduce((a, b) => (b.version > a.version ? b : a));
+      latest = { ...file, version: newest.version, size: newest.size };
+      uptodate = replicas.filter((r) => r.version === newest.version);
+      this.log.warn({ fid, filename: file.filename, version: newest.version }, 'latest version lost; using the newest held');
+    }
+    const holders = new Set(replicas.map((r) => r.entry));
+    for (const job of jobs.values()) if (job.kind === 'move') holders.add(job.entry);
+    const owners = computeOwners(file.filename, holders, this.rules).filter((n) => this.entries.has(n));
+    const ownerSet = new Set(owners);
+    const current = new Set(uptodate.map((r) => r.entry));
+
+    for (const name of owners) {
+      const job = jobs.get(name);
+      if (current.has(name)) {
+        if (job && job.state === 'queued' && job.kind === 'upload') this.store.deleteJob(job.id);
+        continue;
+      }
+      if (job?.kind === 'move') continue;
+      this.putJob(name, fid, 'upload', latest.version, preserve, touched);
+    }
+    const ownerHasLatest = owners.some((n) => current.has(n));
+    for (const r of replicas) {
+      if (ownerSet.has(r.entry)) continue;
+      // A copy banned from an entry goes only once an owner holds the latest version.
+      if (ownerHasLatest) this.putJob(r.entry, fid, 'delete', latest.version, false, touched);
+    }
+    for (const job of jobs.values()) {
+      if (!ownerSet.has(job.entry) && !holders.has(job.entry) && job.state === 'queued') this.store.deleteJob(job.id);
+    }
+    this.store.putFile({
+      ...latest,
+      owners,
+      uptodate: owners.filter((n) => current.has(n)),
+    });
+  }
+
+  /** Queues (or updates the queued) job of `entry` for `fid`; a running one is left to finish. */
+  private putJob(
+    entry: string,
+    fid: string,
+    kind: JobKind,
+    version: number,
+    preserve: boolean,
+    touched: Set<string>,
+    fromFilename: string | null = null,
+  ): void {
+    const existing = this.store.job(entry, fid);
+    if (!existing) {
+      this.store.insertJob({ entry, fid, kind, fromFilename, version, preserve });
+      touched.add(entry);
+      return;
+    }
+    if (existing.state === 'running') return;
+    if (existing.kind === kind && existing.version === version && existing.fromFilename === fromFilename) {
+      if (preserve && !existing.preserve) this.store.updateJob({ ...existing, preserve: true });
+      return;
+    }
+    this.store.updateJob({
+      ...existing,
+      kind,
+      version,
+      fromFilename,
+      preserve: preserve || (existing.kind === 'upload' && existing.preserve),
+      attempts: 0,
+      notBefore: 0,
+      lastError: null,
+    });
+    touched.add(entry);
+  }
+
+  /**
+   * Takes up to `limit` due jobs of `entry` and marks them running, as commands for its worker.
+   * An upload waits while no entry holding the latest version is running to serve as source.
+   */
+  takeJobs(entry: string, limit: number, isRunning: (name: string) => boolean, exclude: Set<number>): JobCommand[] {
+    const commands: JobCommand[] = [];
+    const touched = new Set<string>();
+    this.store.transaction(() => {
+      for (const job of this.store.queuedJobs(entry, Date.now(), limit + exclude.size + 64)) {
+        if (commands.length >= limit) break;
+        if (exclude.has(job.id)) continue;
+        const command = this.command(job, isRunning, touched);
+        if (!command) continue;
+        this.store.updateJob({ ...job, state: 'running', version: job.version });
+        commands.push(command);
+      }
+    });
+    return commands;
+  }
+
+  private command(job: JobRecord, isRunning: (name: string) => boolean, touched: Set<string>): JobCommand | null {
+    const file = this.store.file(job.fid);
+    const dest = this.store.replica(job.entry, job.fid);
+    switch (job.kind) {
+      case 'upload': {
+        if (!file || file.deleted) {
+          this.store.deleteJob(job.id);
+          this.reconcile(job.fid, touched);
+          return null;
+        }
+        const source = this.store
+          .replicasOf(job.fid)
+          .find((r) => r.version === file.version && r.entry !== job.entry && isRunning(r.entry));
+        if (!source) return null;
+        job.version = file.version;
+        return {
+          id: job.id,
+          kind: 'upload',
+          path: file.filename,
+          source: this.sourceRef(source.entry),
+          sourceStat: statOf(source),
+          expect: dest ? statOf(dest) : null,
+          preserve: job.preserve,
+        };
+      }
+      case 'delete': {
+        if (!dest) {
+          this.store.deleteJob(job.id);
+          this.reconcile(job.fid, touched);
+          return null;
+        }
+        return { id: job.id, kind: 'delete', path: dest.filename, expect: statOf(dest) };
+      }
+      case 'move': {
+        const from = job.fromFilename ? this.store.replica(job.entry, fidOf(job.fromFilename)) : undefined;
+        if (!file || !from) {
+          this.store.deleteJob(job.id);
+          this.reconcile(job.fid, touched);
+          return null;
+        }
+        return { id: job.id, kind: 'move', from: from.filename, path: file.filename, expect: statOf(from) };
+      }
+    }
+  }
+
+  private sourceRef(name: string): SourceRef {
+    const config = this.entries.get(name)!;
+    return { entry: name, driver: config.driver, options: config.resolved };
+  }
+
+  /** Jobs a worker did not finish go back to the queue. */
+  requeue(jobIds: Iterable<number>): void {
+    this.store.transaction(() => {
+      for (const id of jobIds) {
+        const job = this.store.jobById(id);
+        if (job?.state === 'running') this.store.updateJob({ ...job, state: 'queued' });
+      }
+    });
+  }
+}
+
+export type { FileRecord };

@@ -197,22 +197,21 @@ export class SyncEngine {
     if (!job || job.entry !== entry) return;
     const file = this.store.file(job.fid);
     if (!outcome.ok) {
-      if (outcome.reason === 'stale') {
-        // The watcher reports what the storage really holds; the job is recomputed from that.
-        this.log.debug({ entry, job: job.id, kind: job.kind }, `job stale: ${outcome.message}`);
-        this.store.deleteJob(job.id);
-      } else {
-        const attempts = job.attempts + 1;
-        this.log.warn({ entry, job: job.id, kind: job.kind, attempts }, `job failed: ${outcome.message}`);
-        this.store.updateJob({
-          ...job,
-          state: 'queued',
-          attempts,
-          notBefore: Date.now() + retryDelay(attempts),
-          lastError: outcome.message,
-        });
-        return;
-      }
+      const attempts = job.attempts + 1;
+      // Stale: the storage changed under the job and its watcher is about to say how; the job
+      // waits briefly, and is replaced as soon as that report changes what must be done.
+      const stale = outcome.reason === 'stale';
+      if (stale) this.log.debug({ entry, job: job.id, kind: job.kind }, `job stale: ${outcome.message}`);
+      else this.log.warn({ entry, job: job.id, kind: job.kind, attempts }, `job failed: ${outcome.message}`);
+      this.store.updateJob({
+        ...job,
+        state: 'queued',
+        attempts,
+        notBefore: Date.now() + (stale ? Math.min(2000, 100 * attempts) : retryDelay(attempts)),
+        lastError: outcome.message,
+      });
+      if (stale) this.reconcile(job.fid, touched);
+      return;
     } else {
       this.store.deleteJob(job.id);
       const done = { upload: 'copied', delete: 'deleted', move: 'moved' }[job.kind];
@@ -275,7 +274,8 @@ export class SyncEngine {
     for (const name of owners) {
       const job = jobs.get(name);
       if (current.has(name)) {
-        if (job && job.state === 'queued' && job.kind === 'upload') this.store.deleteJob(job.id);
+        // Holds the latest version already: nothing left to do there.
+        if (job && job.state === 'queued') this.store.deleteJob(job.id);
         continue;
       }
       if (job?.kind === 'move') continue;
@@ -385,8 +385,11 @@ export class SyncEngine {
         return { id: job.id, kind: 'delete', path: dest.filename, expect: statOf(dest) };
       }
       case 'move': {
-        const from = job.fromFilename ? this.store.replica(job.entry, fidOf(job.fromFilename)) : undefined;
-        if (!file || !from) {
+        const fromFid = job.fromFilename ? fidOf(job.fromFilename) : null;
+        const from = fromFid ? this.store.replica(job.entry, fromFid) : undefined;
+        // The old name must still be the deleted one: if it changed since, it is a file of its own.
+        const fromFile = fromFid ? this.store.file(fromFid) : undefined;
+        if (!file || !from || !fromFile?.deleted || from.version >= fromFile.version) {
           this.store.deleteJob(job.id);
           this.reconcile(job.fid, touched);
           return null;

@@ -5,68 +5,35 @@ import type { Level } from 'pino';
 import { Daemon } from './daemon.js';
 import { createLogger } from './logger.js';
 import { SetupError } from './setup.js';
+import { commands, type Command } from './client/commands.js';
+import { ApiClient, CliError, DEFAULT_API, EXIT, usage } from './client/http.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-const USAGE = `Usage: ferry <command> [options]
-
-Commands:
-  start --setup FILE   run the daemon in the foreground (SIGINT or SIGTERM stop it)
-
-Options of start:
-  --setup FILE         the setup file (JSON: entries and rules)
-  --data-dir DIR       where the store lives (default: .ferry/ beside the setup file)
-  --host ADDRESS       address the API binds (default: 127.0.0.1)
-  --port N             port of the API (default: 3862)
-  --log-level LEVEL    trace, debug, info, warn, error, fatal or silent (default: info)
-
-  --help               this help
-  --version            the version
-
-Exit codes: 0 done; 1 failed while running; 2 bad usage or invalid setup.`;
-
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-function usageError(message: string): never {
-  process.stderr.write(`ferry: ${message}\nTry 'ferry --help'.\n`);
-  process.exit(2);
+function throwUsage(message: string): never {
+  throw usage(message);
 }
 
-async function start(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        setup: { type: 'string' },
-        'data-dir': { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '3862' },
-        'log-level': { type: 'string', default: 'info' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    usageError((err as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
-  if (!values.setup) usageError('start needs --setup FILE');
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) usageError(`--port: not a port number: ${values.port}`);
-  if (!LEVELS.includes(values['log-level']!)) usageError(`--log-level: one of ${LEVELS.join(', ')}`);
+/** `ferry start`: the daemon in the foreground. */
+async function start(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const setupFile = values.setup;
+  if (typeof setupFile !== 'string') throwUsage('start needs --setup FILE');
+  const host = typeof values.host === 'string' ? values.host : '127.0.0.1';
+  const portText = typeof values.port === 'string' ? values.port : '3862';
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throwUsage(`--port: not a port number: ${portText}`);
+  const level = typeof values['log-level'] === 'string' ? values['log-level'] : 'info';
+  if (!LEVELS.includes(level)) throwUsage(`--log-level: one of ${LEVELS.join(', ')}`);
 
-  const logger = createLogger(values['log-level'] as Level);
+  const logger = createLogger(level as Level);
   let daemon: Daemon;
   try {
     daemon = await Daemon.start({
-      setupFile: values.setup,
-      dataDir: values['data-dir'],
-      host: values.host,
+      setupFile,
+      dataDir: values['data-dir'] as string | undefined,
+      host,
       port,
       logger,
     });
@@ -77,7 +44,7 @@ async function start(args: string[]): Promise<void> {
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      process.stderr.write(`ferry: cannot listen on ${values.host}:${port}: ${(err as Error).message}\n`);
+      process.stderr.write(`ferry: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
       process.exit(1);
     }
     process.stderr.write(`ferry: failed to start: ${(err as Error).message}\n`);
@@ -100,24 +67,144 @@ async function start(args: string[]): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'start':
-      return start(rest);
-    case '--version':
-    case '-v':
-      process.stdout.write(`ferry ${version}\n`);
-      return;
-    case undefined:
-    case '--help':
-    case '-h':
-    case 'help':
-      process.stdout.write(USAGE + '\n');
-      return;
-    default:
-      usageError(`unknown command: ${command}`);
-  }
+const GLOBAL_OPTIONS = {
+  api: { type: 'string', help: `the daemon's URL (default ${DEFAULT_API}, or $FERRY_API)` },
+  json: { type: 'boolean', help: "print the API's JSON, one document (for jq)" },
+  help: { type: 'boolean', help: 'help on ferry or on a command' },
+  version: { type: 'boolean', help: 'the version' },
+} as const;
+
+const START: Command = {
+  path: ['start'],
+  synopsis: 'ferry start --setup FILE [--data-dir DIR] [--host 127.0.0.1] [--port 3862] [--log-level info]',
+  summary: 'Run the daemon in the foreground; SIGINT or SIGTERM stop it. An invalid setup exits 2.',
+  options: {
+    setup: { type: 'string', help: 'the setup file (JSON: entries and rules)' },
+    'data-dir': { type: 'string', help: 'where the store lives (default: .ferry/ beside the setup file)' },
+    host: { type: 'string', help: 'address the API binds (default 127.0.0.1)' },
+    port: { type: 'string', help: 'port of the API (default 3862; 0 picks a free one)' },
+    'log-level': { type: 'string', help: `${LEVELS.join(', ')} (default info)` },
+  },
+  minArgs: 0,
+  maxArgs: 0,
+  run: async () => EXIT.ok,
+};
+
+const ALL: Command[] = [START, ...commands];
+
+const EXIT_CODES = `Exit codes:
+  0  done
+  1  the daemon refused (its reason is printed on stderr), or the daemon failed
+  2  bad usage, or an invalid setup file
+  3  the daemon is unreachable (the URL tried is printed)
+  4  timed out waiting`;
+
+function optionLines(options: Record<string, { type: string; help: string }>): string {
+  const rows = Object.entries(options).map(([name, o]) => [`--${name}${o.type === 'string' ? ' VALUE' : ''}`, o.help]);
+  const width = Math.max(...rows.map(([n]) => n.length));
+  return rows.map(([n, h]) => `  ${n.padEnd(width)}  ${h}`).join('\n');
 }
 
-void main(process.argv.slice(2));
+function help(command?: Command): string {
+  if (command) {
+    const own = command.options ? `\nOptions:\n${optionLines(command.options)}\n` : '';
+    return `Usage: ${command.synopsis}\n\n${command.summary}\n${own}\nGlobal options:\n${optionLines(GLOBAL_OPTIONS)}\n\n${EXIT_CODES}\n`;
+  }
+  const lines = ALL.map((c) => `  ${c.synopsis}\n      ${c.summary}`);
+  return `Usage: ferry [--api URL] [--json] COMMAND [ARGS]
+
+Ferry keeps files in sync between entries according to rules. "ferry start" runs the daemon;
+every other command is a client of a running daemon's REST API.
+
+Commands:
+${lines.join('\n')}
+
+Global options:
+${optionLines(GLOBAL_OPTIONS)}
+
+"ferry COMMAND --help" tells more of one command.
+
+${EXIT_CODES}
+`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { ...GLOBAL_OPTIONS };
+  for (const c of ALL) Object.assign(options, c.options ?? {});
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    const message = (err as Error).message;
+    const unknown = /^Unknown option '([^']+)'/.exec(message);
+    throw usage(unknown ? `unknown option ${unknown[1]}` : message.split('. ')[0]);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`ferry ${version}\n`);
+    return EXIT.ok;
+  }
+  // The longest command path the positional words start with.
+  const command = ALL.filter((c) => c.path.every((w, i) => positionals[i] === w)).sort(
+    (a, b) => b.path.length - a.path.length,
+  )[0];
+  if (!command) {
+    if (positionals.length === 0) {
+      process.stdout.write(help());
+      return values.help ? EXIT.ok : EXIT.usage;
+    }
+    throw usage(`unknown command: ${positionals.join(' ')}`);
+  }
+  if (values.help) {
+    process.stdout.write(help(command));
+    return EXIT.ok;
+  }
+  const name = `ferry ${command.path.join(' ')}`;
+  for (const key of Object.keys(values)) {
+    if (!(key in GLOBAL_OPTIONS) && !(command.options && key in command.options)) {
+      throw usage(`${name} takes no --${key}`);
+    }
+  }
+  const args = positionals.slice(command.path.length);
+  if (args.length < command.minArgs) throw usage(`missing argument: ${command.synopsis}`);
+  if (args.length > command.maxArgs) {
+    // "ferry entries frobnicate A" reads better as an unknown command than as an extra argument.
+    const known = ALL.some((c) => c.path.length > command.path.length && c.path.slice(0, -1).join(' ') === command.path.join(' '));
+    throw usage(known && command.maxArgs === 0 ? `unknown command: ${positionals.join(' ')}` : `too many arguments: ${command.synopsis}`);
+  }
+  if (command === START) {
+    await start(values);
+    return -1; // keeps running
+  }
+  const api = typeof values.api === 'string' ? values.api : (process.env.FERRY_API ?? DEFAULT_API);
+  let client: ApiClient | undefined;
+  return command.run({
+    args,
+    options: values,
+    json: values.json === true,
+    client: () => (client ??= new ApiClient(api)),
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+    stdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err) => {
+    if (err instanceof CliError) {
+      process.stderr.write(`ferry: ${err.message}\n`);
+      if (err.code === EXIT.usage) process.stderr.write("Try 'ferry --help'.\n");
+      process.exitCode = err.code;
+      return;
+    }
+    process.stderr.write(`ferry: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

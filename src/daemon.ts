@@ -121,7 +121,7 @@ export class Daemon {
     const root = createActor(provided, {
       input: { entries: [...entries.keys()], rules: { entries: [...entries.keys()], staged, active: setup.rules } },
     });
-    const app = await buildApp({ system: root.system, entries, store, logger: log });
+    const app = await buildApp({ system: root.system, entries, store, diffRules: (rules) => engine.diff(rules), logger: log });
     daemon = new Daemon(setup, store, engine, root, app, log);
     root.start();
     await Promise.all([...entries.keys()].map((name) => daemon!.startEntry(name)));

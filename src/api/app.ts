@@ -1,8 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { ActorSystem } from 'xstate';
 import type { EntryConfig } from '../sync/engine.js';
 import type { Catalogue } from '../store/catalogue.js';
+import type { Rule } from '../../machines/rules.js';
+import type { RulesDiff } from '../sync/engine.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { installErrorHandling } from './errors.js';
 import { filesRoutes } from './routes/files.js';
 import { entriesRoutes } from './routes/entries.js';
@@ -16,6 +19,8 @@ export interface ApiContext {
   system: ActorSystem<any>;
   entries: ReadonlyMap<string, EntryConfig>;
   store: Catalogue;
+  /** What applying these rules would change (a read-only query). */
+  diffRules: (rules: Rule[]) => RulesDiff;
   logger?: Logger;
 }
 
@@ -41,6 +46,10 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   });
   await app.register(
     async (api) => {
+      // Every route of the API, as registered with its schemas, for the OpenAPI description.
+      const routes: RouteOptions[] = [];
+      api.addHook('onRoute', (route) => void routes.push(route));
+      await api.register(openApiRoutes, { routes });
       await api.register(filesRoutes, ctx);
       await api.register(entriesRoutes, ctx);
       await api.register(rulesRoutes, ctx);

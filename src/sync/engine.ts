@@ -15,6 +15,9 @@ export interface EntryConfig {
   resolved: Record<string, unknown>;
 }
 
+/** For each file whose owners a set of rules would change: the entries it gains and loses. */
+export type RulesDiff = { fid: string; filename: string; gain: string[]; lose: string[] }[];
+
 const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
 const statOf = (r: ReplicaRecord): FileStat => ({ size: r.size, mtime: r.mtime, ino: r.ino });
 
@@ -77,6 +80,23 @@ export class SyncEngine {
       for (const fid of this.store.allFids()) this.reconcile(fid, touched);
     });
     return [...touched];
+  }
+
+  /**
+   * What applying `rules` would change, without changing anything: for each file whose owners
+   * would differ from its current ones, the entries it would gain and lose.
+   */
+  diff(rules: Rule[]): RulesDiff {
+    const changes: RulesDiff = [];
+    for (const file of this.store.listFiles(0, Number.MAX_SAFE_INTEGER)) {
+      const holders = new Set(this.store.replicasOf(file.fid).map((r) => r.entry));
+      for (const job of this.store.jobsOf(file.fid)) if (job.kind === 'move') holders.add(job.entry);
+      const next = computeOwners(file.filename, holders, rules).filter((n) => this.entries.has(n));
+      const gain = next.filter((n) => !file.owners.includes(n));
+      const lose = file.owners.filter((n) => !next.includes(n));
+      if (gain.length || lose.length) changes.push({ fid: file.fid, filename: file.filename, gain, lose });
+    }
+    return changes;
   }
 
   private accept(entry: string, path: string): boolean {

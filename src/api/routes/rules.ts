@@ -18,6 +18,36 @@ export const rulesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
     rules: (rules().getSnapshot().context as RulesContext).staged,
   }));
 
+  app.get(
+    '/rules/diff',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            required: ['changes'],
+            properties: {
+              changes: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['fid', 'filename', 'gain', 'lose'],
+                  properties: {
+                    fid: { type: 'string' },
+                    filename: { type: 'string' },
+                    gain: { type: 'array', items: { type: 'string' } },
+                    lose: { type: 'array', items: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => ({ changes: ctx.diffRules((rules().getSnapshot().context as RulesContext).staged) }),
+  );
+
   app.put<{ Body: unknown }>(
     '/rules',
     { schema: { response: { 200: okSchema, 400: errorSchema, 409: errorSchema } } },

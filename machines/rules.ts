@@ -93,7 +93,9 @@ export const rulesMachine = setup({
         'rules.stage': { actions: ['stage', 'persistStaged'] },
         'rules.reload': [
           { guard: 'stagedDiffers', target: 'reloading' },
-          { description: 'The staged rules are the active ones: nothing to apply.' },
+          // A target (itself, not re-entered) so that `snapshot.can` accepts the event: xstate
+          // counts a transition with neither target nor actions as refused, and the API answers 409.
+          { target: 'ready', description: 'The staged rules are the active ones: nothing to apply.' },
         ],
       },
     },

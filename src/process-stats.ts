@@ -20,7 +20,8 @@ export function humanSize(bytes: number): string {
   const units = ['B', 'K', 'M', 'G', 'T', 'P'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
+  // 1023.6K rounds to 1024K: shown as 1M instead.
+  while (Math.round(value) >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit++;
   }
@@ -30,8 +31,10 @@ export function humanSize(bytes: number): string {
 
 /** CPU time in milliseconds as `M:SS.ss`, as ps shows it. */
 export function cpuTime(ms: number): string {
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = (ms - minutes * 60_000) / 1000;
+  // Rounded to hundredths first, so that 59.999 s shows as 1:00.00, never as 0:60.00.
+  const centis = Math.round(ms / 10);
+  const minutes = Math.floor(centis / 6000);
+  const seconds = (centis - minutes * 6000) / 100;
   return `${minutes}:${seconds.toFixed(2).padStart(5, '0')}`;
 }
 

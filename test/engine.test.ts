@@ -1,0 +1,597 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { pino } from 'pino';
+import { v5 as uuidv5 } from 'uuid';
+import { Catalogue } from '../src/store/catalogue.js';
+import { SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
+import { fidOf } from '../src/paths.js';
+import type { Rule } from '../machines/rules.js';
+import type { FileStat, JobOutcome, ScannedFile, WorkerReport } from '../machines/reports.js';
+import type { JobCommand } from '../src/drivers/protocol.js';
+import { SPEC_RULES, tempDir } from './helpers.js';
+
+const NAMES = ['A', 'B', 'C'] as const;
+type Name = (typeof NAMES)[number];
+const ALL_TO_EVERYONE: Rule[] = [{ match: { path: '/' }, sync: ['A', 'B', 'C'] }];
+const ALL_TO_A_AND_B: Rule[] = [{ match: { path: '/' }, sync: ['A', 'B'] }];
+
+const stat = (size: number, mtime: number, ino: string | null = null): FileStat => ({ size, mtime, ino });
+const everyoneRuns = () => true;
+
+let dir: string;
+let store: Catalogue;
+
+beforeEach(async () => {
+  dir = await tempDir('ferry-engine-');
+  store = new Catalogue(path.join(dir, 'catalogue.db'));
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function entries(): Map<string, EntryConfig> {
+  return new Map(
+    NAMES.map((name) => [
+      name,
+      { name, driver: 'local_storage', options: { root: name }, resolved: { root: path.join(dir, name) } },
+    ]),
+  );
+}
+
+function makeEngine(rules: Rule[]) {
+  const engine = new SyncEngine(store, entries(), rules, pino({ level: 'silent' }));
+  const changed = (entry: Name, p: string, s: FileStat) => engine.handle({ type: 'file.changed', entry, path: p, stat: s });
+  const deleted = (entry: Name, p: string) => engine.handle({ type: 'file.deleted', entry, path: p });
+  const moved = (entry: Name, from: string, to: string, s: FileStat) =>
+    engine.handle({ type: 'file.moved', entry, from, path: to, stat: s });
+  const scanned = (entry: Name, files: ScannedFile[]) => engine.handle({ type: 'entry.scanned', entry, files });
+  const finished = (entry: Name, jobId: number, outcome: JobOutcome) =>
+    engine.handle({ type: 'job.finished', entry, jobId, outcome });
+  const take = (entry: Name, isRunning: (name: string) => boolean = everyoneRuns, limit = 100) =>
+    engine.takeJobs(entry, limit, isRunning, new Set());
+  /** Runs every job of every entry to success, as workers would, until none is left. */
+  const settle = () => {
+    for (let round = 0; round < 20; round++) {
+      let ran = 0;
+      for (const name of NAMES) {
+        for (const command of take(name)) {
+          ran++;
+          finished(name, command.id, { ok: true, stat: outcomeStat(command) });
+        }
+      }
+      if (ran === 0) return;
+    }
+    throw new Error('jobs never settled');
+  };
+  return { engine, changed, deleted, moved, scanned, finished, take, settle };
+}
+
+/** The destination's stat after a command ran: a copy of the source, the moved file, or nothing. */
+function outcomeStat(command: JobCommand): FileStat | null {
+  switch (command.kind) {
+    case 'upload':
+      return command.sourceStat;
+    case 'move':
+      return command.expect;
+    case 'delete':
+      return null;
+  }
+}
+
+const file = (p: string) => store.file(fidOf(p));
+const jobs = (p: string) =>
+  store
+    .jobsOf(fidOf(p))
+    .map((j) => ({ entry: j.entry, kind: j.kind, state: j.state, version: j.version, fromFilename: j.fromFilename, preserve: j.preserve }))
+    .sort((a, b) => a.entry.localeCompare(b.entry));
+const holders = (p: string) => store.replicasOf(fidOf(p)).map((r) => `${r.entry}@${r.version}`);
+const listed = () => store.listFiles(0, 1000).map((f) => f.filename);
+
+describe('fidOf', () => {
+  it("is the UUID v5 of the path in Ferry's namespace", () => {
+    const NAMESPACE = 'bcd336f2-d023-4856-bc92-e79dd24b64d7';
+    expect(fidOf('toto')).toBe(uuidv5('toto', NAMESPACE));
+    // As Python's uuid.uuid5(UUID(NAMESPACE), name) gives them, so they match the original Onitu's.
+    expect(fidOf('toto')).toBe('91473751-8e49-5240-b03c-96547fcd86dc');
+    expect(fidOf('photos/foo.jpg')).toBe('0fe87082-01a2-5468-83f6-6171eb061fe4');
+    expect(fidOf('photos/foo.jpg')).not.toBe(fidOf('/photos/foo.jpg'));
+  });
+
+  it('keys the catalogue', () => {
+    const { changed } = makeEngine(SPEC_RULES);
+    changed('A', 'photos/foo.jpg', stat(5, 1000));
+    expect(store.file('0fe87082-01a2-5468-83f6-6171eb061fe4')?.filename).toBe('photos/foo.jpg');
+  });
+});
+
+describe('owners', () => {
+  it('a PDF under /backedup/ changed in A goes to B only', () => {
+    const { changed } = makeEngine(SPEC_RULES);
+    const touched = changed('A', 'backedup/x.pdf', stat(100, 1000, '11'));
+
+    expect(touched).toEqual(['B']);
+    expect(file('backedup/x.pdf')).toEqual({
+      fid: fidOf('backedup/x.pdf'),
+      filename: 'backedup/x.pdf',
+      size: 100,
+      version: 1,
+      owners: ['A', 'B'],
+      uptodate: ['A'],
+      deleted: false,
+    });
+    expect(jobs('backedup/x.pdf')).toEqual([
+      { entry: 'B', kind: 'upload', state: 'queued', version: 1, fromFilename: null, preserve: false },
+    ]);
+    expect(store.replicasOf(fidOf('backedup/x.pdf'))).toEqual([
+      { entry: 'A', fid: fidOf('backedup/x.pdf'), filename: 'backedup/x.pdf', version: 1, size: 100, mtime: 1000, ino: '11' },
+    ]);
+  });
+
+  it('a text file changed in B goes to A only', () => {
+    const { changed } = makeEngine(SPEC_RULES);
+    expect(changed('B', 'notes.txt', stat(3, 1000))).toEqual(['A']);
+    expect(file('notes.txt')?.owners).toEqual(['A', 'B']);
+    expect(jobs('notes.txt').map((j) => `${j.entry}:${j.kind}`)).toEqual(['A:upload']);
+  });
+
+  it('the mime of a rule must match too: a text file under /backedup/ stays out of B', () => {
+    const { changed } = makeEngine(SPEC_RULES);
+    expect(changed('A', 'backedup/x.txt', stat(3, 1000))).toEqual([]);
+    expect(file('backedup/x.txt')?.owners).toEqual(['A']);
+    expect(jobs('backedup/x.txt')).toEqual([]);
+  });
+
+  it('a file that matches no rule stays where it is', () => {
+    const { changed } = makeEngine([{ match: { path: '/docs' }, sync: ['B'] }]);
+    expect(changed('C', 'docsx/other.txt', stat(3, 1000))).toEqual([]);
+    expect(file('docsx/other.txt')).toMatchObject({ owners: ['C'], uptodate: ['C'] });
+    expect(jobs('docsx/other.txt')).toEqual([]);
+    // ... and one that does goes where the rule says, on top of where it is.
+    expect(changed('C', 'docs/a.txt', stat(3, 1000))).toEqual(['B']);
+    expect(file('docs/a.txt')?.owners).toEqual(['B', 'C']);
+  });
+
+  it('ban removes an owner that a rule before added', () => {
+    const { changed } = makeEngine([
+      { match: { path: '/' }, sync: ['A', 'B'] },
+      { match: { path: '/private/' }, ban: ['B'] },
+    ]);
+    expect(changed('A', 'private/x.txt', stat(3, 1000))).toEqual([]);
+    expect(file('private/x.txt')?.owners).toEqual(['A']);
+    expect(jobs('private/x.txt')).toEqual([]);
+    expect(changed('A', 'public/x.txt', stat(3, 1000))).toEqual(['B']);
+  });
+
+  it('ban removes a holder: its copy goes once an owner holds the latest version', () => {
+    const { changed, take, finished } = makeEngine([
+      { match: { path: '/' }, sync: ['A', 'B'] },
+      { match: { path: '/private/' }, ban: ['B'] },
+    ]);
+    expect(changed('B', 'private/y.txt', stat(3, 1000))).toEqual(['A']);
+    expect(file('private/y.txt')).toMatchObject({ owners: ['A'], uptodate: [] });
+    // B holds the only copy: it is not deleted before A has it.
+    expect(jobs('private/y.txt').map((j) => `${j.entry}:${j.kind}`)).toEqual(['A:upload']);
+
+    const [upload] = take('A');
+    expect(upload).toMatchObject({ kind: 'upload', source: { entry: 'B' } });
+    expect(finished('A', upload!.id, { ok: true, stat: stat(3, 2000) })).toEqual(expect.arrayContaining(['A', 'B']));
+    expect(file('private/y.txt')).toMatchObject({ owners: ['A'], uptodate: ['A'] });
+    expect(jobs('private/y.txt').map((j) => `${j.entry}:${j.kind}`)).toEqual(['B:delete']);
+  });
+
+  it('ignores a reported path that would leave the root', () => {
+    const { changed } = makeEngine(SPEC_RULES);
+    for (const bad of ['../escape.txt', '/etc/passwd', 'a/../../b', 'a\\b', '']) {
+      expect(changed('A', bad, stat(1, 1))).toEqual([]);
+    }
+    expect(store.allFids()).toEqual([]);
+  });
+});
+
+describe('uploads', () => {
+  it('takeJobs gives an upload from an up-to-date entry that runs', () => {
+    const { changed, take } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'f.txt', stat(7, 1000, '70'));
+
+    const commands = take('B');
+    expect(commands).toEqual([
+      {
+        id: expect.any(Number),
+        kind: 'upload',
+        path: 'f.txt',
+        source: { entry: 'A', driver: 'local_storage', options: { root: path.join(dir, 'A') } },
+        sourceStat: stat(7, 1000, '70'),
+        expect: null,
+        preserve: false,
+      },
+    ]);
+    expect(store.jobById(commands[0]!.id)?.state).toBe('running');
+    // A running job is not handed out twice.
+    expect(take('B')).toEqual([]);
+  });
+
+  it('an upload waits while no up-to-date entry runs', () => {
+    const { changed, take } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'f.txt', stat(7, 1000));
+
+    expect(take('B', (name) => name !== 'A')).toEqual([]);
+    expect(jobs('f.txt').filter((j) => j.entry === 'B')).toMatchObject([{ kind: 'upload', state: 'queued' }]);
+    // C holds nothing yet: it cannot serve as source either.
+    expect(take('B', (name) => name === 'C')).toEqual([]);
+    expect(take('B', (name) => name === 'A')).toHaveLength(1);
+  });
+
+  it('takes the source among the up-to-date entries that run', () => {
+    const { changed, take, finished } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'f.txt', stat(7, 1000));
+    const [toC] = take('C');
+    finished('C', toC!.id, { ok: true, stat: stat(7, 1500, '9') });
+
+    const [toB] = take('B', (name) => name === 'C');
+    expect(toB).toMatchObject({ kind: 'upload', source: { entry: 'C' }, sourceStat: stat(7, 1500, '9') });
+  });
+
+  it('respects the limit and the excluded ids', () => {
+    const { changed, engine } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'a.txt', stat(1, 1));
+    changed('A', 'b.txt', stat(1, 1));
+    changed('A', 'c.txt', stat(1, 1));
+    const idOf = (p: string) => store.job('B', fidOf(p))!.id;
+
+    const first = engine.takeJobs('B', 1, everyoneRuns, new Set());
+    expect(first.map((c) => c.path)).toEqual(['a.txt']);
+    const rest = engine.takeJobs('B', 10, everyoneRuns, new Set([idOf('b.txt')]));
+    expect(rest.map((c) => c.path)).toEqual(['c.txt']);
+    expect(store.job('B', fidOf('b.txt'))?.state).toBe('queued');
+  });
+
+  it('job.finished ok puts the destination among the up-to-date and removes the job', () => {
+    const { changed, take, finished } = makeEngine(SPEC_RULES);
+    changed('A', 'backedup/x.pdf', stat(100, 1000, '11'));
+    const [command] = take('B');
+
+    const touched = finished('B', command!.id, { ok: true, stat: stat(100, 2000, '22') });
+    expect(touched).toContain('B');
+    expect(store.jobById(command!.id)).toBeUndefined();
+    expect(jobs('backedup/x.pdf')).toEqual([]);
+    expect(file('backedup/x.pdf')).toMatchObject({ version: 1, owners: ['A', 'B'], uptodate: ['A', 'B'] });
+    expect(store.replica('B', fidOf('backedup/x.pdf'))).toMatchObject({ version: 1, size: 100, mtime: 2000, ino: '22' });
+  });
+
+  it('ignores a job.finished from another entry than the job’s', () => {
+    const { changed, take, finished } = makeEngine(SPEC_RULES);
+    changed('A', 'backedup/x.pdf', stat(100, 1000));
+    const [command] = take('B');
+    expect(finished('C', command!.id, { ok: true, stat: stat(100, 2000) })).toEqual([]);
+    expect(store.jobById(command!.id)?.state).toBe('running');
+    expect(store.replica('C', fidOf('backedup/x.pdf'))).toBeUndefined();
+  });
+
+  it('an echo of a copy (same size and mtime) changes nothing', () => {
+    const { changed, settle } = makeEngine(SPEC_RULES);
+    changed('A', 'backedup/x.pdf', stat(100, 1000, '11'));
+    settle();
+    const before = file('backedup/x.pdf');
+    const replica = store.replica('B', fidOf('backedup/x.pdf'))!;
+
+    expect(changed('B', 'backedup/x.pdf', stat(replica.size, replica.mtime, replica.ino))).toEqual([]);
+    expect(changed('A', 'backedup/x.pdf', stat(100, 1000, '11'))).toEqual([]);
+    expect(file('backedup/x.pdf')).toEqual(before);
+    expect(jobs('backedup/x.pdf')).toEqual([]);
+  });
+
+  it('a new change while an upload runs queues another one after it', () => {
+    const { changed, take, finished } = makeEngine(SPEC_RULES);
+    changed('A', 'backedup/x.pdf', stat(100, 1000));
+    const [first] = take('B');
+
+    expect(changed('A', 'backedup/x.pdf', stat(120, 3000))).toEqual([]);
+    expect(file('backedup/x.pdf')).toMatchObject({ version: 2, uptodate: ['A'] });
+    // The running job is left to finish.
+    expect(jobs('backedup/x.pdf')).toMatchObject([{ entry: 'B', state: 'running', version: 1 }]);
+
+    expect(finished('B', first!.id, { ok: true, stat: stat(100, 2000) })).toContain('B');
+    expect(holders('backedup/x.pdf')).toEqual(['A@2', 'B@1']);
+    expect(file('backedup/x.pdf')).toMatchObject({ version: 2, uptodate: ['A'] });
+    expect(jobs('backedup/x.pdf')).toMatchObject([{ entry: 'B', kind: 'upload', state: 'queued', version: 2 }]);
+
+    const [second] = take('B');
+    expect(second).toMatchObject({ kind: 'upload', sourceStat: stat(120, 3000), expect: stat(100, 2000) });
+    finished('B', second!.id, { ok: true, stat: stat(120, 4000) });
+    expect(file('backedup/x.pdf')).toMatchObject({ version: 2, uptodate: ['A', 'B'] });
+  });
+
+  it('an edit of a copy that was behind keeps the other copies as conflicts (preserve)', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    // A edits: B is behind, its upload is queued.
+    changed('A', 'doc.txt', stat(11, 2000));
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2, preserve: false }]);
+
+    // B edits its old copy before it got A's edit.
+    expect(changed('B', 'doc.txt', stat(12, 3000))).toEqual(['A']);
+    expect(file('doc.txt')).toMatchObject({ version: 3, uptodate: ['B'] });
+    expect(jobs('doc.txt')).toEqual([
+      { entry: 'A', kind: 'upload', state: 'queued', version: 3, fromFilename: null, preserve: true },
+    ]);
+  });
+
+  it('an edit of an up-to-date copy does not preserve', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    changed('B', 'doc.txt', stat(12, 3000));
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'A', kind: 'upload', version: 2, preserve: false }]);
+  });
+});
+
+describe('job failures', () => {
+  it("'error' requeues the job later, with one more attempt", () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_000_000);
+    const { changed, take, finished } = makeEngine(SPEC_RULES);
+    changed('B', 'notes.txt', stat(3, 1000));
+    const [command] = take('A', everyoneRuns);
+    expect(command).toBeDefined();
+
+    expect(finished('A', command!.id, { ok: false, reason: 'error', message: 'disk full' })).toEqual([]);
+    expect(store.jobById(command!.id)).toMatchObject({
+      state: 'queued',
+      attempts: 1,
+      notBefore: 1_000_000 + retryDelay(1),
+      lastError: 'disk full',
+    });
+    expect(retryDelay(1)).toBe(1000);
+
+    // Not due yet.
+    expect(take('A')).toEqual([]);
+    vi.setSystemTime(1_000_000 + 1000);
+    const [again] = take('A');
+    expect(again?.id).toBe(command!.id);
+
+    finished('A', again!.id, { ok: false, reason: 'error', message: 'disk still full' });
+    expect(store.jobById(command!.id)).toMatchObject({ attempts: 2, notBefore: 1_001_000 + 2000, lastError: 'disk still full' });
+  });
+
+  it('retry delays double up to a minute', () => {
+    expect([1, 2, 3, 4, 6, 7, 20].map(retryDelay)).toEqual([1000, 2000, 4000, 8000, 32_000, 60_000, 60_000]);
+  });
+
+  it("'stale' requeues the job shortly, until the watcher's report says what to do", () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_000_000);
+    const { changed, take, finished } = makeEngine(SPEC_RULES);
+    changed('B', 'notes.txt', stat(3, 1000));
+    const [command] = take('A');
+
+    finished('A', command!.id, { ok: false, reason: 'stale', message: 'source changed' });
+    expect(store.jobById(command!.id)).toMatchObject({
+      kind: 'upload',
+      state: 'queued',
+      attempts: 1,
+      notBefore: 1_000_100,
+      lastError: 'source changed',
+    });
+    expect(take('A')).toEqual([]);
+
+    // The source's watcher reports the change that made the job stale: the job is replaced at once.
+    expect(changed('B', 'notes.txt', stat(4, 2000))).toEqual(['A']);
+    expect(store.jobsOf(fidOf('notes.txt'))).toMatchObject([
+      { id: command!.id, entry: 'A', kind: 'upload', state: 'queued', version: 2, attempts: 0, notBefore: 0, lastError: null },
+    ]);
+    expect(take('A')).toMatchObject([{ id: command!.id, sourceStat: stat(4, 2000) }]);
+  });
+
+  it("'stale' on a job that is no longer needed leaves no job", () => {
+    const { changed, deleted, take, finished } = makeEngine(SPEC_RULES);
+    changed('B', 'notes.txt', stat(3, 1000));
+    const [command] = take('A');
+    deleted('B', 'notes.txt');
+
+    finished('A', command!.id, { ok: false, reason: 'stale', message: 'source gone' });
+    expect(store.jobById(command!.id)).toBeUndefined();
+    expect(store.jobsOf(fidOf('notes.txt'))).toEqual([]);
+    expect(file('notes.txt')).toBeUndefined();
+  });
+
+  it('requeue puts running jobs back in the queue', () => {
+    const { changed, take, engine } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'a.txt', stat(1, 1));
+    changed('A', 'b.txt', stat(1, 1));
+    const running = take('B');
+    expect(running).toHaveLength(2);
+
+    engine.requeue([running[0]!.id, 999_999]);
+    expect(store.jobById(running[0]!.id)?.state).toBe('queued');
+    expect(store.jobById(running[1]!.id)?.state).toBe('running');
+    expect(take('B').map((c) => c.id)).toEqual([running[0]!.id]);
+  });
+});
+
+describe('deletions', () => {
+  it('a deletion in an up-to-date entry deletes the other copies, then the tombstone', () => {
+    const { changed, deleted, take, finished, settle } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    expect(file('doc.txt')?.uptodate).toEqual(['A', 'B', 'C']);
+
+    expect(deleted('A', 'doc.txt').sort()).toEqual(['B', 'C']);
+    expect(listed()).toEqual([]);
+    expect(store.countFiles()).toBe(0);
+    expect(file('doc.txt')).toMatchObject({ deleted: true, version: 2, owners: [], uptodate: [] });
+    expect(jobs('doc.txt')).toMatchObject([
+      { entry: 'B', kind: 'delete', version: 2 },
+      { entry: 'C', kind: 'delete', version: 2 },
+    ]);
+
+    const [deleteB] = take('B');
+    expect(deleteB).toEqual({ id: expect.any(Number), kind: 'delete', path: 'doc.txt', expect: stat(10, 1000) });
+    finished('B', deleteB!.id, { ok: true, stat: null });
+    expect(holders('doc.txt')).toEqual(['C@1']);
+    expect(file('doc.txt')?.deleted).toBe(true);
+
+    const [deleteC] = take('C');
+    finished('C', deleteC!.id, { ok: true, stat: null });
+    expect(file('doc.txt')).toBeUndefined();
+    expect(store.jobsOf(fidOf('doc.txt'))).toEqual([]);
+  });
+
+  it('a deletion before anyone got the file drops the queued uploads and the file', () => {
+    const { changed, deleted } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'tmp.txt', stat(1, 1));
+    expect(jobs('tmp.txt')).toHaveLength(2);
+    expect(deleted('A', 'tmp.txt')).toEqual([]);
+    expect(file('tmp.txt')).toBeUndefined();
+    expect(store.jobsOf(fidOf('tmp.txt'))).toEqual([]);
+  });
+
+  it('a deleted copy that was behind is replaced, not propagated', () => {
+    const { changed, deleted, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    changed('A', 'doc.txt', stat(11, 2000));
+    deleted('B', 'doc.txt');
+    expect(file('doc.txt')).toMatchObject({ deleted: false, version: 2, uptodate: ['A'] });
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2 }]);
+    expect(listed()).toEqual(['doc.txt']);
+  });
+
+  it('a file created again after a deletion is a new version', () => {
+    const { changed, deleted, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    deleted('A', 'doc.txt');
+    changed('A', 'doc.txt', stat(5, 5000));
+    expect(file('doc.txt')).toMatchObject({ deleted: false, version: 3, uptodate: ['A'] });
+    // B still holds version 1: it is replaced by version 3, not deleted.
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 3 }]);
+  });
+});
+
+describe('moves', () => {
+  it('a rename becomes move jobs for the other up-to-date holders', () => {
+    const { changed, moved, take, finished, settle } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'a.txt', stat(10, 1000, '1'));
+    settle();
+
+    expect(moved('A', 'a.txt', 'dir/b.txt', stat(10, 1000, '1')).sort()).toEqual(['B', 'C']);
+    expect(listed()).toEqual(['dir/b.txt']);
+    expect(file('a.txt')).toMatchObject({ deleted: true });
+    expect(file('dir/b.txt')).toMatchObject({ version: 1, owners: ['A', 'B', 'C'], uptodate: ['A'] });
+    expect(jobs('dir/b.txt')).toEqual([
+      { entry: 'B', kind: 'move', state: 'queued', version: 1, fromFilename: 'a.txt', preserve: false },
+      { entry: 'C', kind: 'move', state: 'queued', version: 1, fromFilename: 'a.txt', preserve: false },
+    ]);
+    // No delete of the old name behind the moves' back.
+    expect(store.jobsOf(fidOf('a.txt'))).toEqual([]);
+
+    const [moveB] = take('B');
+    expect(moveB).toEqual({ id: expect.any(Number), kind: 'move', from: 'a.txt', path: 'dir/b.txt', expect: stat(10, 1000, '1') });
+    finished('B', moveB!.id, { ok: true, stat: stat(10, 1000, '1') });
+    expect(holders('a.txt')).toEqual(['C@1']);
+    expect(file('dir/b.txt')?.uptodate).toEqual(['A', 'B']);
+
+    const [moveC] = take('C');
+    finished('C', moveC!.id, { ok: true, stat: stat(10, 1000, '1') });
+    expect(file('a.txt')).toBeUndefined();
+    expect(file('dir/b.txt')).toMatchObject({ owners: ['A', 'B', 'C'], uptodate: ['A', 'B', 'C'] });
+    expect(holders('dir/b.txt')).toEqual(['A@1', 'B@1', 'C@1']);
+    expect(store.jobsOf(fidOf('dir/b.txt'))).toEqual([]);
+  });
+
+  it('a rename onto an existing file is a deletion and a change', () => {
+    const { changed, moved, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'a.txt', stat(10, 1000, '1'));
+    changed('A', 'b.txt', stat(20, 1000, '2'));
+    settle();
+
+    moved('A', 'a.txt', 'b.txt', stat(10, 1000, '1'));
+    expect(listed()).toEqual(['b.txt']);
+    expect(file('b.txt')).toMatchObject({ version: 2, size: 10, uptodate: ['A'] });
+    expect(jobs('b.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2 }]);
+    expect(jobs('a.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+  });
+});
+
+describe('rescans', () => {
+  it('detects new, changed, deleted and moved files against the store', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'keep.txt', stat(10, 1, '1'));
+    changed('A', 'edit.txt', stat(20, 1, '2'));
+    changed('A', 'gone.txt', stat(30, 1, '3'));
+    changed('A', 'old.txt', stat(40, 1, '4'));
+    settle();
+
+    const touched = scanned('A', [
+      { path: 'keep.txt', ...stat(10, 1, '1') },
+      { path: 'edit.txt', ...stat(21, 2, '2') },
+      { path: 'new-name.txt', ...stat(40, 1, '4') },
+      { path: 'fresh.txt', ...stat(50, 1, '5') },
+    ]);
+    expect(touched).toEqual(['B']);
+    expect(listed()).toEqual(['edit.txt', 'fresh.txt', 'keep.txt', 'new-name.txt']);
+    expect(jobs('keep.txt')).toEqual([]);
+    expect(jobs('edit.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2 }]);
+    expect(jobs('fresh.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    expect(jobs('gone.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('new-name.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: 'old.txt' }]);
+    expect(file('old.txt')?.deleted).toBe(true);
+  });
+
+  it('a file gone with its inode reused at another size is a deletion and a new file', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'old.txt', stat(40, 1, '4'));
+    settle();
+    scanned('A', [{ path: 'other.txt', ...stat(41, 1, '4') }]);
+    expect(jobs('old.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('other.txt')).toMatchObject([{ entry: 'B', kind: 'upload' }]);
+  });
+
+  it('a rescan that matches the store changes nothing', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'a.txt', stat(10, 1, '1'));
+    changed('A', 'b/c.txt', stat(20, 1, '2'));
+    settle();
+    const before = store.listFiles(0, 100);
+
+    expect(scanned('B', store.replicasOfEntry('B').map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino })))).toEqual([]);
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+  });
+});
+
+describe('applyRules', () => {
+  it('queues uploads for the new owners of existing files', () => {
+    const { engine, changed } = makeEngine([]);
+    changed('A', 'x.txt', stat(1, 1));
+    changed('C', 'docs/y.txt', stat(1, 1));
+    expect(file('x.txt')?.owners).toEqual(['A']);
+    expect(store.countJobs('B')).toBe(0);
+
+    const rules: Rule[] = [{ match: { path: '/docs/' }, sync: ['B'] }, { match: { path: '/' }, sync: ['A'] }];
+    expect(engine.applyRules(rules).sort()).toEqual(['A', 'B']);
+    expect(engine.activeRules).toEqual(rules);
+    expect(store.rules('active')).toEqual(rules);
+    expect(file('x.txt')?.owners).toEqual(['A']);
+    expect(jobs('x.txt')).toEqual([]);
+    expect(file('docs/y.txt')?.owners).toEqual(['A', 'B', 'C']);
+    expect(jobs('docs/y.txt').map((j) => `${j.entry}:${j.kind}`)).toEqual(['A:upload', 'B:upload']);
+  });
+
+  it('a new ban deletes the banned copies', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'p/x.txt', stat(1, 1));
+    changed('A', 'q/x.txt', stat(1, 1));
+    settle();
+
+    expect(engine.applyRules([...ALL_TO_A_AND_B, { match: { path: '/p' }, ban: ['B'] }])).toEqual(['B']);
+    expect(file('p/x.txt')?.owners).toEqual(['A']);
+    expect(jobs('p/x.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('q/x.txt')).toEqual([]);
+  });
+});

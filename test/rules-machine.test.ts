@@ -1,0 +1,313 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createActor, fromCallback, fromPromise, waitFor, type Actor } from 'xstate';
+import { rulesMachine, type Rule, type RulesEvent, type RulesInput } from '../machines/rules.js';
+import { entryMachine, type EntryEvent, type EntryInput } from '../machines/entry.js';
+import { daemonMachine } from '../machines/daemon.js';
+import type { WorkerReport } from '../machines/reports.js';
+
+const EVERYTHING_TO_A: Rule[] = [{ match: { path: '/' }, sync: ['A'] }];
+const PDFS_TO_B: Rule[] = [
+  { match: { path: '/' }, sync: ['A'] },
+  { match: { path: '/backedup/', mime: ['application/pdf'] }, sync: ['B'] },
+];
+
+/** A promise the test settles by hand. */
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Fakes of what src gives the rules machine: they record their calls. */
+function fakes() {
+  const recordReport = vi.fn<(event: RulesEvent) => void>();
+  const persistStaged = vi.fn<(event: RulesEvent) => void>();
+  const applyCalls: { rules: Rule[]; settle: ReturnType<typeof deferred<string[]>> }[] = [];
+  const applyRules = fromPromise<string[], { rules: Rule[] }>(({ input }) => {
+    const settle = deferred<string[]>();
+    applyCalls.push({ rules: input.rules, settle });
+    return settle.promise;
+  });
+  const machine = rulesMachine.provide({
+    actions: {
+      recordReport: ({ event }) => recordReport(event),
+      persistStaged: ({ event }) => persistStaged(event),
+    },
+    actors: { applyRules },
+  });
+  return { recordReport, persistStaged, applyCalls, machine };
+}
+
+const actors: Actor<any>[] = [];
+function start<T extends Actor<any>>(actor: T): T {
+  actors.push(actor);
+  return actor.start();
+}
+
+afterEach(() => {
+  for (const actor of actors.splice(0)) actor.stop();
+});
+
+function startRules(input: Partial<RulesInput> = {}) {
+  const f = fakes();
+  const actor = start(
+    createActor(f.machine, { input: { entries: ['A', 'B'], staged: EVERYTHING_TO_A, active: EVERYTHING_TO_A, ...input } }),
+  );
+  return { actor, ...f };
+}
+
+describe('rules machine', () => {
+  it('starts ready with the given rules', () => {
+    const { actor } = startRules({ staged: PDFS_TO_B });
+    const snapshot = actor.getSnapshot();
+    expect(snapshot.value).toBe('ready');
+    expect(snapshot.context).toEqual({ entries: ['A', 'B'], staged: PDFS_TO_B, active: EVERYTHING_TO_A, lastError: null });
+  });
+
+  it('stages rules: context.staged changes and they are persisted; the active rules stay', () => {
+    const { actor, persistStaged, applyCalls } = startRules();
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+
+    const snapshot = actor.getSnapshot();
+    expect(snapshot.value).toBe('ready');
+    expect(snapshot.context.staged).toEqual(PDFS_TO_B);
+    expect(snapshot.context.active).toEqual(EVERYTHING_TO_A);
+    expect(persistStaged).toHaveBeenCalledTimes(1);
+    expect(persistStaged).toHaveBeenCalledWith({ type: 'rules.stage', rules: PDFS_TO_B });
+    expect(applyCalls).toHaveLength(0);
+  });
+
+  it('reloads staged rules that differ from the active ones', async () => {
+    const { actor, applyCalls } = startRules();
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+    actor.send({ type: 'rules.reload' });
+
+    expect(actor.getSnapshot().value).toBe('reloading');
+    expect(applyCalls).toHaveLength(1);
+    expect(applyCalls[0]!.rules).toEqual(PDFS_TO_B);
+    // Still the old rules until they are applied.
+    expect(actor.getSnapshot().context.active).toEqual(EVERYTHING_TO_A);
+
+    applyCalls[0]!.settle.resolve([]);
+    const snapshot = await waitFor(actor, (s) => s.matches('ready'), { timeout: 5000 });
+    expect(snapshot.context.active).toEqual(PDFS_TO_B);
+    expect(snapshot.context.staged).toEqual(PDFS_TO_B);
+    expect(snapshot.context.lastError).toBeNull();
+  });
+
+  it('does nothing on a reload when the staged rules are the active ones', () => {
+    const { actor, applyCalls } = startRules();
+    // Accepted (the API answers 200, not 409), though there is nothing to apply.
+    expect(actor.getSnapshot().can({ type: 'rules.reload' })).toBe(true);
+    actor.send({ type: 'rules.reload' });
+    expect(actor.getSnapshot().value).toBe('ready');
+    expect(applyCalls).toHaveLength(0);
+    expect(Object.keys(actor.getSnapshot().children)).toEqual([]);
+
+    // Staging the same rules again changes nothing either.
+    actor.send({ type: 'rules.stage', rules: structuredClone(EVERYTHING_TO_A) });
+    actor.send({ type: 'rules.reload' });
+    expect(actor.getSnapshot().value).toBe('ready');
+    expect(applyCalls).toHaveLength(0);
+  });
+
+  it('goes back to ready with the error when applying fails, keeping the active rules', async () => {
+    const { actor, applyCalls } = startRules();
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+    actor.send({ type: 'rules.reload' });
+    applyCalls[0]!.settle.reject(new Error('setup file is read-only'));
+
+    let snapshot = await waitFor(actor, (s) => s.matches('ready'), { timeout: 5000 });
+    expect(snapshot.context.lastError).toBe('setup file is read-only');
+    expect(snapshot.context.active).toEqual(EVERYTHING_TO_A);
+    expect(snapshot.context.staged).toEqual(PDFS_TO_B);
+
+    // A later reload that works clears the error.
+    actor.send({ type: 'rules.reload' });
+    expect(actor.getSnapshot().value).toBe('reloading');
+    applyCalls[1]!.settle.resolve([]);
+    snapshot = await waitFor(actor, (s) => s.matches('ready') && s.context.lastError === null, { timeout: 5000 });
+    expect(snapshot.context.active).toEqual(PDFS_TO_B);
+  });
+
+  it('takes no rules.stage nor rules.reload while reloading', async () => {
+    const { actor, applyCalls, persistStaged } = startRules();
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+    actor.send({ type: 'rules.reload' });
+    persistStaged.mockClear();
+
+    const snapshot = actor.getSnapshot();
+    expect(snapshot.can({ type: 'rules.stage', rules: [] })).toBe(false);
+    expect(snapshot.can({ type: 'rules.reload' })).toBe(false);
+    actor.send({ type: 'rules.stage', rules: [] });
+    actor.send({ type: 'rules.reload' });
+    expect(actor.getSnapshot().context.staged).toEqual(PDFS_TO_B);
+    expect(persistStaged).not.toHaveBeenCalled();
+    expect(applyCalls).toHaveLength(1);
+
+    applyCalls[0]!.settle.resolve([]);
+    const ready = await waitFor(actor, (s) => s.matches('ready'), { timeout: 5000 });
+    expect(ready.can({ type: 'rules.stage', rules: [] })).toBe(true);
+    expect(ready.can({ type: 'rules.reload' })).toBe(true);
+  });
+
+  it('records every worker report, in any state', () => {
+    const { actor, recordReport, applyCalls } = startRules();
+    const stat = { size: 3, mtime: 1000, ino: '12' };
+    const reports: WorkerReport[] = [
+      { type: 'file.changed', entry: 'A', path: 'a.txt', stat },
+      { type: 'file.deleted', entry: 'A', path: 'a.txt' },
+      { type: 'file.moved', entry: 'B', from: 'a.txt', path: 'b.txt', stat },
+      { type: 'entry.scanned', entry: 'B', files: [{ path: 'b.txt', ...stat }] },
+      { type: 'job.finished', entry: 'A', jobId: 4, outcome: { ok: true, stat } },
+    ];
+    for (const report of reports) actor.send(report);
+    expect(recordReport.mock.calls.map(([e]) => e)).toEqual(reports);
+
+    // While reloading too: changes keep coming.
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+    actor.send({ type: 'rules.reload' });
+    expect(actor.getSnapshot().value).toBe('reloading');
+    actor.send(reports[0]!);
+    expect(recordReport).toHaveBeenCalledTimes(reports.length + 1);
+    expect(applyCalls).toHaveLength(1);
+  });
+
+  it('records nothing for events that are not reports', () => {
+    const { actor, recordReport } = startRules();
+    actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
+    actor.send({ type: 'entry.ready', entry: 'A' });
+    actor.send({ type: 'jobs.queued', entries: ['A'] });
+    expect(recordReport).not.toHaveBeenCalled();
+  });
+
+  describe('in the daemon', () => {
+    /** The real daemon machine with fake workers, the fake rules actions, and entries A, B, C. */
+    function startDaemon() {
+      const f = fakes();
+      const workers = new Map<string, { received: EntryEvent[]; sendBack: (e: EntryEvent) => void }>();
+      const worker = fromCallback<EntryEvent, EntryInput>(({ input, sendBack, receive }) => {
+        const record = { received: [] as EntryEvent[], sendBack };
+        workers.set(input.name, record);
+        receive((event) => record.received.push(event));
+      });
+      const machine = daemonMachine.provide({
+        actors: {
+          rules: f.machine,
+          entry: entryMachine.provide({ actors: { worker } }),
+        },
+      });
+      const root = start(
+        createActor(machine, {
+          input: {
+            entries: ['A', 'B', 'C'],
+            rules: { entries: ['A', 'B', 'C'], staged: EVERYTHING_TO_A, active: EVERYTHING_TO_A },
+          },
+        }),
+      );
+      const rules = root.system.get('rules')!;
+      const entry = (name: string) => root.system.get(`entry:${name}`)!;
+      /** Starts the entry and makes its worker ready; forgets what the workers received so far. */
+      const run = (name: string) => {
+        entry(name).send({ type: 'entry.start' });
+        workers.get(name)!.sendBack({ type: 'worker.ready', pid: name.charCodeAt(0) });
+        expect(entry(name).getSnapshot().value).toEqual({ active: 'running' });
+      };
+      const received = (name: string) => workers.get(name)?.received ?? [];
+      const forget = () => {
+        for (const w of workers.values()) w.received.length = 0;
+      };
+      return { root, rules, entry, run, received, forget, ...f };
+    }
+
+    it('spawns the rules actor and one actor per entry under their system ids', () => {
+      const { root, rules, entry } = startDaemon();
+      expect(rules.getSnapshot().value).toBe('ready');
+      for (const name of ['A', 'B', 'C']) {
+        expect(entry(name).getSnapshot().value).toBe('stopped');
+        expect(entry(name).getSnapshot().context.name).toBe(name);
+      }
+      expect(root.system.get('entry:D')).toBeUndefined();
+    });
+
+    it('sends jobs.available to the entries named by jobs.queued', () => {
+      const { rules, run, received, forget } = startDaemon();
+      run('A');
+      run('B');
+      run('C');
+      forget();
+
+      rules.send({ type: 'jobs.queued', entries: ['B', 'C'] });
+      expect(received('A')).toEqual([]);
+      expect(received('B')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('C')).toEqual([{ type: 'jobs.available' }]);
+    });
+
+    it('ignores unknown entries and stopped ones in jobs.queued', () => {
+      const { rules, entry, run, received, forget } = startDaemon();
+      run('A');
+      forget();
+      rules.send({ type: 'jobs.queued', entries: ['Z', 'B', 'A'] });
+      expect(received('A')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('B')).toEqual([]); // never started: no worker
+      expect(entry('B').getSnapshot().value).toBe('stopped');
+      expect(rules.getSnapshot().status).toBe('active');
+    });
+
+    it('announces jobs when recordReport queues some', () => {
+      const { rules, run, received, forget, recordReport } = startDaemon();
+      // As src does: the report gives B work.
+      recordReport.mockImplementation((event) => {
+        if (event.type === 'file.changed') rules.send({ type: 'jobs.queued', entries: ['B'] });
+      });
+      run('A');
+      run('B');
+      forget();
+      rules.send({ type: 'file.changed', entry: 'A', path: 'a.txt', stat: { size: 1, mtime: 1, ino: null } });
+      expect(received('B')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('A')).toEqual([]);
+    });
+
+    it('announces the entries applyRules names once the reload is done', async () => {
+      const { rules, run, received, forget, applyCalls } = startDaemon();
+      run('A');
+      run('B');
+      run('C');
+      forget();
+
+      rules.send({ type: 'rules.stage', rules: PDFS_TO_B });
+      rules.send({ type: 'rules.reload' });
+      expect(received('B')).toEqual([]);
+      applyCalls[0]!.settle.resolve(['B']);
+      await waitFor(rules, (s) => s.matches('ready'), { timeout: 5000 });
+      expect(received('A')).toEqual([]);
+      expect(received('B')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('C')).toEqual([]);
+    });
+
+    it('announces to every running entry when one becomes ready', () => {
+      const { rules, entry, run, received, forget } = startDaemon();
+      run('A');
+      run('B');
+      forget();
+
+      // C's worker becomes ready: through its entry actor, the rules actor hears entry.ready.
+      run('C');
+      expect(received('A')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('B')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('C')).toEqual([{ type: 'jobs.available' }]);
+
+      // Sent by hand, it reaches every entry as well; a stopped one has no worker to tell.
+      entry('B').send({ type: 'entry.stop' });
+      forget();
+      rules.send({ type: 'entry.ready', entry: 'A' });
+      expect(received('A')).toEqual([{ type: 'jobs.available' }]);
+      expect(received('B')).toEqual([]);
+      expect(received('C')).toEqual([{ type: 'jobs.available' }]);
+    });
+  });
+});

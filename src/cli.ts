@@ -150,7 +150,8 @@ async function main(argv: string[]): Promise<number> {
   )[0];
   if (!command) {
     if (positionals.length === 0) {
-      process.stdout.write(help());
+      // Asked for, the usage goes to stdout; as the answer to a missing command, to stderr.
+      (values.help ? process.stdout : process.stderr).write(help());
       return values.help ? EXIT.ok : EXIT.usage;
     }
     throw usage(`unknown command: ${positionals.join(' ')}`);

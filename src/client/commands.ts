@@ -312,7 +312,16 @@ export const commands: Command[] = [
     async run(ctx) {
       const [which] = ctx.args;
       const fid = UUID.test(which) ? which.toLowerCase() : fidOf(which.replace(/^\/+/, ''));
-      const file = await ctx.client().request<FileJson>('GET', `/files/${fid}/metadata`);
+      const file = await ctx
+        .client()
+        .request<FileJson>('GET', `/files/${fid}/metadata`)
+        .catch((err: unknown) => {
+          // Name the path the user gave, not only the fid computed from it.
+          if (err instanceof CliError && err.code === EXIT.refused && fid !== which.toLowerCase()) {
+            throw new CliError(EXIT.refused, `file ${which} not found (fid ${fid})`);
+          }
+          throw err;
+        });
       if (ctx.json) printJson(ctx, file);
       else {
         ctx.out(

@@ -63,6 +63,7 @@ export const openApiRoutes: FastifyPluginAsync<{ routes: RouteOptions[] }> = asy
           responses[code] = { description: REASONS[code] ?? 'Answer', content: { 'application/json': { schema: toOpenApi(s) } } };
         }
         if (Object.keys(responses).length === 0) responses['200'] = { description: 'OK' };
+        operation.responses = responses;
         (paths[openApiPath(route.url)] ??= {})[method.toLowerCase()] = operation;
       }
     }

@@ -24,7 +24,8 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
   const portText = typeof values.port === 'string' ? values.port : '3862';
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) throwUsage(`--port: not a port number: ${portText}`);
-  const level = typeof values['log-level'] === 'string' ? values['log-level'] : 'info';
+  // --inspect logs at debug level: it implies that level unless one is given.
+  const level = typeof values['log-level'] === 'string' ? values['log-level'] : values.inspect ? 'debug' : 'info';
   if (!LEVELS.includes(level)) throwUsage(`--log-level: one of ${LEVELS.join(', ')}`);
 
   const logger = createLogger(level as Level);
@@ -36,6 +37,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       host,
       port,
       logger,
+      inspect: values.inspect === true,
     });
   } catch (err) {
     if (err instanceof SetupError) {
@@ -76,7 +78,7 @@ const GLOBAL_OPTIONS = {
 
 const START: Command = {
   path: ['start'],
-  synopsis: 'ferry start --setup FILE [--data-dir DIR] [--host 127.0.0.1] [--port 3862] [--log-level info]',
+  synopsis: 'ferry start --setup FILE [--data-dir DIR] [--host 127.0.0.1] [--port 3862] [--log-level info] [--inspect]',
   summary: 'Run the daemon in the foreground; SIGINT or SIGTERM stop it. An invalid setup exits 2.',
   options: {
     setup: { type: 'string', help: 'the setup file (JSON: entries and rules)' },
@@ -84,6 +86,7 @@ const START: Command = {
     host: { type: 'string', help: 'address the API binds (default 127.0.0.1)' },
     port: { type: 'string', help: 'port of the API (default 3862; 0 picks a free one)' },
     'log-level': { type: 'string', help: `${LEVELS.join(', ')} (default info)` },
+    inspect: { type: 'boolean', help: 'log every XState inspection event, at debug level (implies --log-level debug)' },
   },
   minArgs: 0,
   maxArgs: 0,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import { createActor, fromPromise, waitFor, type Actor, type AnyActorRef } from 'xstate';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import pidusage from 'pidusage';
@@ -13,6 +13,9 @@ import { validateRules } from './rules/validate.js';
 import { loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
 import { SyncEngine, type EntryConfig } from './sync/engine.js';
+import { EventLog } from './observe/event-log.js';
+import { TransferBoard } from './observe/transfer-board.js';
+import { statePath } from './observe/mermaid.js';
 
 export interface DaemonOptions {
   setupFile: string;
@@ -22,6 +25,8 @@ export interface DaemonOptions {
   /** 0 picks a free port. */
   port?: number;
   logger: Logger;
+  /** Log every XState inspection event at debug level. */
+  inspect?: boolean;
 }
 
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
@@ -44,6 +49,8 @@ export class Daemon {
     readonly root: Actor<typeof daemonMachine>,
     readonly app: FastifyInstance,
     readonly log: Logger,
+    readonly events: EventLog,
+    readonly board: TransferBoard,
   ) {}
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -71,7 +78,9 @@ export class Daemon {
     const stagedStillValid = lastStaged !== null && validateRules(lastStaged, names).ok;
     const staged =
       stagedStillValid && !isDeepStrictEqual(lastStaged, lastActive) ? lastStaged! : setup.rules;
-    const engine = new SyncEngine(store, entries, setup.rules, log);
+    const events = new EventLog();
+    const board = new TransferBoard();
+    const engine = new SyncEngine(store, entries, setup.rules, log, (event) => events.emit(event));
     if (!isDeepStrictEqual(lastActive, setup.rules)) {
       engine.applyRules(setup.rules);
       if (lastActive !== null) log.info('the rules in the setup file changed since the last run: applied to every known file');
@@ -108,6 +117,8 @@ export class Daemon {
               engine,
               store,
               log,
+              board,
+              events,
               track: (exited) => daemon!.track(exited),
             }),
           },
@@ -118,11 +129,44 @@ export class Daemon {
       },
     });
 
+    // Every state change of the rules and entry actors goes to the event stream.
+    const lastState = new Map<string, string>();
     const root = createActor(provided, {
       input: { entries: [...entries.keys()], rules: { entries: [...entries.keys()], staged, active: setup.rules } },
+      inspect: (inspection) => {
+        const id = (inspection.actorRef as AnyActorRef).id;
+        if (options.inspect) {
+          log.debug(
+            { inspection: inspection.type, actor: id, event: (inspection as { event?: { type?: string } }).event?.type },
+            'xstate',
+          );
+        }
+        if (inspection.type !== '@xstate.snapshot' || !(id === 'rules' || id.startsWith('entry:'))) return;
+        const value = (inspection.snapshot as { value?: unknown }).value;
+        const to = statePath(value).join('.');
+        const from = lastState.get(id);
+        if (from === to) return;
+        lastState.set(id, to);
+        events.emit({
+          type: 'transition',
+          actor: id,
+          entry: id.startsWith('entry:') ? id.slice('entry:'.length) : null,
+          from: from ?? null,
+          to,
+          event: inspection.event.type,
+        });
+      },
     });
-    const app = await buildApp({ system: root.system, entries, store, diffRules: (rules) => engine.diff(rules), logger: log });
-    daemon = new Daemon(setup, store, engine, root, app, log);
+    const app = await buildApp({
+      system: root.system,
+      entries,
+      store,
+      diffRules: (rules) => engine.diff(rules),
+      events,
+      board,
+      logger: log,
+    });
+    daemon = new Daemon(setup, store, engine, root, app, log, events, board);
     root.start();
     await Promise.all([...entries.keys()].map((name) => daemon!.startEntry(name)));
     await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 3862 });

@@ -7,6 +7,8 @@ import type { EntryEvent, EntryInput } from '../machines/entry.js';
 import type { FromWorker, ToWorker } from './drivers/protocol.js';
 import type { EntryConfig, SyncEngine } from './sync/engine.js';
 import type { Catalogue } from './store/catalogue.js';
+import type { EventLog } from './observe/event-log.js';
+import type { TransferBoard } from './observe/transfer-board.js';
 
 /** Jobs one worker runs at once: copies overlap, so the disk is never idle. */
 const JOBS_IN_FLIGHT = 8;
@@ -24,6 +26,8 @@ export interface WorkerDeps {
   engine: SyncEngine;
   store: Catalogue;
   log: Logger;
+  board: TransferBoard;
+  events: EventLog;
   /** Every worker process ever started registers its exit here, so shutdown can await them. */
   track(exited: Promise<void>): void;
 }
@@ -82,6 +86,7 @@ export function workerActor(deps: WorkerDeps) {
         const jobs = deps.engine.takeJobs(config.name, free, (n) => isRunning(system, n), inflight);
         for (const job of jobs) {
           inflight.add(job.id);
+          deps.board.start(config.name, job);
           send({ type: 'job', job });
         }
       }
@@ -111,10 +116,24 @@ export function workerActor(deps: WorkerDeps) {
           if (!stopping) sendBack({ type: 'worker.ready', pid: message.pid });
           pump();
           break;
+        case 'progress': {
+          const t = deps.board.progress(config.name, message.jobId, message.bytes);
+          if (t) {
+            deps.events.emit({ type: 'progress', entry: config.name, job: t.id, path: t.filename, bytes: t.bytes, size: t.size });
+          }
+          break;
+        }
+        case 'conflict':
+          deps.events.emit({ type: 'file', kind: 'conflict', entry: config.name, path: message.path, conflict: message.conflict });
+          break;
         case 'report': {
           // A worker speaks for its own entry only.
           const report = { ...message.report, entry: config.name };
-          if (report.type === 'job.finished') inflight.delete(report.jobId);
+          if (report.type === 'job.finished') {
+            inflight.delete(report.jobId);
+            const { outcome } = report;
+            deps.board.finish(config.name, report.jobId, outcome.ok, !outcome.ok && outcome.reason === 'error');
+          }
           if (stopping) system.get('rules')?.send(report);
           else sendBack({ type: 'worker.report', report });
           if (report.type === 'job.finished') pump();
@@ -127,6 +146,7 @@ export function workerActor(deps: WorkerDeps) {
       alive = false;
       if (dueTimer) clearTimeout(dueTimer);
       if (inflight.size > 0) {
+        deps.board.drop(config.name, inflight);
         deps.engine.requeue(inflight);
         inflight.clear();
         // Another worker of this entry may be running already: it takes the requeued jobs.

@@ -6,6 +6,11 @@ import type { Catalogue } from '../store/catalogue.js';
 import type { Rule } from '../../machines/rules.js';
 import type { RulesDiff } from '../sync/engine.js';
 import { openApiRoutes } from './routes/openapi.js';
+import { observeRoutes } from './routes/observe.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import type { EventLog } from '../observe/event-log.js';
+import type { TransferBoard } from '../observe/transfer-board.js';
 import { installErrorHandling } from './errors.js';
 import { filesRoutes } from './routes/files.js';
 import { entriesRoutes } from './routes/entries.js';
@@ -21,6 +26,8 @@ export interface ApiContext {
   store: Catalogue;
   /** What applying these rules would change (a read-only query). */
   diffRules: (rules: Rule[]) => RulesDiff;
+  events: EventLog;
+  board: TransferBoard;
   logger?: Logger;
 }
 
@@ -53,8 +60,11 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
       await api.register(filesRoutes, ctx);
       await api.register(entriesRoutes, ctx);
       await api.register(rulesRoutes, ctx);
+      await api.register(observeRoutes, ctx);
     },
     { prefix: API_PREFIX },
   );
+  await app.register(metricsRoutes, ctx);
+  await app.register(dashboardRoutes, ctx);
   return app;
 }

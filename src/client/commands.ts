@@ -337,4 +337,36 @@ export const commands: Command[] = [
       return EXIT.ok;
     },
   },
+  {
+    path: ['machines'],
+    synopsis: 'ferry machines [--format json|mermaid] [--machine entry|rules]',
+    summary:
+      "Print the state machines' definitions: as JSON (machine.toJSON(), with each actor's live state), or as mermaid state diagrams (Markdown blocks; one bare diagram with --machine).",
+    options: {
+      format: { type: 'string', help: 'json (default) or mermaid' },
+      machine: { type: 'string', help: 'only this machine: entry or rules' },
+    },
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      const format = ctx.options.format ?? 'json';
+      if (format !== 'json' && format !== 'mermaid') throw usage(`--format: json or mermaid (not ${String(format)})`);
+      const only = ctx.options.machine;
+      if (only !== undefined && only !== 'entry' && only !== 'rules') throw usage(`--machine: entry or rules (not ${String(only)})`);
+      const debug = await ctx.client().request<{
+        machines: Record<string, unknown>;
+        mermaid: Record<string, string>;
+        actors: unknown[];
+      }>('GET', '/debug/machines');
+      const names = only ? [only as string] : Object.keys(debug.machines);
+      if (format === 'json') {
+        printJson(ctx, only ? debug.machines[only as string] : debug);
+      } else if (only) {
+        ctx.out(debug.mermaid[only as string]);
+      } else {
+        ctx.out(names.map((n) => `## ${n}\n\n\`\`\`mermaid\n${debug.mermaid[n]}\`\`\`\n`).join('\n'));
+      }
+      return EXIT.ok;
+    },
+  },
 ];

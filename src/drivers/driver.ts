@@ -9,6 +9,9 @@ export interface DriverContext {
   knownFiles: number;
   report(report: WorkerReport): void;
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+  /** Progress of a running upload; called every few hundred milliseconds at most. */
+  progress(jobId: number, bytes: number): void;
+  conflict(path: string, conflict: string): void;
 }
 
 /** A storage driver, run inside an entry's worker process. */

@@ -35,4 +35,8 @@ export type FromWorker =
   | { type: 'report'; report: WorkerReport }
   | { type: 'ready'; pid: number }
   | { type: 'fatal'; reason: string }
-  | { type: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> };
+  | { type: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> }
+  /** Bytes of a running upload written so far. */
+  | { type: 'progress'; jobId: number; bytes: number }
+  /** The entry's copy of `path` was kept as `conflict` before another version replaced it. */
+  | { type: 'conflict'; path: string; conflict: string };

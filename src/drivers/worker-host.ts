@@ -43,6 +43,8 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       knownFiles: message.knownFiles,
       report: (report: WorkerReport) => send({ type: 'report', report }),
       log,
+      progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
+      conflict: (path, conflict) => send({ type: 'conflict', path, conflict }),
     });
     await driver.start();
   } catch (err) {

@@ -42,6 +42,16 @@ export interface JobRecord {
   lastError: string | null;
 }
 
+export interface QueuedJob {
+  id: number;
+  kind: JobKind;
+  filename: string;
+  size: number;
+  attempts: number;
+  notBefore: number;
+  lastError: string | null;
+}
+
 type FileRow = Omit<FileRecord, 'owners' | 'uptodate' | 'deleted'> & { owners: string; uptodate: string; deleted: number };
 type JobRow = Omit<JobRecord, 'fromFilename' | 'preserve' | 'notBefore' | 'lastError'> & {
   from_filename: string | null;
@@ -173,6 +183,13 @@ export class Catalogue {
       ),
       nextDue: db.prepare("SELECT min(not_before) AS t FROM jobs WHERE entry = ? AND state = 'queued'"),
       countJobs: db.prepare('SELECT count(*) AS n FROM jobs WHERE entry = ?'),
+      countQueued: db.prepare("SELECT count(*) AS n FROM jobs WHERE entry = ? AND state = 'queued'"),
+      queuedList: db.prepare(
+        `SELECT jobs.id, jobs.kind, jobs.attempts, jobs.not_before, jobs.last_error,
+                coalesce(files.filename, jobs.fid) AS filename, coalesce(files.size, 0) AS size
+         FROM jobs LEFT JOIN files ON files.fid = jobs.fid
+         WHERE jobs.entry = ? AND jobs.state = 'queued' ORDER BY jobs.id LIMIT ?`,
+      ),
       requeueAll: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'"),
       requeueEntry: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running' AND entry = ?"),
       rules: db.prepare('SELECT json FROM rules WHERE kind = ?'),
@@ -279,6 +296,17 @@ export class Catalogue {
 
   countJobs(entry: string): number {
     return (this.q.countJobs.get(entry) as { n: number }).n;
+  }
+
+  countQueued(entry: string): number {
+    return (this.q.countQueued.get(entry) as { n: number }).n;
+  }
+
+  /** The first `limit` queued jobs of `entry`, with the file's name and size. */
+  queuedList(entry: string, limit: number): QueuedJob[] {
+    return (this.q.queuedList.all(entry, limit) as (Omit<QueuedJob, 'notBefore' | 'lastError'> & { not_before: number; last_error: string | null })[]).map(
+      ({ not_before, last_error, ...rest }) => ({ ...rest, notBefore: not_before, lastError: last_error }),
+    );
   }
 
   /** Jobs that were running when a worker or the daemon stopped go back to the queue. */

@@ -5,6 +5,9 @@ import type { Catalogue, FileRecord, JobKind, JobRecord, ReplicaRecord } from '.
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
 import { computeOwners } from '../rules/owners.js';
+import type { FerryEvent } from '../observe/event-log.js';
+
+type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
 export interface EntryConfig {
   name: string;
@@ -39,6 +42,8 @@ export class SyncEngine {
     private readonly entries: ReadonlyMap<string, EntryConfig>,
     rules: Rule[],
     private readonly log: Logger,
+    /** Told of every change recorded and every job done, for the event stream. */
+    private readonly notify: (event: FileEvent) => void = () => {},
   ) {
     this.rules = rules;
   }
@@ -114,8 +119,9 @@ export class SyncEngine {
       if (replica.ino !== stat.ino) this.store.putReplica({ ...replica, ino: stat.ino });
       return;
     }
-    // An edit of a copy that was behind: the newer version the others hold is kept as a conflict copy.
-    const preserve = !!(file && !file.deleted && replica && replica.version < file.version);
+    // An edit of a copy that was behind, or a file made here while another entry made its own
+    // (both roots held it at the first start): the version the others hold is kept as a conflict copy.
+    const preserve = !!(file && !file.deleted && (!replica || replica.version < file.version));
     const version = (file?.version ?? 0) + 1;
     this.store.putFile({
       fid,
@@ -127,6 +133,7 @@ export class SyncEngine {
       deleted: false,
     });
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
+    this.notify({ type: 'file', kind: 'changed', entry, path });
     this.reconcile(fid, touched, preserve);
   }
 
@@ -139,6 +146,7 @@ export class SyncEngine {
     this.store.deleteReplica(entry, fid);
     if (!file.deleted && replica.version === file.version) {
       this.store.putFile({ ...file, version: file.version + 1, deleted: true });
+      this.notify({ type: 'file', kind: 'deleted', entry, path });
     }
     // A deleted copy that was behind is not a deletion of the latest version: it is replaced.
     this.reconcile(fid, touched);
@@ -172,6 +180,7 @@ export class SyncEngine {
     this.store.putReplica({ entry, fid: toFid, filename: to, version, ...stat });
     this.store.deleteReplica(entry, fromFid);
     this.store.putFile({ ...source, version: source.version + 1, deleted: true });
+    this.notify({ type: 'file', kind: 'moved', entry, path: to, from });
     for (const other of this.store.replicasOf(fromFid)) {
       if (other.version !== source.version) continue;
       if (this.store.replica(other.entry, toFid)) continue;
@@ -237,6 +246,9 @@ export class SyncEngine {
       const done = { upload: 'copied', delete: 'deleted', move: 'moved' }[job.kind];
       const what = job.kind === 'move' ? `${job.fromFilename} → ${file?.filename}` : (file?.filename ?? job.fid);
       this.log.info({ entry, kind: job.kind }, `${done} ${what} in ${entry}`);
+      const kind = job.kind === 'upload' ? 'transferred' : job.kind === 'delete' ? 'deleted' : 'moved';
+      const path = file?.filename ?? job.fid;
+      this.notify({ type: 'file', kind, entry, path, ...(job.kind === 'move' && job.fromFilename ? { from: job.fromFilename } : {}) });
       if (job.kind === 'delete') {
         this.store.deleteReplica(entry, job.fid);
       } else if (file && outcome.stat) {

@@ -96,6 +96,9 @@ const SUMMARIES: Record<string, string> = {
   'GET /api/v1.0/rules': 'Get the staged rules.',
   'PUT /api/v1.0/rules': 'Stage new rules (checked; a 400 names the fault).',
   'PUT /api/v1.0/rules/reload': 'Apply the staged rules (if they changed since the last time).',
+  'GET /api/v1.0/debug/machines': "Each machine's definition (toJSON and mermaid) and every running actor's state and context summary.",
+  'GET /api/v1.0/transfers': 'Queued and running jobs per entry, with bytes done, size and rate.',
+  'GET /api/v1.0/events': 'Server-Sent Events: transitions, file events and transfer progress; ?since=ID resumes after an id.',
   'GET /api/v1.0/rules/diff': 'What a reload would change: for each file whose owners would change, the entries it gains and loses.',
 };
 

@@ -13,6 +13,10 @@ import { conflictName } from '../conflict-name.js';
 const RENAME_WINDOW_MS = 150;
 /** How long the echo of one of our own writes is expected from the watcher. */
 const ECHO_WINDOW_MS = 10_000;
+/** How long after a new folder appears (and after its last news) it is listed again. */
+const NEW_FOLDER_RELIST_MS = 250;
+/** How long after the last event about a file it is looked at again (chokidar drops some). */
+const RECHECK_MS = 50;
 
 const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
 const statOf = (s: fs.Stats): FileStat => ({ size: s.size, mtime: s.mtimeMs, ino: String(s.ino) });
@@ -42,6 +46,10 @@ export class LocalStorage implements Driver {
   /** Conflict copies we made: reported as new files, never as a rename of the original. */
   private readonly conflictCopies = new Set<string>();
   private readonly staleTemporaries: string[] = [];
+  /** New folders waiting for a second listing (absolute path → timer). */
+  private readonly relists = new Map<string, NodeJS.Timeout>();
+  /** Files to look at again once their events settle (absolute path → timer). */
+  private readonly rechecks = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly ctx: DriverContext) {
     const root = ctx.options.root;
@@ -69,6 +77,7 @@ export class LocalStorage implements Driver {
     this.watcher.on('add', (p, s) => this.onAdd(p, s));
     this.watcher.on('change', (p, s) => this.onChange(p, s));
     this.watcher.on('unlink', (p) => this.onUnlink(p));
+    this.watcher.on('addDir', (p) => this.onAddDir(p));
     this.watcher.on('error', (err) => this.ctx.log('warn', `watcher error: ${(err as Error).message}`));
     await new Promise<void>((resolve) => this.watcher!.once('ready', resolve));
 
@@ -87,6 +96,10 @@ export class LocalStorage implements Driver {
     this.live = false;
     for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
     for (const e of this.expected.values()) clearTimeout(e.timer);
+    for (const t of this.relists.values()) clearTimeout(t);
+    this.relists.clear();
+    for (const t of this.rechecks.values()) clearTimeout(t);
+    this.rechecks.clear();
     await this.watcher?.close();
   }
 
@@ -153,6 +166,7 @@ export class LocalStorage implements Driver {
       this.scan.push({ path: rel, ...stat });
       return;
     }
+    this.recheckSoon(absolute);
     this.movedAway.delete(rel);
     if (this.conflictCopies.delete(rel)) {
       this.remember(rel, stat);
@@ -186,10 +200,71 @@ export class LocalStorage implements Driver {
     this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
   }
 
+  /**
+   * chokidar lists a new folder before it starts watching it, so whatever lands there in
+   * between is never reported (paulmillr/chokidar#1471): a `mkdir -p` followed at once by
+   * writes loses files, or whole subfolders. The folder is listed again once things settle.
+   */
+  private onAddDir(absolute: string): void {
+    if (!this.live || absolute === this.root) return;
+    this.relistSoon(absolute);
+  }
+
+  private relistSoon(dir: string): void {
+    clearTimeout(this.relists.get(dir));
+    const timer = setTimeout(() => {
+      this.relists.delete(dir);
+      void this.relist(dir);
+    }, NEW_FOLDER_RELIST_MS);
+    timer.unref();
+    this.relists.set(dir, timer);
+  }
+
+  /** Reports the files of `dir` the watcher missed, and has it watch the subfolders it missed. */
+  private async relist(dir: string): Promise<void> {
+    if (!this.live || !this.watcher) return;
+    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+    const watched = new Set(this.watcher.getWatched()[dir] ?? []);
+    for (const e of entries) {
+      if (!this.live) return;
+      if (isInternalName(e.name)) continue;
+      const absolute = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        // chokidar reports it (addDir, then its files) and this folder is listed again in turn.
+        if (!watched.has(e.name)) this.watcher.add(absolute);
+      } else if (e.isFile()) {
+        const rel = this.relative(absolute);
+        if (rel === null || this.known.has(rel)) continue;
+        const stats = await fsp.lstat(absolute).catch(() => null);
+        if (stats?.isFile() && !this.known.has(rel)) this.onAdd(absolute, stats);
+      }
+    }
+  }
+
+  /**
+   * chokidar keeps one event per file in any 5 ms and drops the rest, with no trailing event:
+   * a write right after a truncate (every `writeFile`) can leave only the truncate reported.
+   * So a file is looked at again once its events stop, and a difference is a change.
+   */
+  private recheckSoon(absolute: string): void {
+    clearTimeout(this.rechecks.get(absolute));
+    const timer = setTimeout(() => {
+      this.rechecks.delete(absolute);
+      const rel = this.relative(absolute);
+      const known = rel === null ? undefined : this.known.get(rel);
+      if (!this.live || !known) return;
+      const s = this.regularFile(absolute, undefined);
+      if (s && !sameStat(known, statOf(s))) this.onChange(absolute, s);
+    }, RECHECK_MS);
+    timer.unref();
+    this.rechecks.set(absolute, timer);
+  }
+
   private onChange(absolute: string, stats?: fs.Stats): void {
     const rel = this.relative(absolute);
     const s = rel && this.regularFile(absolute, stats);
     if (!rel || !s || !this.live) return;
+    this.recheckSoon(absolute);
     const stat = statOf(s);
     const wasEcho = this.consumeEcho(rel, stat);
     this.remember(rel, stat);

@@ -1,0 +1,102 @@
+/**
+ * A machine's definition (`machine.toJSON()`) as a mermaid `stateDiagram-v2`, which pastes
+ * into any Markdown renderer. `current`, a state path like ['active', 'running'], is marked
+ * with the class `current` (each state on the path), for a live view.
+ */
+
+interface StateJson {
+  key: string;
+  id: string;
+  type?: string;
+  initial?: unknown;
+  description?: string;
+  states?: Record<string, StateJson>;
+  transitions?: { eventType: string; target?: string[]; guard?: { type?: string } | null; reenter?: boolean }[];
+  after?: { delay?: unknown; eventType: string }[];
+}
+
+/** Mermaid state ids: letters, digits and underscores only. */
+const idOf = (node: StateJson) => node.id.replace(/[^A-Za-z0-9_]/g, '_');
+
+const label = (text: string) => text.replace(/[:;#"]/g, ' ').trim();
+
+function initialKey(node: StateJson): string | undefined {
+  const initial = node.initial as { target?: string[] } | string | undefined;
+  if (typeof initial === 'string') return initial;
+  const target = initial?.target?.[0];
+  return target?.split('.').pop();
+}
+
+/** The event a transition reacts to, readable: `xstate.after.backoff.entry.restarting` → `after backoff`. */
+function eventLabel(eventType: string): string {
+  const after = /^xstate\.after\.([^.]+)\./.exec(eventType);
+  if (after) return `after ${after[1]}`;
+  if (eventType.startsWith('xstate.done.actor')) return 'done';
+  if (eventType.startsWith('xstate.error.actor')) return 'error';
+  return eventType;
+}
+
+export function toMermaid(definition: unknown, current: string[] = []): string {
+  // toJSON() holds state nodes where JSON holds their ids: work on the JSON form.
+  const machine = JSON.parse(JSON.stringify(definition)) as StateJson;
+  const lines = ['stateDiagram-v2'];
+  const byId = new Map<string, StateJson>();
+  const walkIds = (node: StateJson) => {
+    byId.set(`#${node.id}`, node);
+    for (const child of Object.values(node.states ?? {})) walkIds(child);
+  };
+  walkIds(machine);
+
+  const declare = (node: StateJson, indent: string) => {
+    const children = Object.values(node.states ?? {});
+    const initial = initialKey(node);
+    for (const child of children) {
+      const id = idOf(child);
+      if (child.states && Object.keys(child.states).length > 0) {
+        lines.push(`${indent}state ${id} {`);
+        declare(child, indent + '  ');
+        lines.push(`${indent}}`);
+      } else {
+        lines.push(`${indent}${id} : ${label(child.key)}`);
+      }
+      if (child.key === initial) lines.push(`${indent}[*] --> ${id}`);
+    }
+  };
+  declare(machine, '  ');
+
+  const edges = (node: StateJson) => {
+    for (const t of node.transitions ?? []) {
+      if (node === machine) continue; // root-level events are handled in every state
+      const targets = t.target?.length ? t.target : t.reenter ? [`#${node.id}`] : [];
+      for (const target of targets) {
+        const to = byId.get(target);
+        if (!to) continue;
+        const guard = t.guard?.type ? ` [${t.guard.type}]` : '';
+        lines.push(`  ${idOf(node)} --> ${idOf(to)} : ${label(eventLabel(t.eventType) + guard)}`);
+      }
+    }
+    for (const child of Object.values(node.states ?? {})) edges(child);
+  };
+  edges(machine);
+
+  if (current.length > 0) {
+    lines.push('  classDef current fill:#ffd866,stroke:#b8860b,stroke-width:3px,color:#000');
+    let node: StateJson | undefined = machine;
+    for (const key of current) {
+      node = node?.states?.[key];
+      if (!node) break;
+      lines.push(`  class ${idOf(node)} current`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** A state value (`'stopped'`, `{active: 'running'}`) as a path: `['active', 'running']`. */
+export function statePath(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (value && typeof value === 'object') {
+    const [key] = Object.keys(value);
+    return key === undefined ? [] : [key, ...statePath((value as Record<string, unknown>)[key])];
+  }
+  return [];
+}

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import type { Level } from 'pino';
-import { Daemon } from './daemon.js';
+import { Daemon, UsageError } from './daemon.js';
 import { createLogger } from './logger.js';
 import { SetupError } from './setup.js';
 import { commands, type Command } from './client/commands.js';
@@ -38,9 +38,11 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       port,
       logger,
       inspect: values.inspect === true,
+      token: typeof values.token === 'string' ? values.token : process.env.FERRY_TOKEN || undefined,
+      cors: typeof values.cors === 'string' ? values.cors : undefined,
     });
   } catch (err) {
-    if (err instanceof SetupError) {
+    if (err instanceof SetupError || err instanceof UsageError) {
       process.stderr.write(`ferry: ${err.message}\n`);
       process.exit(2);
     }
@@ -71,6 +73,7 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
 
 const GLOBAL_OPTIONS = {
   api: { type: 'string', help: `the daemon's URL (default ${DEFAULT_API}, or $FERRY_API)` },
+  token: { type: 'string', help: 'the bearer token the daemon requires (or $FERRY_TOKEN); for start, the token to require' },
   json: { type: 'boolean', help: "print the API's JSON, one document (for jq)" },
   help: { type: 'boolean', help: 'help on ferry or on a command' },
   version: { type: 'boolean', help: 'the version' },
@@ -78,14 +81,16 @@ const GLOBAL_OPTIONS = {
 
 const START: Command = {
   path: ['start'],
-  synopsis: 'ferry start --setup FILE [--data-dir DIR] [--host 127.0.0.1] [--port 3862] [--log-level info] [--inspect]',
+  synopsis:
+    'ferry start --setup FILE [--data-dir DIR] [--host 127.0.0.1] [--port 3862] [--token T] [--cors ORIGIN] [--log-level info] [--inspect]',
   summary: 'Run the daemon in the foreground; SIGINT or SIGTERM stop it. An invalid setup exits 2.',
   options: {
     setup: { type: 'string', help: 'the setup file (JSON: entries and rules)' },
     'data-dir': { type: 'string', help: 'where the store lives (default: .ferry/ beside the setup file)' },
-    host: { type: 'string', help: 'address the API binds (default 127.0.0.1)' },
+    host: { type: 'string', help: 'address the API binds (default 127.0.0.1; any other needs --token)' },
     port: { type: 'string', help: 'port of the API (default 3862; 0 picks a free one)' },
     'log-level': { type: 'string', help: `${LEVELS.join(', ')} (default info)` },
+    cors: { type: 'string', help: 'the one browser origin allowed to call the API (default: none)' },
     inspect: { type: 'boolean', help: 'log every XState inspection event, at debug level (implies --log-level debug)' },
   },
   minArgs: 0,
@@ -186,7 +191,8 @@ async function main(argv: string[]): Promise<number> {
     args,
     options: values,
     json: values.json === true,
-    client: () => (client ??= new ApiClient(api)),
+    client: () =>
+      (client ??= new ApiClient(api, typeof values.token === 'string' ? values.token : process.env.FERRY_TOKEN || undefined)),
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
     stdin: async () => {

@@ -8,6 +8,7 @@ import { daemonMachine } from '../machines/daemon.js';
 import { entryMachine } from '../machines/entry.js';
 import { rulesMachine, type Rule } from '../machines/rules.js';
 import { buildApp } from './api/app.js';
+import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
 import { validateRules } from './rules/validate.js';
 import { loadSetup, writeSetupRules, type Setup } from './setup.js';
@@ -27,6 +28,18 @@ export interface DaemonOptions {
   logger: Logger;
   /** Log every XState inspection event at debug level. */
   inspect?: boolean;
+  /** Required as `Authorization: Bearer TOKEN` on every request; needed to bind a non-loopback host. */
+  token?: string;
+  /** The browser origin allowed to call the API. */
+  cors?: string;
+}
+
+/** A start refused for the way it was asked (exit 2), not for something that went wrong. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
 }
 
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
@@ -55,6 +68,12 @@ export class Daemon {
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const log = options.logger;
+    const host = options.host ?? '127.0.0.1';
+    if (!isLoopback(host) && !options.token) {
+      throw new UsageError(
+        `--host ${host} is reachable from other machines: give a token (--token or FERRY_TOKEN) that every request must present`,
+      );
+    }
     const setup = loadSetup(options.setupFile);
     const dataDir = path.resolve(options.dataDir ?? path.join(path.dirname(setup.file), '.ferry'));
     const store = new Catalogue(path.join(dataDir, 'ferry.db'));
@@ -165,6 +184,8 @@ export class Daemon {
       events,
       board,
       logger: log,
+      token: options.token,
+      cors: options.cors,
     });
     daemon = new Daemon(setup, store, engine, root, app, log, events, board);
     root.start();

@@ -7,11 +7,13 @@ import type { Rule } from '../../machines/rules.js';
 import type { RulesDiff } from '../sync/engine.js';
 import { openApiRoutes } from './routes/openapi.js';
 import { observeRoutes } from './routes/observe.js';
+import { conflictsRoutes } from './routes/conflicts.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import type { EventLog } from '../observe/event-log.js';
 import type { TransferBoard } from '../observe/transfer-board.js';
 import { installErrorHandling } from './errors.js';
+import { installAccessControl } from './access.js';
 import { filesRoutes } from './routes/files.js';
 import { entriesRoutes } from './routes/entries.js';
 import { rulesRoutes } from './routes/rules.js';
@@ -29,6 +31,10 @@ export interface ApiContext {
   events: EventLog;
   board: TransferBoard;
   logger?: Logger;
+  /** When set, every request must carry `Authorization: Bearer TOKEN`. */
+  token?: string;
+  /** The one origin allowed to call the API from a browser (no CORS otherwise). */
+  cors?: string;
 }
 
 /** Request bodies are small JSON documents (rules); anything bigger is refused. */
@@ -44,11 +50,13 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
   });
   installErrorHandling(app);
+  installAccessControl(app, { token: ctx.token, cors: ctx.cors });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
   });
   app.addHook('onSend', async (_request, reply, payload) => {
-    reply.header('Vary', 'Accept');
+    const vary = reply.getHeader('Vary');
+    reply.header('Vary', typeof vary === 'string' && vary !== 'Accept' ? `Accept, ${vary}` : 'Accept');
     return payload;
   });
   await app.register(
@@ -61,6 +69,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
       await api.register(entriesRoutes, ctx);
       await api.register(rulesRoutes, ctx);
       await api.register(observeRoutes, ctx);
+      await api.register(conflictsRoutes, ctx);
     },
     { prefix: API_PREFIX },
   );

@@ -27,7 +27,10 @@ export const DEFAULT_API = 'http://127.0.0.1:3862';
 export class ApiClient {
   readonly base: string;
 
-  constructor(url: string) {
+  constructor(
+    url: string,
+    private readonly token?: string,
+  ) {
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -44,7 +47,11 @@ export class ApiClient {
     try {
       response = await fetch(url, {
         method,
-        headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(120_000),
       });

@@ -18,3 +18,29 @@ export function conflictName(filename: string, entry: string, when: Date, n = 0)
   const name = `${stem}.sync-conflict-${stamp}-${entry}${n > 0 ? `-${n}` : ''}${ext}`;
   return dir === '.' ? name : `${dir}/${name}`;
 }
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * What a conflict copy's name says: the original filename, the entry whose copy it was, and
+ * when it was kept (epoch seconds). Null when the name is not a conflict copy's. Entry names
+ * may hold dots, so the known names, when given, settle where the name ends.
+ */
+export function parseConflictName(
+  filename: string,
+  entries?: Iterable<string>,
+): { original: string; entry: string; time: number } | null {
+  const names = entries ? [...entries].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|') : '[A-Za-z0-9_.-]+?';
+  if (!names) return null;
+  const pattern = new RegExp(`^(.*?)\\.sync-conflict-(\\d{4})(\\d{2})(\\d{2})-(\\d{2})(\\d{2})(\\d{2})-(${names})(?:-(\\d+))?(\\.[^./]*)?$`);
+  const dir = path.posix.dirname(filename);
+  const m = pattern.exec(path.posix.basename(filename));
+  if (!m) return null;
+  const [, stem, y, mo, d, h, mi, s, entry, , ext] = m;
+  const base = `${stem}${ext ?? ''}`;
+  return {
+    original: dir === '.' ? base : `${dir}/${base}`,
+    entry,
+    time: Date.UTC(+y, +mo - 1, +d, +h, +mi, +s) / 1000,
+  };
+}

@@ -145,6 +145,9 @@ export class Catalogue {
       file: db.prepare('SELECT * FROM files WHERE fid = ?'),
       listFiles: db.prepare('SELECT * FROM files WHERE deleted = 0 ORDER BY filename LIMIT ? OFFSET ?'),
       countFiles: db.prepare('SELECT count(*) AS n FROM files WHERE deleted = 0'),
+      conflictFiles: db.prepare(
+        "SELECT * FROM files WHERE deleted = 0 AND filename LIKE '%.sync-conflict-%' ORDER BY filename",
+      ),
       allFids: db.prepare('SELECT fid FROM files'),
       putFile: db.prepare(
         `INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted)
@@ -209,6 +212,11 @@ export class Catalogue {
 
   listFiles(offset: number, limit: number): FileRecord[] {
     return (this.q.listFiles.all(limit, offset) as FileRow[]).map((r) => toFile(r)!);
+  }
+
+  /** Files whose name marks them as conflict copies. */
+  conflictFiles(): FileRecord[] {
+    return (this.q.conflictFiles.all() as FileRow[]).map((r) => toFile(r)!);
   }
 
   countFiles(): number {

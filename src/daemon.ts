@@ -121,9 +121,11 @@ export class Daemon {
           },
           actors: {
             applyRules: fromPromise<string[], { rules: Rule[] }>(async ({ input }) => {
+              // The setup file first: if it cannot be written, nothing has changed. If the store
+              // then failed, the next start would see the file's rules differ and apply them.
+              writeSetupRules(setup.file, input.rules);
               const touched = engine.applyRules(input.rules);
               store.putRules('staged', input.rules);
-              writeSetupRules(setup.file, input.rules);
               log.info({ rules: input.rules.length }, 'rules reloaded');
               return touched;
             }),

@@ -81,10 +81,15 @@ export function writeSetupRules(file: string, rules: Rule[]): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.ferry-tmp-${process.pid}`);
   const fd = fs.openSync(tmp, 'w', fs.statSync(file).mode & 0o777);
   try {
-    fs.writeSync(fd, JSON.stringify(raw, null, 2) + '\n');
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    try {
+      fs.writeSync(fd, JSON.stringify(raw, null, 2) + '\n');
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
-  fs.renameSync(tmp, file);
 }

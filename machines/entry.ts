@@ -10,6 +10,8 @@ import type { WorkerReport } from './reports.js';
 
 export interface EntryInput {
   name: string;
+  /** Whether this start was forced (given to the worker actor). */
+  force?: boolean;
 }
 
 export interface EntryContext {
@@ -22,15 +24,20 @@ export interface EntryContext {
   pid: number | null;
   /** Epoch milliseconds at which the current worker reported itself ready. */
   startedAt: number | null;
+  /** The last start was forced: the next worker applies mass deletions. */
+  force: boolean;
 }
 
 export type EntryEvent =
-  | { type: 'entry.start' }
+  /** `force`: apply what the start would otherwise refuse (mass deletions). */
+  | { type: 'entry.start'; force?: boolean }
   | { type: 'entry.stop' }
   | { type: 'entry.restart' }
   | { type: 'worker.ready'; pid: number }
   | { type: 'worker.exited'; code: number | null; signal: string | null }
   | { type: 'worker.failed'; reason: string }
+  /** The rules actor refuses what the worker's rescan found (mass deletion): stop and say why. */
+  | { type: 'entry.refuse'; reason: string }
   | { type: 'worker.report'; report: WorkerReport }
   | { type: 'jobs.available' };
 
@@ -75,12 +82,14 @@ export const entryMachine = setup({
       };
     }),
     recordFailure: assign(({ event }) => ({
-      lastError: (event as Extract<EntryEvent, { type: 'worker.failed' }>).reason,
+      lastError: (event as Extract<EntryEvent, { type: 'worker.failed' | 'entry.refuse' }>).reason,
       pid: null,
       startedAt: null,
     })),
     clearProcess: assign({ pid: null, startedAt: null }),
     clearError: assign({ lastError: null, failures: 0 }),
+    recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
+    clearForce: assign({ force: false }),
     markStable: assign({ failures: 0 }),
   },
 }).createMachine({
@@ -93,6 +102,7 @@ export const entryMachine = setup({
     lastError: null,
     pid: null,
     startedAt: null,
+    force: false,
   }),
   initial: 'stopped',
   states: {
@@ -100,7 +110,7 @@ export const entryMachine = setup({
       description: 'No worker runs; jobs for this entry wait in the store until it starts.',
       entry: 'clearProcess',
       on: {
-        'entry.start': { target: 'active', actions: 'clearError' },
+        'entry.start': { target: 'active', actions: ['clearError', 'recordForce'] },
       },
     },
     active: {
@@ -108,14 +118,14 @@ export const entryMachine = setup({
       invoke: {
         id: 'worker',
         src: 'worker',
-        input: ({ context }) => ({ name: context.name }),
+        input: ({ context }) => ({ name: context.name, force: context.force }),
       },
       initial: 'starting',
       states: {
         starting: {
           description: 'The worker is forked and rescans its root against the store.',
           on: {
-            'worker.ready': { target: 'running', actions: ['recordReady', 'announceReady'] },
+            'worker.ready': { target: 'running', actions: ['recordReady', 'announceReady', 'clearForce'] },
           },
         },
         running: {
@@ -132,6 +142,7 @@ export const entryMachine = setup({
         'worker.report': { actions: 'forwardToRules' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },
+        'entry.refuse': { target: 'stopped', actions: 'recordFailure' },
         'entry.stop': { target: 'stopped' },
         'entry.restart': { target: 'active', reenter: true },
       },
@@ -142,7 +153,7 @@ export const entryMachine = setup({
         backoff: { target: 'active' },
       },
       on: {
-        'entry.start': { target: 'active' },
+        'entry.start': { target: 'active', actions: 'recordForce' },
         'entry.stop': { target: 'stopped' },
       },
     },

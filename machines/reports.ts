@@ -28,5 +28,6 @@ export type WorkerReport =
   | { type: 'file.changed'; entry: string; path: string; stat: FileStat }
   | { type: 'file.deleted'; entry: string; path: string }
   | { type: 'file.moved'; entry: string; from: string; path: string; stat: FileStat }
-  | { type: 'entry.scanned'; entry: string; files: ScannedFile[] }
+  /** `force`: the entry was started with --force, so mass deletions found by the scan apply. */
+  | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };

@@ -35,7 +35,9 @@ export type RulesEvent =
   | { type: 'rules.stage'; rules: Rule[] }
   | { type: 'rules.reload' }
   | { type: 'entry.ready'; entry: string }
-  | { type: 'jobs.queued'; entries: string[] };
+  | { type: 'jobs.queued'; entries: string[] }
+  /** Recording a report was refused (a mass deletion): the entry stops, with this reason. */
+  | { type: 'entry.refused'; entry: string; reason: string };
 
 export const rulesMachine = setup({
   types: {
@@ -65,6 +67,12 @@ export const rulesMachine = setup({
         if (system.get(`entry:${name}`)) enqueue.sendTo(system.get(`entry:${name}`), { type: 'jobs.available' });
       }
     }),
+    refuseEntry: enqueueActions(({ event, enqueue, system }) => {
+      const e = event as Extract<RulesEvent, { type: 'entry.refused' }>;
+      const entry = system.get(`entry:${e.entry}`);
+      const refuse: { type: 'entry.refuse'; reason: string } = { type: 'entry.refuse', reason: e.reason };
+      if (entry) enqueue.sendTo(entry, refuse);
+    }),
     // A newly ready entry can serve as a source: every entry may now have work it could not do.
     announceToAll: enqueueActions(({ enqueue, system, context }) => {
       for (const name of context.entries) {
@@ -85,6 +93,7 @@ export const rulesMachine = setup({
     'job.finished': { actions: 'recordReport' },
     'jobs.queued': { actions: 'announceJobs' },
     'entry.ready': { actions: 'announceToAll' },
+    'entry.refused': { actions: 'refuseEntry' },
   },
   states: {
     ready: {

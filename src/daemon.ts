@@ -13,7 +13,7 @@ import { workerActor } from './entry-worker.js';
 import { validateRules } from './rules/validate.js';
 import { loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
-import { SyncEngine, type EntryConfig } from './sync/engine.js';
+import { MassDeletionRefused, SyncEngine, type EntryConfig } from './sync/engine.js';
 import { EventLog } from './observe/event-log.js';
 import { TransferBoard } from './observe/transfer-board.js';
 import { statePath } from './observe/mermaid.js';
@@ -100,6 +100,7 @@ export class Daemon {
     const events = new EventLog();
     const board = new TransferBoard();
     const engine = new SyncEngine(store, entries, setup.rules, log, (event) => events.emit(event));
+    engine.maxDeleteShare = setup.maxDeleteShare;
     if (!isDeepStrictEqual(lastActive, setup.rules)) {
       engine.applyRules(setup.rules);
       if (lastActive !== null) log.info('the rules in the setup file changed since the last run: applied to every known file');
@@ -112,8 +113,14 @@ export class Daemon {
         rules: rulesMachine.provide({
           actions: {
             recordReport: ({ event, self }) => {
-              const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
-              if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
+              try {
+                const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
+                if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
+              } catch (err) {
+                if (!(err instanceof MassDeletionRefused)) throw err;
+                log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
+                self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
+              }
             },
             persistStaged: ({ event }) => {
               store.putRules('staged', (event as { rules: Rule[] }).rules);

@@ -79,8 +79,31 @@ export function workerActor(deps: WorkerDeps) {
       if (alive && child.connected) child.send(message);
     };
 
+    /**
+     * Rules that would delete most of the entry's files (a reload that bans it from them) stop
+     * the entry, unless it was started with --force. Deletions made in another entry are
+     * guarded where they are found: by that entry's rescan.
+     */
+    const massDeletion = (): string | null => {
+      if (input.force) return null;
+      const deletes = deps.store.countRuleDeletes(config.name);
+      const total = deps.store.countReplicas(config.name);
+      if (!deps.engine.isMassDeletion(deletes, total)) return null;
+      return (
+        `the rules would delete ${deletes} of the ${total} files of ${config.name}; refusing ` +
+        `(check the rules, then start it with --force to apply them)`
+      );
+    };
+
     const pump = () => {
       if (!ready || stopping || !alive) return;
+      const refusal = massDeletion();
+      if (refusal) {
+        log.warn(refusal);
+        stopping = true;
+        sendBack({ type: 'entry.refuse', reason: refusal });
+        return;
+      }
       const free = JOBS_IN_FLIGHT - inflight.size;
       if (free > 0) {
         const jobs = deps.engine.takeJobs(config.name, free, (n) => isRunning(system, n), inflight);
@@ -129,6 +152,7 @@ export function workerActor(deps: WorkerDeps) {
         case 'report': {
           // A worker speaks for its own entry only.
           const report = { ...message.report, entry: config.name };
+          if (report.type === 'entry.scanned') report.force = input.force === true;
           if (report.type === 'job.finished') {
             inflight.delete(report.jobId);
             const { outcome } = report;

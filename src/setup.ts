@@ -13,6 +13,8 @@ export interface Setup {
   name: string;
   entries: EntryConfig[];
   rules: Rule[];
+  /** The share of an entry's files a rescan or reload may delete before the entry is paused. */
+  maxDeleteShare: number;
 }
 
 /** A setup file that cannot be used; the message names the file and the faulty field. */
@@ -68,7 +70,15 @@ export function loadSetup(file: string): Setup {
   }
   const rules = validateRules(raw.rules ?? [], new Set(names));
   if (!rules.ok) return fail(rules.reason);
-  return { file: absolute, name: (raw.name as string | undefined) ?? path.basename(absolute, '.json'), entries, rules: rules.value };
+  const share = raw.max_delete_share ?? 0.5;
+  if (typeof share !== 'number' || !(share >= 0 && share <= 1)) fail('max_delete_share: must be a number from 0 to 1');
+  return {
+    file: absolute,
+    name: (raw.name as string | undefined) ?? path.basename(absolute, '.json'),
+    entries,
+    rules: rules.value,
+    maxDeleteShare: share as number,
+  };
 }
 
 /**

@@ -217,7 +217,7 @@ describe('API 1.0: entries', () => {
     expect(res.status).toBe(200);
     const { info } = res.body;
     expect(Object.keys(info).sort()).toEqual(
-      ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'pid', 'started'].sort(),
+      ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'pid', 'restarts', 'started'].sort(),
     );
     const number = (min = 0) => expect.toSatisfy((n: unknown) => typeof n === 'number' && Number.isFinite(n) && n >= min, `a number >= ${min}`);
     expect(res.body).toEqual({
@@ -231,6 +231,7 @@ describe('API 1.0: entries', () => {
         mem_info2: expect.stringMatching(/^\d+(\.\d)?[BKMGT]$/),
         started: number(1e9),
         pid: expect.toSatisfy((n: unknown) => Number.isInteger(n) && (n as number) > 0, 'a pid'),
+        restarts: 0,
       },
       name: 'A',
       status: 'ok',

@@ -48,7 +48,13 @@ export const okSchema = {
 export const entryStatusSchema = {
   type: 'object',
   required: ['name', 'status', 'time'],
-  properties: { name: { type: 'string' }, status: { type: 'string' }, time: { type: 'number' } },
+  properties: {
+    name: { type: 'string' },
+    status: { type: 'string' },
+    time: { type: 'number' },
+    /** Only when there is something to say: why the entry stopped, or what keeps failing. */
+    reason: { type: 'string' },
+  },
 } as const;
 
 export const nameParams = {

@@ -62,8 +62,18 @@ async function allFiles(client: ApiClient): Promise<FileJson[]> {
 
 const control = (action: 'start' | 'stop' | 'restart', done: string): Command => ({
   path: ['entries', action],
-  synopsis: `ferry entries ${action} NAME…`,
+  synopsis: `ferry entries ${action} NAME…${action === 'start' ? ' [--force]' : ''}`,
   summary: `${action[0].toUpperCase()}${action.slice(1)} entries, each in turn; exit 1 if any was refused.`,
+  ...(action === 'start'
+    ? {
+        options: {
+          force: {
+            type: 'boolean' as const,
+            help: 'apply what a start would refuse: deleting most of the entry\'s files (after a rescan or a reload)',
+          },
+        },
+      }
+    : {}),
   minArgs: 1,
   maxArgs: Infinity,
   async run(ctx) {
@@ -71,7 +81,8 @@ const control = (action: 'start' | 'stop' | 'restart', done: string): Command =>
     const results: unknown[] = [];
     for (const name of ctx.args) {
       try {
-        const body = await ctx.client().request<StatusJson>('PUT', `/entries/${encodeURIComponent(name)}/${action}`);
+        const force = action === 'start' && ctx.options.force ? '?force=true' : '';
+        const body = await ctx.client().request<StatusJson>('PUT', `/entries/${encodeURIComponent(name)}/${action}${force}`);
         results.push(body);
         if (!ctx.json) ctx.out(`${name}: ${done}\n`);
       } catch (err) {

@@ -186,6 +186,13 @@ export class Catalogue {
       ),
       nextDue: db.prepare("SELECT min(not_before) AS t FROM jobs WHERE entry = ? AND state = 'queued'"),
       countJobs: db.prepare('SELECT count(*) AS n FROM jobs WHERE entry = ?'),
+      countRuleDeletes: db.prepare(
+        "SELECT count(*) AS n FROM jobs JOIN files ON files.fid = jobs.fid WHERE jobs.entry = ? AND jobs.kind = 'delete' AND files.deleted = 0",
+      ),
+      failing: db.prepare(
+        `SELECT count(*) AS n, (SELECT last_error FROM jobs WHERE entry = @entry AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1) AS e
+         FROM jobs WHERE entry = @entry AND last_error IS NOT NULL`,
+      ),
       countQueued: db.prepare("SELECT count(*) AS n FROM jobs WHERE entry = ? AND state = 'queued'"),
       queuedList: db.prepare(
         `SELECT jobs.id, jobs.kind, jobs.attempts, jobs.not_before, jobs.last_error,
@@ -304,6 +311,20 @@ export class Catalogue {
 
   countJobs(entry: string): number {
     return (this.q.countJobs.get(entry) as { n: number }).n;
+  }
+
+  /**
+   * Delete jobs of `entry` that the rules cause (a ban: the file lives on elsewhere), not those
+   * following a deletion made in another entry.
+   */
+  countRuleDeletes(entry: string): number {
+    return (this.q.countRuleDeletes.get(entry) as { n: number }).n;
+  }
+
+  /** Jobs of `entry` that failed at least once and wait to be retried, with the latest error. */
+  failingJobs(entry: string): { count: number; lastError: string | null } {
+    const row = this.q.failing.get({ entry }) as { n: number; e: string | null };
+    return { count: row.n, lastError: row.e };
   }
 
   countQueued(entry: string): number {

@@ -18,6 +18,27 @@ export interface EntryConfig {
   resolved: Record<string, unknown>;
 }
 
+/** Fewer deletions than this never count as a mass deletion. */
+export const MASS_DELETION_MIN = 10;
+
+/**
+ * A rescan found most of an entry's files gone (an unmounted disk, a wrong root): applying it
+ * would delete them everywhere. The entry is stopped with this reason until started with force.
+ */
+export class MassDeletionRefused extends Error {
+  constructor(
+    readonly entry: string,
+    readonly missing: number,
+    readonly total: number,
+  ) {
+    super(
+      `the rescan of ${entry} finds ${missing} of its ${total} files gone; refusing to delete them elsewhere ` +
+        `(check the storage, then start it with --force to apply the deletions)`,
+    );
+    this.name = 'MassDeletionRefused';
+  }
+}
+
 /** For each file whose owners a set of rules would change: the entries it gains and loses. */
 export type RulesDiff = { fid: string; filename: string; gain: string[]; lose: string[] }[];
 
@@ -36,6 +57,8 @@ export function retryDelay(attempts: number): number {
  */
 export class SyncEngine {
   private rules: Rule[];
+  /** The share of an entry's files a rescan or a reload may delete before the entry is paused. */
+  maxDeleteShare = 0.5;
 
   constructor(
     private readonly store: Catalogue,
@@ -66,7 +89,7 @@ export class SyncEngine {
           this.moved(report.entry, report.from, report.path, report.stat, touched);
           break;
         case 'entry.scanned':
-          this.scanned(report.entry, report.files, touched);
+          this.scanned(report.entry, report.files, report.force === true, touched);
           break;
         case 'job.finished':
           this.finished(report.entry, report.jobId, report.outcome, touched);
@@ -190,8 +213,14 @@ export class SyncEngine {
     this.reconcile(toFid, touched);
   }
 
-  private scanned(entry: string, files: ScannedFile[], touched: Set<string>): void {
+  /** Whether deleting `count` of an entry's `total` files is enough to stop and ask. */
+  isMassDeletion(count: number, total: number): boolean {
+    return count >= MASS_DELETION_MIN && count > total * this.maxDeleteShare;
+  }
+
+  private scanned(entry: string, files: ScannedFile[], force: boolean, touched: Set<string>): void {
     const known = new Map(this.store.replicasOfEntry(entry).map((r) => [r.filename, r]));
+    const total = known.size;
     const fresh: ScannedFile[] = [];
     for (const f of files) {
       if (!this.accept(entry, f.path)) continue;
@@ -203,17 +232,24 @@ export class SyncEngine {
     }
     // What the store says the entry held but is gone: moved (same inode and size) or deleted.
     const byIno = new Map(fresh.filter((f) => f.ino).map((f) => [f.ino, f]));
+    const moves: [ReplicaRecord, ScannedFile][] = [];
+    const deletions: ReplicaRecord[] = [];
     for (const gone of known.values()) {
       const moved = gone.ino ? byIno.get(gone.ino) : undefined;
       if (moved && moved.size === gone.size) {
         byIno.delete(gone.ino);
-        fresh.splice(fresh.indexOf(moved), 1);
-        this.moved(entry, gone.filename, moved.path, moved, touched);
+        moves.push([gone, moved]);
       } else {
-        this.deleted(entry, gone.filename, touched);
+        deletions.push(gone);
       }
     }
-    for (const f of fresh) this.changed(entry, f.path, f, touched);
+    if (!force && this.isMassDeletion(deletions.length, total)) {
+      throw new MassDeletionRefused(entry, deletions.length, total);
+    }
+    const movedTo = new Set(moves.map(([, to]) => to.path));
+    for (const [gone, to] of moves) this.moved(entry, gone.filename, to.path, to, touched);
+    for (const gone of deletions) this.deleted(entry, gone.filename, touched);
+    for (const f of fresh) if (!movedTo.has(f.path)) this.changed(entry, f.path, f, touched);
   }
 
   private finished(
@@ -237,7 +273,8 @@ export class SyncEngine {
         state: 'queued',
         attempts,
         notBefore: Date.now() + (stale ? Math.min(2000, 100 * attempts) : retryDelay(attempts)),
-        lastError: outcome.message,
+        // A stale job is not a failure of the storage: only errors are reported as failing.
+        lastError: stale ? job.lastError : outcome.message,
       });
       if (stale) this.reconcile(job.fid, touched);
       return;

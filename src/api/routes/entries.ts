@@ -5,6 +5,7 @@ import { ApiError, errorSchema } from '../errors.js';
 import { entrySchema, entryStatusSchema, nameParams } from '../schemas.js';
 import type { EntryConfig } from '../../sync/engine.js';
 import { processInfo } from '../../process-stats.js';
+import type { EntryContext } from '../../../machines/entry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
@@ -59,7 +60,12 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     { schema: { params: nameParams, response: { 200: entryStatusSchema, 404: errorSchema } } },
     async (request) => {
       const { actor } = find(request.params.name);
-      return { name: request.params.name, status: statusOf(actor), time: now() };
+      const { lastError } = actor.getSnapshot().context as EntryContext;
+      const failing = ctx.store.failingJobs(request.params.name);
+      // Said only when there is something to say: why it stopped or restarts, or what fails.
+      const reason =
+        lastError ?? (failing.count > 0 ? `${failing.count} job(s) failing and retried; last error: ${failing.lastError}` : null);
+      return { name: request.params.name, status: statusOf(actor), time: now(), ...(reason ? { reason } : {}) };
     },
   );
 
@@ -75,7 +81,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
             properties: {
               info: {
                 type: 'object',
-                required: ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'started', 'pid'],
+                required: ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'started', 'pid', 'restarts'],
                 properties: {
                   age: { type: 'number' },
                   cpu: { type: 'number' },
@@ -86,6 +92,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
                   mem_info2: { type: 'string' },
                   started: { type: 'number' },
                   pid: { type: 'integer' },
+                  restarts: { type: 'integer' },
                 },
               },
               name: { type: 'string' },
@@ -102,30 +109,34 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
       const { name } = request.params;
       const { actor } = find(name);
       const snapshot = actor.getSnapshot();
-      const { pid, startedAt } = snapshot.context as { pid: number | null; startedAt: number | null };
+      const { pid, startedAt, restarts } = snapshot.context as EntryContext;
       if (!snapshot.matches({ active: 'running' }) || pid === null || startedAt === null) {
         throw new ApiError(409, `entry ${name} is not running`);
       }
       const info = await processInfo(pid, startedAt).catch(() => {
         throw new ApiError(409, `entry ${name} is not running`);
       });
-      return { info, name, status: 'ok', time: now() };
+      return { info: { ...info, restarts }, name, status: 'ok', time: now() };
     },
   );
 
   for (const control of ['start', 'stop', 'restart'] as const) {
-    app.put<{ Params: { name: string } }>(
+    app.put<{ Params: { name: string }; Querystring: { force?: boolean } }>(
       `/entries/:name/${control}`,
       {
         schema: {
           params: nameParams,
+          ...(control === 'start'
+            ? { querystring: { type: 'object', properties: { force: { type: 'boolean', default: false } } } }
+            : {}),
           response: { 200: entryStatusSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
         },
       },
       async (request) => {
         const { name } = request.params;
         const { actor } = find(name);
-        const event = { type: `entry.${control}` };
+        // A forced start applies what a start otherwise refuses: mass deletions.
+        const event = control === 'start' && request.query.force ? { type: 'entry.start', force: true } : { type: `entry.${control}` };
         if (!actor.getSnapshot().can(event)) throw new ApiError(409, refusal[control](name));
         actor.send(event);
         const target = control === 'stop' ? 'stopped' : 'active';

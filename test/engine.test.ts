@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
 import { Catalogue } from '../src/store/catalogue.js';
-import { SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
+import { MassDeletionRefused, SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
 import { fidOf } from '../src/paths.js';
 import type { Rule } from '../machines/rules.js';
 import type { FileStat, JobOutcome, ScannedFile, WorkerReport } from '../machines/reports.js';
@@ -375,7 +375,8 @@ describe('job failures', () => {
       state: 'queued',
       attempts: 1,
       notBefore: 1_000_100,
-      lastError: 'source changed',
+      // Stale is not a failure of the storage: nothing is reported as failing.
+      lastError: null,
     });
     expect(take('A')).toEqual([]);
 
@@ -562,6 +563,45 @@ describe('rescans', () => {
     expect(scanned('B', store.replicasOfEntry('B').map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino })))).toEqual([]);
     expect(store.listFiles(0, 100)).toEqual(before);
     expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+  });
+
+  const twenty = (changed: (e: Name, p: string, s: FileStat) => unknown) => {
+    for (let i = 0; i < 20; i++) changed('A', `f${i}.txt`, stat(10, 1, String(100 + i)));
+  };
+
+  it('refuses a rescan that finds most of the files gone, and changes nothing', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    twenty(changed);
+    settle();
+    const before = store.listFiles(0, 100);
+    const kept = store.replicasOfEntry('B').slice(0, 9).map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino }));
+    expect(() => scanned('B', kept)).toThrow(MassDeletionRefused);
+    expect(() => scanned('B', kept)).toThrow('the rescan of B finds 11 of its 20 files gone');
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.countJobs('A')).toBe(0);
+  });
+
+  it('applies that rescan when the start was forced, and a small one always', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    twenty(changed);
+    settle();
+    const replicas = store.replicasOfEntry('B').map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino }));
+    // Half of them gone is not more than half: applied without force.
+    engine.handle({ type: 'entry.scanned', entry: 'B', files: replicas.slice(0, 10) });
+    expect(store.countJobs('A')).toBe(10);
+    settle();
+    expect(listed()).toHaveLength(10);
+    engine.handle({ type: 'entry.scanned', entry: 'B', files: [], force: true });
+    expect(store.countJobs('A')).toBe(10);
+  });
+
+  it('fewer than ten deletions never count as a mass deletion', () => {
+    const { engine } = makeEngine(ALL_TO_A_AND_B);
+    expect(engine.isMassDeletion(9, 9)).toBe(false);
+    expect(engine.isMassDeletion(10, 19)).toBe(true);
+    expect(engine.isMassDeletion(10, 20)).toBe(false);
+    engine.maxDeleteShare = 0.9;
+    expect(engine.isMassDeletion(10, 19)).toBe(false);
   });
 });
 

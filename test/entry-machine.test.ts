@@ -68,6 +68,7 @@ describe('entry machine', () => {
       lastError: null,
       pid: null,
       startedAt: null,
+      force: false,
     });
     expect(workers).toHaveLength(0);
   });
@@ -79,7 +80,7 @@ describe('entry machine', () => {
     actor.send({ type: 'entry.start' });
     expect(actor.getSnapshot().value).toEqual({ active: 'starting' });
     expect(workers).toHaveLength(1);
-    expect(last().input).toEqual({ name: 'A' });
+    expect(last().input).toEqual({ name: 'A', force: false });
     expect(last().stopped).toBe(false);
 
     last().sendBack({ type: 'worker.ready', pid: 4242 });
@@ -197,6 +198,26 @@ describe('entry machine', () => {
     vi.advanceTimersByTime(60_000);
     expect(actor.getSnapshot().value).toBe('stopped');
     expect(workers).toHaveLength(1);
+  });
+
+  it('stops with the reason on entry.refuse (a mass deletion refused), even once running', () => {
+    const { actor, last } = startEntry();
+    actor.send({ type: 'entry.start' });
+    last().sendBack({ type: 'worker.ready', pid: 42 });
+    actor.send({ type: 'entry.refuse', reason: 'the rescan of A finds 11 of its 20 files gone' });
+    expect(actor.getSnapshot().value).toBe('stopped');
+    expect(actor.getSnapshot().context.lastError).toBe('the rescan of A finds 11 of its 20 files gone');
+    expect(last().stopped).toBe(true);
+  });
+
+  it('gives the worker force only for a forced start, and forgets it once the worker is ready', () => {
+    const { actor, last } = startEntry();
+    actor.send({ type: 'entry.start', force: true });
+    expect(last().input).toEqual({ name: 'A', force: true });
+    last().sendBack({ type: 'worker.ready', pid: 42 });
+    expect(actor.getSnapshot().context.force).toBe(false);
+    actor.send({ type: 'entry.restart' });
+    expect(last().input).toEqual({ name: 'A', force: false });
   });
 
   it('clears the last error and the failures on entry.start from stopped', () => {

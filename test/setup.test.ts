@@ -58,7 +58,19 @@ describe('loadSetup', () => {
         { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C' } },
       ],
       rules: SPEC_RULES,
+      maxDeleteShare: 0.5,
     });
+  });
+
+  it('takes max_delete_share from 0 to 1, and names it when it is wrong', async () => {
+    for (const bad of [-0.1, 1.5, '0.5']) {
+      const f = path.join(dir, 'share.json');
+      fs.writeFileSync(f, JSON.stringify({ entries: { A: { driver: 'local_storage', options: { root: 'A' } } }, max_delete_share: bad }));
+      expect(() => loadSetup(f)).toThrow(/max_delete_share: must be a number from 0 to 1/);
+    }
+    const f = path.join(dir, 'share.json');
+    fs.writeFileSync(f, JSON.stringify({ entries: { A: { driver: 'local_storage', options: { root: 'A' } } }, max_delete_share: 0.25 }));
+    expect(loadSetup(f).maxDeleteShare).toBe(0.25);
   });
 
   it('resolves roots against the setup file, not the working folder', () => {

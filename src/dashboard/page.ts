@@ -228,10 +228,23 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
 
   /** One API call: resolves to {status, body}, status 0 when the daemon is unreachable; never rejects. */
+  // A daemon started with --token wants it on every call: from ?token= once, then remembered.
+  var TOKEN = new URLSearchParams(location.search).get('token') || localStorage.getItem('ferry.token') || '';
+  if (new URLSearchParams(location.search).get('token')) localStorage.setItem('ferry.token', TOKEN);
+  var askedToken = false;
+  function askToken() {
+    if (askedToken) return;
+    askedToken = true;
+    var given = window.prompt('This Ferry daemon needs its API token:');
+    if (given) { localStorage.setItem('ferry.token', given); location.reload(); }
+  }
+
   function call(method, route, body) {
     var init = { method: method, headers: { accept: 'application/json' } };
+    if (TOKEN) init.headers.authorization = 'Bearer ' + TOKEN;
     if (body !== undefined) { init.headers['content-type'] = 'application/json'; init.body = JSON.stringify(body); }
     return fetch(API + route, init).then(function (res) {
+      if (res.status === 401) askToken();
       return res.text().then(function (text) {
         var json = null;
         try { json = text ? JSON.parse(text) : null; } catch (e) { json = { reason: text }; }
@@ -759,7 +772,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   var statsSoon = debounce(refreshStats, 200);
 
   function connect() {
-    var source = new EventSource(API + '/events');
+    // EventSource sends no headers: the event stream takes the token in its URL.
+    var source = new EventSource(API + '/events' + (TOKEN ? '?access_token=' + encodeURIComponent(TOKEN) : ''));
     var conn = $('connection');
     source.addEventListener('open', function () {
       conn.textContent = 'live';

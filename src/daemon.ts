@@ -229,11 +229,14 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       await this.app.close().catch(() => {});
-      this.root.stop();
+      // Workers go first, while the rules actor still records what they report: a copy they
+      // finished on the way out is in the store, not redone (or a deletion undone) next start.
+      for (const { name } of this.setup.entries) this.root.system.get(`entry:${name}`)?.send({ type: 'entry.stop' });
       await Promise.race([
         Promise.all([...this.workerExits]),
         new Promise((resolve) => setTimeout(resolve, 5000).unref()),
       ]);
+      this.root.stop();
       pidusage.clear();
       this.store.close();
       this.log.info('ferry stopped');

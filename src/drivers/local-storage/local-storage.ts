@@ -357,6 +357,8 @@ export class LocalStorage implements Driver {
       this.conflictCopies.add(name);
       await fsp.rename(absolute, dest);
       this.ctx.log('warn', `kept a conflicting copy as ${name}`, { path: rel, conflict: name });
+      // The daemon's event stream tells of it (a `file` event of kind `conflict`).
+      this.ctx.conflict?.(rel, name);
       return;
     }
   }

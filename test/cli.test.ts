@@ -686,6 +686,10 @@ describe('GET /api/v1.0/openapi.json', () => {
       '/rules/reload': { put: ['200'] },
       '/rules/diff': { get: ['200'] },
       '/openapi.json': { get: ['200'] },
+      '/debug/machines': { get: ['200'] },
+      '/transfers': { get: ['200'] },
+      '/events': { get: ['200', '400'] },
+      '/conflicts': { get: ['200'] },
     };
     expect((doc.paths[P + '/rules'].put as { requestBody?: unknown }).requestBody).toMatchObject({ required: true });
     expect(Object.keys(doc.paths).sort()).toEqual(Object.keys(expected).map((p) => P + p).sort());

@@ -22,7 +22,12 @@ function toOpenApi(schema: unknown): unknown {
   const out: Schema = {};
   for (const [k, v] of Object.entries(schema)) {
     if (k === 'const') out.enum = [v];
-    else out[k] = toOpenApi(v);
+    else if (k === 'type' && Array.isArray(v)) {
+      // ['string', 'null'] is OpenAPI 3.0's nullable string.
+      const types = v.filter((t) => t !== 'null');
+      out.type = types.length === 1 ? types[0] : types;
+      if (types.length < v.length) out.nullable = true;
+    } else out[k] = toOpenApi(v);
   }
   return out;
 }
@@ -62,7 +67,11 @@ export const openApiRoutes: FastifyPluginAsync<{ routes: RouteOptions[] }> = asy
         for (const [code, s] of Object.entries((schema.response ?? {}) as Record<string, unknown>)) {
           responses[code] = { description: REASONS[code] ?? 'Answer', content: { 'application/json': { schema: toOpenApi(s) } } };
         }
-        if (Object.keys(responses).length === 0) responses['200'] = { description: 'OK' };
+        if (!responses['200']) {
+          responses['200'] = route.url.endsWith('/events')
+            ? { description: 'A stream of Server-Sent Events', content: { 'text/event-stream': { schema: { type: 'string' } } } }
+            : { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } };
+        }
         operation.responses = responses;
         (paths[openApiPath(route.url)] ??= {})[method.toLowerCase()] = operation;
       }
@@ -99,6 +108,7 @@ const SUMMARIES: Record<string, string> = {
   'GET /api/v1.0/debug/machines': "Each machine's definition (toJSON and mermaid) and every running actor's state and context summary.",
   'GET /api/v1.0/transfers': 'Queued and running jobs per entry, with bytes done, size and rate.',
   'GET /api/v1.0/events': 'Server-Sent Events: transitions, file events and transfer progress; ?since=ID resumes after an id.',
+  'GET /api/v1.0/conflicts': 'The conflict copies kept, with the file, entry and time each one records.',
   'GET /api/v1.0/rules/diff': 'What a reload would change: for each file whose owners would change, the entries it gains and loses.',
 };
 

@@ -95,12 +95,13 @@ function upload(rel: string, opts: { expect?: FileStat | null; preserve?: boolea
   };
 }
 
-/** Every file under `base` (relative path → content), symlinks shown as `-> target`. */
+/** Every file under `base` (relative path → content), symlinks shown as `-> target`; not the root's marker. */
 function tree(base: string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
+      if (d === base && e.name === '.ferry-entry') continue;
       const rel = path.relative(base, p).split(path.sep).join('/');
       if (e.isSymbolicLink()) out[rel] = `-> ${fs.readlinkSync(p)}`;
       else if (e.isDirectory()) walk(p);

@@ -136,7 +136,7 @@ describe('a worker that dies', () => {
 
     const temporary = await until(
       'the transfer under way in B',
-      () => fs.readdirSync(path.join(dir, 'B')).find((n) => n.startsWith('.ferry-tmp-')) ?? (fs.existsSync(at('B', 'big.bin')) ? 'done' : null),
+      () => fs.readdirSync(path.join(dir, 'B')).find((n) => /^\.ferry-(tmp|part)-/.test(n)) ?? (fs.existsSync(at('B', 'big.bin')) ? 'done' : null),
       15_000,
       1,
     );
@@ -146,7 +146,7 @@ describe('a worker that dies', () => {
 
     await until('the whole file in B', () => fs.statSync(at('B', 'big.bin'), { throwIfNoEntry: false })?.size === 256 * 1024 * 1024, 60_000);
     expect(createHash('sha256').update(fs.readFileSync(at('B', 'big.bin'))).digest('hex')).toBe(expected);
-    await until('no temporary left in B', () => !fs.readdirSync(path.join(dir, 'B')).some((n) => n.startsWith('.ferry-tmp-')));
+    await until('no temporary left in B', () => !fs.readdirSync(path.join(dir, 'B')).some((n) => /^\.ferry-(tmp|part)-/.test(n)));
     expect(await status(d, 'B')).toBe('active');
   });
 });

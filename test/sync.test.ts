@@ -63,13 +63,14 @@ const pdf = (size = 64 * 1024) => Buffer.concat([Buffer.from('%PDF-1.7\n'), rand
 
 const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 
-/** Every file under an entry's root, Ferry's own temporaries included: relative path → digest. */
+/** Every file under an entry's root, Ferry's own temporaries included (not the root's marker): relative path → digest. */
 function tree(entry: string): Record<string, string> {
   const base = rootOf(entry);
   const out: Record<string, string> = {};
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
+      if (d === base && e.name === '.ferry-entry') continue;
       if (e.isDirectory()) walk(p);
       else out[path.relative(base, p).split(path.sep).join('/')] = digest(fs.readFileSync(p));
     }

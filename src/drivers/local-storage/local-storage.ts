@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, JobOutcome, ScannedFile } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
@@ -17,6 +19,15 @@ const ECHO_WINDOW_MS = 10_000;
 const NEW_FOLDER_RELIST_MS = 250;
 /** How long after the last event about a file it is looked at again (chokidar drops some). */
 const RECHECK_MS = 50;
+
+/** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
+export const RESUMABLE_MIN = 32 << 20;
+/** How often a streamed copy reports its progress. */
+const PROGRESS_MS = 250;
+/** Partial files of interrupted copies older than this are removed on start. */
+const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+/** The marker each root gets on first use: a root without it, that held files, is not the same disk. */
+export const MARKER = `${INTERNAL_PREFIX}entry`;
 
 const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
 const statOf = (s: fs.Stats): FileStat => ({ size: s.size, mtime: s.mtimeMs, ino: String(s.ino) });
@@ -46,6 +57,9 @@ export class LocalStorage implements Driver {
   /** Conflict copies we made: reported as new files, never as a rename of the original. */
   private readonly conflictCopies = new Set<string>();
   private readonly staleTemporaries: string[] = [];
+  private readonly partials: string[] = [];
+  /** Streamed copies in flight, aborted on stop (their partial files stay, for a resume). */
+  private readonly copies = new Set<AbortController>();
   /** New folders waiting for a second listing (absolute path → timer). */
   private readonly relists = new Map<string, NodeJS.Timeout>();
   /** Files to look at again once their events settle (absolute path → timer). */
@@ -65,8 +79,10 @@ export class LocalStorage implements Driver {
       ignored: (p: string) => {
         if (p === this.root) return false;
         const name = path.basename(p);
-        // Temporary files of transfers a crash interrupted: removed once the scan is done.
+        // Temporary files of transfers a crash interrupted: removed once the scan is done;
+        // partial files of large ones are kept for a resume, unless they are old.
         if (!this.live && name.startsWith(`${INTERNAL_PREFIX}tmp-`)) this.staleTemporaries.push(p);
+        if (!this.live && name.startsWith(`${INTERNAL_PREFIX}part-`)) this.partials.push(p);
         return isInternalName(name);
       },
       ignoreInitial: false,
@@ -87,13 +103,41 @@ export class LocalStorage implements Driver {
           'refusing to start so that nothing is deleted elsewhere (is the disk mounted?)',
       );
     }
+    await this.checkMarker();
     await Promise.all(this.staleTemporaries.splice(0).map((p) => fsp.rm(p, { force: true })));
+    const now = Date.now();
+    for (const p of new Set(this.partials.splice(0))) {
+      const s = await fsp.stat(p).catch(() => null);
+      if (s && now - s.mtimeMs > PARTIAL_MAX_AGE_MS) await fsp.rm(p, { force: true });
+    }
     this.live = true;
     this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: this.scan.splice(0) });
   }
 
+  /**
+   * A root that held files (the store says so) but lost its marker is not the disk it was: an
+   * unmounted disk's mount point, or another folder. Refused, so that nothing is deleted elsewhere.
+   * A root used for the first time gets its marker.
+   */
+  private async checkMarker(): Promise<void> {
+    const marker = path.join(this.root, MARKER);
+    if (fs.existsSync(marker)) return;
+    if (this.ctx.knownFiles > 0) {
+      throw new DriverRefusal(
+        `root ${this.root} has lost its marker ${MARKER} but the store says it held ${this.ctx.knownFiles} files; ` +
+          `refusing to start (is this the right disk, mounted?). If it is, create the file ${marker} and start again`,
+      );
+    }
+    await fsp
+      .writeFile(marker, JSON.stringify({ entry: this.ctx.entry, since: new Date().toISOString() }) + '\n', { flag: 'wx' })
+      .catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') this.ctx.log('warn', `could not write the marker ${marker}: ${err.message}`);
+      });
+  }
+
   async stop(): Promise<void> {
     this.live = false;
+    for (const copy of this.copies) copy.abort();
     for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
     for (const e of this.expected.values()) clearTimeout(e.timer);
     for (const t of this.relists.values()) clearTimeout(t);
@@ -317,19 +361,36 @@ export class LocalStorage implements Driver {
       throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
     }
     await fsp.mkdir(path.dirname(target), { recursive: true });
-    const tmp = path.join(path.dirname(target), `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
+    // A large file goes through a partial file named after the version it copies: a copy cut
+    // short (worker or daemon killed) resumes where it stopped while the source is unchanged.
+    const resumable = job.sourceStat.size >= RESUMABLE_MIN;
+    const tmp = resumable
+      ? path.join(path.dirname(target), partialName(job.path, job.sourceStat))
+      : path.join(path.dirname(target), `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
+    let keepPartial = resumable;
     try {
+      let digest: string | null = null;
+      if (resumable) digest = await this.streamCopy(job.id, job.path, source, tmp, job.sourceStat.size);
       // The kernel's copy: the bytes go from disk to disk, never through the daemon.
-      await fsp.copyFile(source, tmp);
+      else await fsp.copyFile(source, tmp);
       const after = await fsp.lstat(source).catch(() => null);
       if (!after || !sameStat(statOf(after), job.sourceStat)) {
+        keepPartial = false;
         throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
       }
-      await fsp.utimes(tmp, before.atime, before.mtime);
       const written = await fsp.stat(tmp);
       if (written.size !== job.sourceStat.size) {
-        throw new Error(`copy of ${job.path} has ${written.size} bytes, expected ${job.sourceStat.size}`);
+        keepPartial = false;
+        throw new Error(`copy of ${job.path} has ${written.size} bytes, expected ${job.sourceStat.size}; not committed`);
       }
+      // End to end: what was written is read back and checked against what was read.
+      const intact = digest !== null ? (await hashFile(tmp)) === digest : await sameContent(source, tmp);
+      if (!intact) {
+        keepPartial = false;
+        this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
+        throw new Error(`integrity check failed for ${job.path}; not committed`);
+      }
+      await fsp.utimes(tmp, before.atime, before.mtime);
       const current = await fsp.lstat(target).catch(() => null);
       if (current) {
         if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
@@ -338,13 +399,60 @@ export class LocalStorage implements Driver {
           await this.keepConflictCopy(job.path, target);
         }
       }
-      const stat = statOf(written);
+      const stat = statOf(await fsp.stat(tmp));
       this.expect(job.path, stat);
       await fsp.rename(tmp, target);
+      keepPartial = false;
       return stat;
     } finally {
-      await fsp.rm(tmp, { force: true });
+      if (!keepPartial) await fsp.rm(tmp, { force: true });
     }
+  }
+
+  /**
+   * Copies `source` into `partial` as a stream, from where an earlier copy stopped, and
+   * returns the sha256 of the whole source as read. Progress is reported as it goes.
+   */
+  private async streamCopy(jobId: number, rel: string, source: string, partial: string, size: number): Promise<string> {
+    const hash = createHash('sha256');
+    let offset = 0;
+    const existing = await fsp.stat(partial).catch(() => null);
+    if (existing && existing.isFile() && existing.size <= size) {
+      offset = existing.size;
+      if (offset > 0) {
+        // The digest covers the source from its first byte: a partial file whose bytes differ
+        // from the source's (a torn write) fails the check at the end instead of being trusted.
+        await pipeline(fs.createReadStream(source, { end: offset - 1, highWaterMark: 1 << 20 }), async function* (chunks) {
+          for await (const chunk of chunks) hash.update(chunk as Buffer);
+        });
+        this.ctx.log('info', `resuming the copy of ${rel} at ${offset} of ${size} bytes`, { path: rel, offset });
+      }
+    } else if (existing) {
+      await fsp.rm(partial, { force: true });
+    }
+    let bytes = offset;
+    const abort = new AbortController();
+    this.copies.add(abort);
+    const timer = setInterval(() => this.ctx.progress?.(jobId, bytes), PROGRESS_MS);
+    try {
+      await pipeline(
+        fs.createReadStream(source, { start: offset, highWaterMark: 1 << 20 }),
+        new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            done(null, chunk);
+          },
+        }),
+        fs.createWriteStream(partial, { flags: offset > 0 ? 'r+' : 'w', start: offset, highWaterMark: 1 << 20 }),
+        { signal: abort.signal },
+      );
+    } finally {
+      clearInterval(timer);
+      this.copies.delete(abort);
+    }
+    this.ctx.progress?.(jobId, bytes);
+    return hash.digest('hex');
   }
 
   /** Moves the entry's current copy aside under a conflict name; the watcher reports it as a new file. */
@@ -420,6 +528,20 @@ export async function confined(root: string, rel: string): Promise<string> {
     }
     return absolute;
   }
+}
+
+/** The partial file of one version of a file: a copy of another version never resumes from it. */
+function partialName(rel: string, stat: FileStat): string {
+  const id = createHash('sha256').update(`${rel}\0${stat.size}\0${stat.mtime}`).digest('hex').slice(0, 24);
+  return `${INTERNAL_PREFIX}part-${id}`;
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(fs.createReadStream(file, { highWaterMark: 1 << 20 }), async function* (chunks) {
+    for await (const chunk of chunks) hash.update(chunk as Buffer);
+  });
+  return hash.digest('hex');
 }
 
 async function sameContent(a: string, b: string): Promise<boolean> {

@@ -228,7 +228,11 @@ export class Daemon {
   /** Stops the API, every worker (awaited), and closes the store. */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
+      // Requests under way get a moment to finish; a connection that carries none (a client's
+      // spare socket, which Node does not count as idle) would otherwise hold the close forever.
+      const force = setTimeout(() => this.app.server.closeAllConnections(), 1000);
       await this.app.close().catch(() => {});
+      clearTimeout(force);
       // Workers go first, while the rules actor still records what they report: a copy they
       // finished on the way out is in the store, not redone (or a deletion undone) next start.
       for (const { name } of this.setup.entries) this.root.system.get(`entry:${name}`)?.send({ type: 'entry.stop' });

@@ -11,7 +11,7 @@ interface StateJson {
   initial?: unknown;
   description?: string;
   states?: Record<string, StateJson>;
-  transitions?: { eventType: string; target?: string[]; guard?: { type?: string } | null; reenter?: boolean }[];
+  transitions?: { eventType: string; target?: string[]; guard?: string | { type?: string } | null; reenter?: boolean }[];
   after?: { delay?: unknown; eventType: string }[];
 }
 
@@ -53,7 +53,8 @@ export function toMermaid(definition: unknown, current: string[] = []): string {
     for (const child of children) {
       const id = idOf(child);
       if (child.states && Object.keys(child.states).length > 0) {
-        lines.push(`${indent}state ${id} {`);
+        // Titled by its key, not its id: the box reads "active", not "entry_active".
+        lines.push(`${indent}state "${label(child.key)}" as ${id} {`);
         declare(child, indent + '  ');
         lines.push(`${indent}}`);
       } else {
@@ -71,7 +72,9 @@ export function toMermaid(definition: unknown, current: string[] = []): string {
       for (const target of targets) {
         const to = byId.get(target);
         if (!to) continue;
-        const guard = t.guard?.type ? ` [${t.guard.type}]` : '';
+        // toJSON() gives a named guard as its name; a guard with params as {type, params}.
+        const guardName = typeof t.guard === 'string' ? t.guard : t.guard?.type;
+        const guard = guardName ? ` [${guardName}]` : '';
         lines.push(`  ${idOf(node)} --> ${idOf(to)} : ${label(eventLabel(t.eventType) + guard)}`);
       }
     }

@@ -142,7 +142,9 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     async (request, reply) => {
       const header = request.headers['last-event-id'];
       let since = request.query.since ?? null;
-      if (since === null && typeof header === 'string') {
+      // EventSource reconnects to the URL it was opened with (its ?since included) and adds the
+      // id it saw last: the header is the newer word.
+      if (typeof header === 'string') {
         if (!/^\d+$/.test(header)) throw new ApiError(400, 'Last-Event-ID must be an event id');
         since = Number(header);
       }
@@ -157,10 +159,13 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
       });
       res.write(`retry: 1000\n: ferry events, last id ${ctx.events.lastId}\n\n`);
       if (since !== null) {
-        if (since < ctx.events.firstId - 1) {
+        // Older than the backlog, or newer than any event (an id from an earlier run of the
+        // daemon, whose ids start at 1 again): events were lost; the whole backlog follows.
+        const lost = since < ctx.events.firstId - 1 || since > ctx.events.lastId;
+        if (lost) {
           res.write(`event: gap\ndata: ${JSON.stringify({ since, firstId: ctx.events.firstId })}\n\n`);
         }
-        for (const event of ctx.events.since(since)) res.write(sse(event));
+        for (const event of ctx.events.since(lost ? 0 : since)) res.write(sse(event));
       }
       const unsubscribe = ctx.events.subscribe((event) => res.write(sse(event)));
       const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { api, CLI, REPO, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { api, CLI, REPO, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
 
 /**
  * End to end: the BUILT `ferry` command as a real subprocess against a real daemon, checking
@@ -41,21 +41,10 @@ function ferry(args: string[], opts: { api?: string; env?: Record<string, string
   });
 }
 
+const harness = daemonHarness('ferry-cli-');
 let dir: string;
 let daemons: RunningDaemon[];
-
-beforeEach(async () => {
-  dir = await tempDir('ferry-cli-');
-  daemons = [];
-});
-
-afterEach(async (context) => {
-  if (context.task.result?.state === 'fail') {
-    for (const d of daemons) console.error(d.logs.map((l) => JSON.stringify(l)).join('\n') + d.stderr());
-  }
-  for (const d of daemons) await d.stop();
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+beforeEach(() => void ({ dir, daemons } = harness));
 
 const at = (entry: string, rel: string) => path.join(dir, entry, rel);
 

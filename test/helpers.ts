@@ -1,3 +1,4 @@
+import { afterEach, beforeEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -133,4 +134,25 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A fresh temporary folder for each test and the daemons a test starts in it: after each test
+ * the daemons are stopped (their logs printed when it failed) and the folder removed.
+ */
+export function daemonHarness(prefix: string): { dir: string; daemons: RunningDaemon[] } {
+  const ctx = { dir: '', daemons: [] as RunningDaemon[] };
+  beforeEach(async () => {
+    ctx.dir = await tempDir(prefix);
+    ctx.daemons = [];
+  });
+  afterEach(async (context) => {
+    if (context.task.result?.state === 'fail') {
+      // What the daemons said, to see why.
+      for (const d of ctx.daemons) console.error(d.logs.map((l) => JSON.stringify(l)).join('\n') + d.stderr());
+    }
+    for (const d of ctx.daemons) await d.stop();
+    await fsp.rm(ctx.dir, { recursive: true, force: true });
+  });
+  return ctx;
 }

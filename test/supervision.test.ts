@@ -3,26 +3,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { alive, api, CLI, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { alive, api, CLI, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
 
 /** Supervision end to end: real daemons, real workers, real signals. */
 
+const harness = daemonHarness('ferry-sup-');
 let dir: string;
 let daemons: RunningDaemon[];
-
-beforeEach(async () => {
-  dir = await tempDir('ferry-sup-');
-  daemons = [];
-});
-
-afterEach(async (context) => {
-  if (context.task.result?.state === 'fail') {
-    for (const d of daemons) console.error(d.logs.map((l) => JSON.stringify(l)).join('\n') + d.stderr());
-  }
-  for (const d of daemons) await d.stop();
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+beforeEach(() => void ({ dir, daemons } = harness));
 
 const ALL = (...entries: string[]) => [{ match: { path: '/' }, sync: entries }];
 

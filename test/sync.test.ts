@@ -2,27 +2,15 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { api, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { api, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
 
 /** End to end: a real daemon process syncing real folders. */
 
+const harness = daemonHarness('ferry-sync-');
 let dir: string;
 let daemons: RunningDaemon[];
-
-beforeEach(async () => {
-  dir = await tempDir('ferry-sync-');
-  daemons = [];
-});
-
-afterEach(async (context) => {
-  if (context.task.result?.state === 'fail') {
-    // What the daemons said, to see why.
-    for (const d of daemons) console.error(d.logs.map((l) => JSON.stringify(l)).join('\n') + d.stderr());
-  }
-  for (const d of daemons) await d.stop();
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+beforeEach(() => void ({ dir, daemons } = harness));
 
 const ALL_TO_A_B = [{ match: { path: '/' }, sync: ['A', 'B'] }];
 

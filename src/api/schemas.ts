@@ -38,6 +38,13 @@ export const ruleSchema = {
   },
 } as const;
 
+/** `{"rules": [...]}`: the body of PUT /rules and the answer of GET /rules. */
+export const rulesBodySchema = {
+  type: 'object',
+  required: ['rules'],
+  properties: { rules: { type: 'array', items: ruleSchema } },
+} as const;
+
 export const okSchema = {
   type: 'object',
   required: ['status'],

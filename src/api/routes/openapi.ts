@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, RouteOptions } from 'fastify';
+import { rulesBodySchema } from '../schemas.js';
 
 type Schema = Record<string, unknown>;
 
@@ -113,25 +114,4 @@ const SUMMARIES: Record<string, string> = {
 };
 
 /** The body of PUT /rules (checked in the handler, which names the fault in its 400). */
-const RULES_BODY = {
-  type: 'object',
-  required: ['rules'],
-  properties: {
-    rules: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['match'],
-        properties: {
-          match: {
-            type: 'object',
-            required: ['path'],
-            properties: { path: { type: 'string' }, mime: { type: 'array', items: { type: 'string' } } },
-          },
-          sync: { type: 'array', items: { type: 'string' } },
-          ban: { type: 'array', items: { type: 'string' } },
-        },
-      },
-    },
-  },
-};
+const RULES_BODY = toOpenApi(rulesBodySchema);

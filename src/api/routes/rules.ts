@@ -2,13 +2,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import { waitFor, type AnyActorRef } from 'xstate';
 import type { ApiContext } from '../app.js';
 import { ApiError, errorSchema } from '../errors.js';
-import { okSchema, ruleSchema } from '../schemas.js';
+import { okSchema, rulesBodySchema as rulesBody } from '../schemas.js';
 import { validateRules } from '../../rules/validate.js';
 import type { RulesContext } from '../../../machines/rules.js';
 
 const RELOAD_TIMEOUT_MS = 120_000;
-
-const rulesBody = { type: 'object', required: ['rules'], properties: { rules: { type: 'array', items: ruleSchema } } } as const;
 
 export const rulesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
   const rules = () => ctx.system.get('rules') as AnyActorRef;

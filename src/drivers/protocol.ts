@@ -25,14 +25,19 @@ export type JobCommand =
 /** Messages from the daemon to a worker. */
 export type ToWorker =
   | { type: 'init'; entry: string; driver: string; options: Record<string, unknown>; knownFiles: number }
-  | { type: 'job'; job: JobCommand }
+  /** Jobs to run, in order: those of one dispatch travel in one message. */
+  | { type: 'jobs'; jobs: JobCommand[] }
   | { type: 'stop' };
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
 /** Messages from a worker to the daemon. */
 export type FromWorker =
-  | { type: 'report'; report: WorkerReport }
+  /**
+   * What the driver reported, in order: the reports of one turn of the worker's event loop
+   * travel in one message, and the daemon records them in one catalogue transaction.
+   */
+  | { type: 'reports'; reports: WorkerReport[] }
   | { type: 'ready'; pid: number }
   | { type: 'fatal'; reason: string }
   | { type: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> }

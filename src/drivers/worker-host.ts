@@ -12,7 +12,30 @@ let driver: Driver | null = null;
 let entry = '';
 let stopping = false;
 
+/** Reports not sent yet: those of one turn of the event loop go in one message. */
+let unsent: WorkerReport[] = [];
+let flushQueued = false;
+
+function flushReports(): void {
+  if (unsent.length === 0) return;
+  const reports = unsent;
+  unsent = [];
+  if (process.connected) process.send!({ type: 'reports', reports } satisfies FromWorker);
+}
+
+function report(r: WorkerReport): void {
+  unsent.push(r);
+  if (flushQueued) return;
+  flushQueued = true;
+  setImmediate(() => {
+    flushQueued = false;
+    flushReports();
+  });
+}
+
+/** Any other message goes after the reports made before it: the daemon sees them in order. */
 function send(message: FromWorker): void {
+  flushReports();
   if (process.connected) process.send!(message);
 }
 
@@ -25,6 +48,7 @@ async function stop(code: number): Promise<never> {
     stopping = true;
     await Promise.race([driver?.stop(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
   }
+  flushReports();
   process.exit(code);
 }
 
@@ -41,7 +65,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       entry: message.entry,
       options: message.options,
       knownFiles: message.knownFiles,
-      report: (report: WorkerReport) => send({ type: 'report', report }),
+      report,
       log,
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
       conflict: (path, conflict) => send({ type: 'conflict', path, conflict }),
@@ -60,12 +84,11 @@ process.on('message', (message: ToWorker) => {
     case 'init':
       void init(message);
       break;
-    case 'job': {
-      const { job } = message;
+    case 'jobs': {
       if (!driver || stopping) return;
-      void driver.run(job).then((outcome) =>
-        send({ type: 'report', report: { type: 'job.finished', entry, jobId: job.id, outcome } }),
-      );
+      for (const job of message.jobs) {
+        void driver.run(job).then((outcome) => report({ type: 'job.finished', entry, jobId: job.id, outcome }));
+      }
       break;
     }
     case 'stop':

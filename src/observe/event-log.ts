@@ -20,7 +20,12 @@ export type LoggedEvent = FerryEvent & { id: number; time: number };
  * client that lost its connection resumes after the last id it saw without missing any.
  */
 export class EventLog {
-  private readonly backlog: LoggedEvent[] = [];
+  /**
+   * The backlog as a ring: `ring[head]` is the oldest event once it is full. An event in costs
+   * the same however long the backlog is (an array's shift moved all 10,000 every time).
+   */
+  private readonly ring: LoggedEvent[] = [];
+  private head = 0;
   private readonly listeners = new Set<(event: LoggedEvent) => void>();
   private next = 1;
 
@@ -28,8 +33,12 @@ export class EventLog {
 
   emit(event: FerryEvent): LoggedEvent {
     const logged = { ...event, id: this.next++, time: Date.now() / 1000 } as LoggedEvent;
-    this.backlog.push(logged);
-    if (this.backlog.length > this.capacity) this.backlog.splice(0, this.backlog.length - this.capacity);
+    if (this.ring.length < this.capacity) {
+      this.ring.push(logged);
+    } else {
+      this.ring[this.head] = logged;
+      this.head = (this.head + 1) % this.capacity;
+    }
     for (const listener of this.listeners) listener(logged);
     return logged;
   }
@@ -41,14 +50,16 @@ export class EventLog {
 
   /** The oldest id still in the backlog (`lastId + 1` when it is empty). */
   get firstId(): number {
-    return this.backlog[0]?.id ?? this.next;
+    return this.ring.length === 0 ? this.next : this.ring[this.head].id;
   }
 
   /** Events after `id`, oldest first. */
   since(id: number): LoggedEvent[] {
-    if (this.backlog.length === 0 || id >= this.lastId) return [];
-    const start = Math.max(0, id - this.backlog[0].id + 1);
-    return this.backlog.slice(start);
+    const length = this.ring.length;
+    if (length === 0 || id >= this.lastId) return [];
+    const out: LoggedEvent[] = [];
+    for (let i = Math.max(0, id - this.firstId + 1); i < length; i++) out.push(this.ring[(this.head + i) % length]);
+    return out;
   }
 
   subscribe(listener: (event: LoggedEvent) => void): () => void {

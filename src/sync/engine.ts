@@ -43,6 +43,7 @@ export class MassDeletionRefused extends Error {
 export type RulesDiff = { fid: string; filename: string; gain: string[]; lose: string[] }[];
 
 const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 const statOf = (r: ReplicaRecord): FileStat => ({ size: r.size, mtime: r.mtime, ino: r.ino });
 
 /** Delay before retrying a failed job: 1 s, 2 s, 4 s … capped at 60 s. */
@@ -146,7 +147,7 @@ export class SyncEngine {
     // (both roots held it at the first start): the version the others hold is kept as a conflict copy.
     const preserve = !!(file && !file.deleted && (!replica || replica.version < file.version));
     const version = (file?.version ?? 0) + 1;
-    this.store.putFile({
+    const record: FileRecord = {
       fid,
       filename: path,
       size: stat.size,
@@ -154,10 +155,11 @@ export class SyncEngine {
       owners: file?.owners ?? [],
       uptodate: [entry],
       deleted: false,
-    });
+    };
+    this.store.putFile(record);
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
     this.notify({ type: 'file', kind: 'changed', entry, path });
-    this.reconcile(fid, touched, preserve);
+    this.reconcile(fid, touched, preserve, record);
   }
 
   private deleted(entry: string, path: string, touched: Set<string>): void {
@@ -219,7 +221,8 @@ export class SyncEngine {
   }
 
   private scanned(entry: string, files: ScannedFile[], force: boolean, touched: Set<string>): void {
-    const known = new Map(this.store.replicasOfEntry(entry).map((r) => [r.filename, r]));
+    // [filename, size, mtime, ino] of every file the store says the entry holds.
+    const known = new Map(this.store.replicaStatsOfEntry(entry).map((r) => [r[0], r]));
     const total = known.size;
     const fresh: ScannedFile[] = [];
     for (const f of files) {
@@ -227,28 +230,31 @@ export class SyncEngine {
       const replica = known.get(f.path);
       known.delete(f.path);
       if (!replica) fresh.push(f);
-      else if (!sameStat(replica, f)) this.changed(entry, f.path, f, touched);
-      else if (replica.ino !== f.ino) this.store.putReplica({ ...replica, ino: f.ino });
+      else if (!(replica[1] === f.size && replica[2] === f.mtime)) this.changed(entry, f.path, f, touched);
+      else if (replica[3] !== f.ino) {
+        const full = this.store.replica(entry, fidOf(f.path));
+        if (full) this.store.putReplica({ ...full, ino: f.ino });
+      }
     }
     // What the store says the entry held but is gone: moved (same inode and size) or deleted.
     const byIno = new Map(fresh.filter((f) => f.ino).map((f) => [f.ino, f]));
-    const moves: [ReplicaRecord, ScannedFile][] = [];
-    const deletions: ReplicaRecord[] = [];
-    for (const gone of known.values()) {
-      const moved = gone.ino ? byIno.get(gone.ino) : undefined;
-      if (moved && moved.size === gone.size) {
-        byIno.delete(gone.ino);
-        moves.push([gone, moved]);
+    const moves: [string, ScannedFile][] = [];
+    const deletions: string[] = [];
+    for (const [filename, size, , ino] of known.values()) {
+      const moved = ino ? byIno.get(ino) : undefined;
+      if (moved && moved.size === size) {
+        byIno.delete(ino!);
+        moves.push([filename, moved]);
       } else {
-        deletions.push(gone);
+        deletions.push(filename);
       }
     }
     if (!force && this.isMassDeletion(deletions.length, total)) {
       throw new MassDeletionRefused(entry, deletions.length, total);
     }
     const movedTo = new Set(moves.map(([, to]) => to.path));
-    for (const [gone, to] of moves) this.moved(entry, gone.filename, to.path, to, touched);
-    for (const gone of deletions) this.deleted(entry, gone.filename, touched);
+    for (const [gone, to] of moves) this.moved(entry, gone, to.path, to, touched);
+    for (const gone of deletions) this.deleted(entry, gone, touched);
     for (const f of fresh) if (!movedTo.has(f.path)) this.changed(entry, f.path, f, touched);
   }
 
@@ -293,7 +299,8 @@ export class SyncEngine {
         if (job.kind === 'move' && job.fromFilename !== null) this.store.deleteReplica(entry, fidOf(job.fromFilename));
       }
     }
-    this.reconcile(job.fid, touched);
+    // The file's row is as read above: only jobs and replicas changed since.
+    this.reconcile(job.fid, touched, false, file);
     if (job.kind === 'move' && job.fromFilename !== null) this.reconcile(fidOf(job.fromFilename), touched);
     touched.add(entry);
   }
@@ -301,9 +308,10 @@ export class SyncEngine {
   /**
    * Recomputes a file's owners and up-to-date entries from what each entry holds, and queues
    * what each entry must do: fetch the latest version, delete its copy, or nothing.
+   * `known`: the file's row as the caller just read or wrote it (saves reading it again).
    */
-  reconcile(fid: string, touched: Set<string>, preserve = false): void {
-    const file = this.store.file(fid);
+  reconcile(fid: string, touched: Set<string>, preserve = false, known?: FileRecord): void {
+    const file = known ?? this.store.file(fid);
     if (!file) return;
     const replicas = this.store.replicasOf(fid);
     const jobs = new Map(this.store.jobsOf(fid).map((j) => [j.entry, j]));
@@ -311,7 +319,7 @@ export class SyncEngine {
     if (file.deleted) {
       for (const r of replicas) {
         if (this.store.moveFrom(r.entry, file.filename)) continue; // leaves with its move
-        this.putJob(r.entry, fid, 'delete', file.version, false, touched);
+        this.putJob(r.entry, fid, 'delete', file.version, false, touched, null, jobs.get(r.entry) ?? null);
       }
       for (const job of jobs.values()) {
         if (job.kind === 'upload' && job.state === 'queued') this.store.deleteJob(job.id);
@@ -348,22 +356,27 @@ export class SyncEngine {
         continue;
       }
       if (job?.kind === 'move') continue;
-      this.putJob(name, fid, 'upload', latest.version, preserve, touched);
+      this.putJob(name, fid, 'upload', latest.version, preserve, touched, null, job ?? null);
     }
     const ownerHasLatest = owners.some((n) => current.has(n));
     for (const r of replicas) {
       if (ownerSet.has(r.entry)) continue;
       // A copy banned from an entry goes only once an owner holds the latest version.
-      if (ownerHasLatest) this.putJob(r.entry, fid, 'delete', latest.version, false, touched);
+      if (ownerHasLatest) this.putJob(r.entry, fid, 'delete', latest.version, false, touched, null, jobs.get(r.entry) ?? null);
     }
     for (const job of jobs.values()) {
       if (!ownerSet.has(job.entry) && !holders.has(job.entry) && job.state === 'queued') this.store.deleteJob(job.id);
     }
-    this.store.putFile({
-      ...latest,
-      owners,
-      uptodate: owners.filter((n) => current.has(n)),
-    });
+    const next = { ...latest, owners, uptodate: owners.filter((n) => current.has(n)) };
+    // Written only when it changed; its name and deletion never change here.
+    if (
+      next.version !== file.version ||
+      next.size !== file.size ||
+      !sameList(next.owners, file.owners) ||
+      !sameList(next.uptodate, file.uptodate)
+    ) {
+      this.store.updateFileState(next);
+    }
   }
 
   /** Queues (or updates the queued) job of `entry` for `fid`; a running one is left to finish. */
@@ -375,8 +388,10 @@ export class SyncEngine {
     preserve: boolean,
     touched: Set<string>,
     fromFilename: string | null = null,
+    /** The entry's job for the file as the caller read it (null: none); looked up when absent. */
+    known?: JobRecord | null,
   ): void {
-    const existing = this.store.job(entry, fid);
+    const existing = known === undefined ? this.store.job(entry, fid) : (known ?? undefined);
     if (!existing) {
       this.store.insertJob({ entry, fid, kind, fromFilename, version, preserve });
       touched.add(entry);
@@ -403,18 +418,40 @@ export class SyncEngine {
   /**
    * Takes up to `limit` due jobs of `entry` and marks them running, as commands for its worker.
    * An upload waits while no entry holding the latest version is running to serve as source.
+   * Uploads stop being taken once they add up to `maxBytes` (the first job is always taken).
    */
-  takeJobs(entry: string, limit: number, isRunning: (name: string) => boolean, exclude: Set<number>): JobCommand[] {
+  takeJobs(
+    entry: string,
+    limit: number,
+    isRunning: (name: string) => boolean,
+    exclude: Set<number>,
+    maxBytes = Number.POSITIVE_INFINITY,
+  ): JobCommand[] {
     const commands: JobCommand[] = [];
     const touched = new Set<string>();
     this.store.transaction(() => {
-      for (const job of this.store.queuedJobs(entry, Date.now(), limit + exclude.size + 64)) {
-        if (commands.length >= limit) break;
-        if (exclude.has(job.id)) continue;
-        const command = this.command(job, isRunning, touched);
-        if (!command) continue;
-        this.store.updateJob({ ...job, state: 'running', version: job.version });
-        commands.push(command);
+      // At most this many queued jobs are looked at (some wait for a source), read a page at a
+      // time: most pumps want a job or two, not the whole window.
+      let budget = limit + exclude.size + 64;
+      const now = Date.now();
+      let after = 0;
+      let bytes = 0;
+      while (commands.length < limit && budget > 0 && bytes < maxBytes) {
+        // Jobs in `exclude` are running (not queued) but for a moment: a page need not allow for them.
+        const want = Math.min(budget, limit - commands.length + 4);
+        const page = this.store.queuedJobs(entry, now, want, after);
+        budget -= page.length;
+        for (const job of page) {
+          after = job.id;
+          if (commands.length >= limit || bytes >= maxBytes) break;
+          if (exclude.has(job.id)) continue;
+          const command = this.command(job, isRunning, touched);
+          if (!command) continue;
+          this.store.markRunning(job.id, job.version);
+          commands.push(command);
+          if (command.kind === 'upload') bytes += command.sourceStat.size;
+        }
+        if (page.length < want) break; // no more queued jobs
       }
     });
     return commands;

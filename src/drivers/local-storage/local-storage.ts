@@ -17,11 +17,18 @@ const RENAME_WINDOW_MS = 150;
 const ECHO_WINDOW_MS = 10_000;
 /** How long after a new folder appears (and after its last news) it is listed again. */
 const NEW_FOLDER_RELIST_MS = 250;
-/** How long after the last event about a file it is looked at again (chokidar drops some). */
+/** How long after the last event about a file it is looked at again (a write may still be going on). */
 const RECHECK_MS = 50;
 
 /** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
 export const RESUMABLE_MIN = 32 << 20;
+/**
+ * Files up to this size are uploaded with synchronous metadata calls (lstat, stat, utimes,
+ * rename, and the read-back of both copies): each takes microseconds on a local disk, against
+ * tens for a round trip through libuv's thread pool. The copy itself stays asynchronous, so
+ * that the reads of several files from a cold disk still overlap.
+ */
+export const SMALL_FILE_MAX = 64 << 10;
 /** How often a streamed copy reports its progress. */
 const PROGRESS_MS = 250;
 /** Partial files of interrupted copies older than this are removed on start. */
@@ -151,7 +158,8 @@ export class LocalStorage implements Driver {
 
   private relative(absolute: string): string | null {
     const rel = path.relative(this.root, absolute);
-    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return null;
+    // Outside the root is `..` or `../…`; a name of its own may begin with dots (`..notes`, `...`).
+    if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) return null;
     return rel.split(path.sep).join('/');
   }
 
@@ -212,6 +220,13 @@ export class LocalStorage implements Driver {
     }
     this.recheckSoon(absolute);
     this.movedAway.delete(rel);
+    // Deleted and made again under the same name (an atomic save, or our own copy replacing a
+    // file moved aside as a conflict copy): whatever it is now, it was not deleted.
+    const unlinked = this.pendingUnlinks.get(rel);
+    if (unlinked) {
+      clearTimeout(unlinked.timer);
+      this.pendingUnlinks.delete(rel);
+    }
     if (this.conflictCopies.delete(rel)) {
       this.remember(rel, stat);
       this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
@@ -274,7 +289,7 @@ export class LocalStorage implements Driver {
       if (isInternalName(e.name)) continue;
       const absolute = path.join(dir, e.name);
       if (e.isDirectory()) {
-        // chokidar reports it (addDir, then its files) and this folder is listed again in turn.
+        // The watcher reports it (addDir, then its files) and this folder is listed again in turn.
         if (!watched.has(e.name)) this.watcher.add(absolute);
       } else if (e.isFile()) {
         const rel = this.relative(absolute);
@@ -286,9 +301,9 @@ export class LocalStorage implements Driver {
   }
 
   /**
-   * chokidar keeps one event per file in any 5 ms and drops the rest, with no trailing event:
-   * a write right after a truncate (every `writeFile`) can leave only the truncate reported.
-   * So a file is looked at again once its events stop, and a difference is a change.
+   * A file is looked at again once its events stop, and a difference is a change: a write
+   * right after a truncate (every `writeFile`) must not leave only the truncate reported, even
+   * if a watcher drops or merges events (chokidar kept one event per file in any 5 ms).
    */
   private recheckSoon(absolute: string): void {
     clearTimeout(this.rechecks.get(absolute));
@@ -353,14 +368,16 @@ export class LocalStorage implements Driver {
   private async upload(job: Extract<JobCommand, { kind: 'upload' }>): Promise<FileStat> {
     if (job.source.driver !== 'local_storage') throw new Error(`cannot read from a ${job.source.driver} entry`);
     const sourceRoot = path.resolve(String(job.source.options.root));
-    const source = await confined(sourceRoot, job.path);
-    const target = await confined(this.root, job.path);
+    const small = job.sourceStat.size <= SMALL_FILE_MAX;
+    const io = small ? syncIo : asyncIo;
+    const source = await confined(sourceRoot, job.path, small);
+    const target = await confined(this.root, job.path, small);
 
-    const before = await fsp.lstat(source).catch(() => null);
+    const before = await io.lstat(source);
     if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
       throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
     }
-    await fsp.mkdir(path.dirname(target), { recursive: true });
+    await io.mkdirp(path.dirname(target));
     // A large file goes through a partial file named after the version it copies: a copy cut
     // short (worker or daemon killed) resumes where it stopped while the source is unchanged.
     const resumable = job.sourceStat.size >= RESUMABLE_MIN;
@@ -368,44 +385,52 @@ export class LocalStorage implements Driver {
       ? path.join(path.dirname(target), partialName(job.path, job.sourceStat))
       : path.join(path.dirname(target), `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
     let keepPartial = resumable;
+    let committed = false;
     try {
       let digest: string | null = null;
       if (resumable) digest = await this.streamCopy(job.id, job.path, source, tmp, job.sourceStat.size);
       // The kernel's copy: the bytes go from disk to disk, never through the daemon.
       else await fsp.copyFile(source, tmp);
-      const after = await fsp.lstat(source).catch(() => null);
+      const after = await io.lstat(source);
       if (!after || !sameStat(statOf(after), job.sourceStat)) {
         keepPartial = false;
         throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
       }
-      const written = await fsp.stat(tmp);
+      const written = await io.stat(tmp);
       if (written.size !== job.sourceStat.size) {
         keepPartial = false;
         throw new Error(`copy of ${job.path} has ${written.size} bytes, expected ${job.sourceStat.size}; not committed`);
       }
       // End to end: what was written is read back and checked against what was read.
-      const intact = digest !== null ? (await hashFile(tmp)) === digest : await sameContent(source, tmp);
+      const intact = digest !== null ? (await hashFile(tmp)) === digest : await io.sameContent(source, tmp);
       if (!intact) {
         keepPartial = false;
         this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
         throw new Error(`integrity check failed for ${job.path}; not committed`);
       }
-      await fsp.utimes(tmp, before.atime, before.mtime);
-      const current = await fsp.lstat(target).catch(() => null);
+      await io.utimes(tmp, before.atime, before.mtime);
+      const current = await io.lstat(target);
       if (current) {
         if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
         const matches = job.expect !== null && sameStat(statOf(current), job.expect);
-        if ((job.preserve || !matches) && !(await sameContent(target, tmp))) {
+        if ((job.preserve || !matches) && !(await io.sameContent(target, tmp))) {
           await this.keepConflictCopy(job.path, target);
         }
       }
-      const stat = statOf(await fsp.stat(tmp));
+      const stat = statOf(await io.stat(tmp));
       this.expect(job.path, stat);
-      await fsp.rename(tmp, target);
+      await io.rename(tmp, target);
+      committed = true;
       keepPartial = false;
       return stat;
+    } catch (err) {
+      // A full disk: kept, the partial file would hold it full and block every other file.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') keepPartial = false;
+      throw err;
     } finally {
-      if (!keepPartial) await fsp.rm(tmp, { force: true });
+      // Once renamed into place there is nothing left to remove.
+      if (!keepPartial && !committed) await fsp.rm(tmp, { force: true });
     }
   }
 
@@ -513,15 +538,30 @@ export class LocalStorage implements Driver {
 
 }
 
+/** The real path of each root met: a root is not moved under a running worker. */
+const realRoots = new Map<string, string>();
+
 /**
  * The absolute path of `rel` under `root`, refusing any path that leaves the root, directly or
- * through a symlinked folder.
+ * through a symlinked folder. `sync`: resolved with synchronous calls (for small files).
  */
-export async function confined(root: string, rel: string): Promise<string> {
+export async function confined(root: string, rel: string, sync = false): Promise<string> {
   const absolute = resolveInside(root, rel);
-  const realRoot = await fsp.realpath(root);
+  let realRoot = realRoots.get(root);
+  if (realRoot === undefined) {
+    realRoot = await fsp.realpath(root);
+    realRoots.set(root, realRoot);
+  }
+  const realpath = (dir: string): string | null | Promise<string | null> => {
+    if (!sync) return fsp.realpath(dir).catch(() => null);
+    try {
+      return fs.realpathSync.native(dir);
+    } catch {
+      return null;
+    }
+  };
   for (let dir = path.dirname(absolute); ; dir = path.dirname(dir)) {
-    const real = await fsp.realpath(dir).catch(() => null);
+    const real = await realpath(dir);
     if (real === null) continue; // not created yet: its nearest existing parent decides
     if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
       throw new UnsafePathError(rel, 'a folder on the path leads out of the root');
@@ -544,12 +584,53 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** The calls of an upload, asynchronous (large files) or synchronous (small ones). */
+interface UploadIo {
+  lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
+  stat(p: string): Promise<fs.Stats> | fs.Stats;
+  mkdirp(dir: string): Promise<unknown> | unknown;
+  utimes(p: string, atime: Date, mtime: Date): Promise<void> | void;
+  rename(from: string, to: string): Promise<void> | void;
+  sameContent(a: string, b: string): Promise<boolean> | boolean;
+}
+
+const asyncIo: UploadIo = {
+  lstat: (p) => fsp.lstat(p).catch(() => null),
+  stat: (p) => fsp.stat(p),
+  mkdirp: (dir) => fsp.mkdir(dir, { recursive: true }),
+  utimes: (p, atime, mtime) => fsp.utimes(p, atime, mtime),
+  rename: (from, to) => fsp.rename(from, to),
+  sameContent,
+};
+
+const syncIo: UploadIo = {
+  lstat: (p) => {
+    try {
+      return fs.lstatSync(p);
+    } catch {
+      return null;
+    }
+  },
+  stat: (p) => fs.statSync(p),
+  mkdirp: (dir) => fs.mkdirSync(dir, { recursive: true }),
+  utimes: (p, atime, mtime) => fs.utimesSync(p, atime, mtime),
+  rename: (from, to) => fs.renameSync(from, to),
+  // Small files: both read whole and compared (a destination of another size is not read).
+  sameContent: (a, b) => {
+    if (fs.statSync(a).size !== fs.statSync(b).size) return false;
+    const x = fs.readFileSync(a);
+    const y = fs.readFileSync(b);
+    return x.equals(y);
+  },
+};
+
 async function sameContent(a: string, b: string): Promise<boolean> {
   const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
   if (sa.size !== sb.size) return false;
   const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
   try {
-    const size = 1 << 20;
+    // Buffers as large as the file, up to 1 MiB: a small file does not allocate 2 MiB.
+    const size = Math.max(1, Math.min(1 << 20, sa.size));
     const ba = Buffer.alloc(size);
     const bb = Buffer.alloc(size);
     for (let pos = 0; pos < sa.size; pos += size) {

@@ -451,6 +451,20 @@ describe('deletions', () => {
     expect(store.jobsOf(fidOf('tmp.txt'))).toEqual([]);
   });
 
+  it('a deletion while others wait for the latest version deletes their older copies too', () => {
+    const { changed, deleted, settle } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'doc.txt', stat(1, 1));
+    settle();
+    changed('A', 'doc.txt', stat(2, 2)); // B and C now wait for version 2, holding version 1
+    expect(jobs('doc.txt')).toHaveLength(2);
+    deleted('A', 'doc.txt');
+    // Their queued uploads became deletions of the copies they hold.
+    expect(store.jobsOf(fidOf('doc.txt')).map((j) => `${j.entry}:${j.kind}`).sort()).toEqual(['B:delete', 'C:delete']);
+    settle();
+    expect(store.replicasOf(fidOf('doc.txt'))).toEqual([]);
+    expect(file('doc.txt')).toBeUndefined();
+  });
+
   it('a deleted copy that was behind is replaced, not propagated', () => {
     const { changed, deleted, settle } = makeEngine(ALL_TO_A_AND_B);
     changed('A', 'doc.txt', stat(10, 1000));

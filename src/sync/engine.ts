@@ -317,14 +317,19 @@ export class SyncEngine {
     const jobs = new Map(this.store.jobsOf(fid).map((j) => [j.entry, j]));
 
     if (file.deleted) {
+      // Queued uploads go first: a holder's queued upload becomes its delete just below, and
+      // must not be dropped afterwards as the upload it was.
+      for (const job of jobs.values()) {
+        if (job.kind === 'upload' && job.state === 'queued') {
+          this.store.deleteJob(job.id);
+          jobs.delete(job.entry);
+        }
+      }
       for (const r of replicas) {
         if (this.store.moveFrom(r.entry, file.filename)) continue; // leaves with its move
         this.putJob(r.entry, fid, 'delete', file.version, false, touched, null, jobs.get(r.entry) ?? null);
       }
-      for (const job of jobs.values()) {
-        if (job.kind === 'upload' && job.state === 'queued') this.store.deleteJob(job.id);
-      }
-      if (replicas.length === 0 && [...jobs.values()].every((j) => j.kind === 'upload' && j.state === 'queued')) {
+      if (replicas.length === 0 && jobs.size === 0) {
         this.store.deleteFile(fid);
       } else {
         this.store.putFile({ ...file, owners: [], uptodate: [] });
@@ -521,4 +526,3 @@ export class SyncEngine {
   }
 }
 
-export type { FileRecord };

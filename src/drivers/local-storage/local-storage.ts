@@ -101,6 +101,7 @@ export class LocalStorage implements Driver {
     this.watcher.on('change', (p, s) => this.onChange(p, s));
     this.watcher.on('unlink', (p) => this.onUnlink(p));
     this.watcher.on('addDir', (p) => this.onAddDir(p));
+    this.watcher.on('unlinkDir', (p) => this.onUnlinkDir(p));
     this.watcher.on('error', (err) => this.ctx.log('warn', `watcher error: ${(err as Error).message}`));
     await new Promise<void>((resolve) => this.watcher!.once('ready', resolve));
 
@@ -257,6 +258,22 @@ export class LocalStorage implements Driver {
     }
     this.remember(rel, stat);
     this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
+  }
+
+  /**
+   * A folder removed: chokidar reports the removal of the files it tracked in it, not of those
+   * the driver found itself (by listing a new folder again, below). Every file known under the
+   * folder that is gone from the disk is a deletion; those already reported are known no more.
+   */
+  private onUnlinkDir(absolute: string): void {
+    const rel = this.relative(absolute);
+    if (!rel || !this.live) return;
+    const prefix = `${rel}/`;
+    for (const file of [...this.known.keys()]) {
+      if (!file.startsWith(prefix)) continue;
+      const gone = path.join(this.root, file);
+      if (!fs.existsSync(gone)) this.onUnlink(gone);
+    }
   }
 
   /**

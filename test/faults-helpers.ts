@@ -5,7 +5,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect } from 'vitest';
-import { alive, api, CLI, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
+import { alive, api, CLI, running, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
 
 /**
  * Shared plumbing of the fault-injection tests (test/faults-*.test.ts): a temporary folder, the
@@ -73,16 +73,7 @@ export async function workerPid(d: RunningDaemon, entry: string): Promise<number
   return res.status === 200 ? (res.body.info.pid as number) : null;
 }
 
-/** Alive and not a zombie. */
-export function running(pid: number): boolean {
-  if (!alive(pid)) return false;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { running };
 
 /** The live (non-zombie) child processes of `pid`, as `ps -o pid= --ppid` lists them. */
 export function childrenOf(pid: number): number[] {

@@ -126,6 +126,17 @@ export function readIfExists(file: string): string | null {
   }
 }
 
+/** Alive and not a zombie waiting for its parent to reap it. */
+export function running(pid: number): boolean {
+  if (!alive(pid)) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a process with this pid is alive. */
 export function alive(pid: number): boolean {
   try {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { alive, api, CLI, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
+import { alive, api, running, CLI, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
 
 /** Supervision end to end: real daemons, real workers, real signals. */
 
@@ -53,16 +53,6 @@ async function workerPid(d: RunningDaemon, entry: string): Promise<number> {
   return res.body.info.pid;
 }
 
-/** Alive and not a zombie waiting for its parent to reap it. */
-function running(pid: number): boolean {
-  if (!alive(pid)) return false;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('a worker that dies', () => {
   it('is restarted by itself with a new pid, and syncing goes on', async () => {

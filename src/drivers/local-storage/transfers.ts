@@ -1,0 +1,321 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { FileStat, JobOutcome } from '../../../machines/reports.js';
+import type { JobCommand } from '../protocol.js';
+import { type DriverContext, StaleJob } from '../driver.js';
+import { INTERNAL_PREFIX, UnsafePathError } from '../../paths.js';
+import { conflictName } from '../conflict-name.js';
+import { confined } from './confine.js';
+import { sameStat, statOf } from './stat.js';
+
+/** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
+export const RESUMABLE_MIN = 32 << 20;
+/**
+ * Files up to this size are uploaded with synchronous metadata calls (lstat, stat, utimes,
+ * rename, and the read-back of both copies): each takes microseconds on a local disk, against
+ * tens for a round trip through libuv's thread pool. The copy itself stays asynchronous, so
+ * that the reads of several files from a cold disk still overlap.
+ */
+export const SMALL_FILE_MAX = 64 << 10;
+/** How often a streamed copy reports its progress. */
+const PROGRESS_MS = 250;
+
+/**
+ * What the transfers tell the watcher of the same root, so that their own writes are not
+ * reported back as changes from the user.
+ */
+export interface WatchHooks {
+  /** `rel` is about to be written with `stat` (null: removed) by us. */
+  expect(rel: string, stat: FileStat | null): void;
+  /** `rel` is about to be renamed away by us. */
+  movedAway(rel: string): void;
+  /** `name` is a conflict copy we are about to make: a new file, not a rename of the original. */
+  conflictCopy(name: string): void;
+  /** We renamed `from` to `to`. */
+  moved(from: string, to: string, stat: FileStat): void;
+}
+
+/**
+ * The write side of a local root: jobs run against it. Every write goes through a hidden
+ * temporary file, verified, then renamed into place.
+ */
+export class LocalTransfers {
+  /** Streamed copies in flight, aborted on stop (their partial files stay, for a resume). */
+  private readonly copies = new Set<AbortController>();
+
+  constructor(
+    private readonly root: string,
+    private readonly ctx: DriverContext,
+    private readonly watch: WatchHooks,
+  ) {}
+
+  stop(): void {
+    for (const copy of this.copies) copy.abort();
+  }
+
+  async run(job: JobCommand): Promise<JobOutcome> {
+    try {
+      switch (job.kind) {
+        case 'upload':
+          return { ok: true, stat: await this.upload(job) };
+        case 'delete':
+          await this.remove(job.path, job.expect);
+          return { ok: true, stat: null };
+        case 'move':
+          return { ok: true, stat: await this.move(job.from, job.path, job.expect) };
+      }
+    } catch (err) {
+      if (err instanceof StaleJob) return { ok: false, reason: 'stale', message: err.message };
+      const message = err instanceof UnsafePathError ? err.message : `${(err as Error).message}`;
+      return { ok: false, reason: 'error', message };
+    }
+  }
+
+  private async upload(job: Extract<JobCommand, { kind: 'upload' }>): Promise<FileStat> {
+    if (job.source.driver !== 'local_storage') throw new Error(`cannot read from a ${job.source.driver} entry`);
+    const sourceRoot = path.resolve(String(job.source.options.root));
+    const small = job.sourceStat.size <= SMALL_FILE_MAX;
+    const io = small ? syncIo : asyncIo;
+    const source = await confined(sourceRoot, job.path, small);
+    const target = await confined(this.root, job.path, small);
+
+    const before = await io.lstat(source);
+    if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
+      throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+    }
+    await io.mkdirp(path.dirname(target));
+    // A large file goes through a partial file named after the version it copies: a copy cut
+    // short (worker or daemon killed) resumes where it stopped while the source is unchanged.
+    const resumable = job.sourceStat.size >= RESUMABLE_MIN;
+    const tmp = resumable
+      ? path.join(path.dirname(target), partialName(job.path, job.sourceStat))
+      : path.join(path.dirname(target), `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
+    let keepPartial = resumable;
+    let committed = false;
+    try {
+      let digest: string | null = null;
+      if (resumable) digest = await this.streamCopy(job.id, job.path, source, tmp, job.sourceStat.size);
+      // The kernel's copy: the bytes go from disk to disk, never through the daemon.
+      else await fsp.copyFile(source, tmp);
+      const after = await io.lstat(source);
+      if (!after || !sameStat(statOf(after), job.sourceStat)) {
+        keepPartial = false;
+        throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
+      }
+      const written = await io.stat(tmp);
+      if (written.size !== job.sourceStat.size) {
+        keepPartial = false;
+        throw new Error(`copy of ${job.path} has ${written.size} bytes, expected ${job.sourceStat.size}; not committed`);
+      }
+      // End to end: what was written is read back and checked against what was read.
+      const intact = digest !== null ? (await hashFile(tmp)) === digest : await io.sameContent(source, tmp);
+      if (!intact) {
+        keepPartial = false;
+        this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
+        throw new Error(`integrity check failed for ${job.path}; not committed`);
+      }
+      await io.utimes(tmp, before.atime, before.mtime);
+      const current = await io.lstat(target);
+      if (current) {
+        if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
+        const matches = job.expect !== null && sameStat(statOf(current), job.expect);
+        if ((job.preserve || !matches) && !(await io.sameContent(target, tmp))) {
+          await this.keepConflictCopy(job.path, target);
+        }
+      }
+      const stat = statOf(await io.stat(tmp));
+      this.watch.expect(job.path, stat);
+      await io.rename(tmp, target);
+      committed = true;
+      keepPartial = false;
+      return stat;
+    } catch (err) {
+      // A full disk: kept, the partial file would hold it full and block every other file.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') keepPartial = false;
+      throw err;
+    } finally {
+      // Once renamed into place there is nothing left to remove.
+      if (!keepPartial && !committed) await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /**
+   * Copies `source` into `partial` as a stream, from where an earlier copy stopped, and
+   * returns the sha256 of the whole source as read. Progress is reported as it goes.
+   */
+  private async streamCopy(jobId: number, rel: string, source: string, partial: string, size: number): Promise<string> {
+    const hash = createHash('sha256');
+    let offset = 0;
+    const existing = await fsp.stat(partial).catch(() => null);
+    if (existing && existing.isFile() && existing.size <= size) {
+      offset = existing.size;
+      if (offset > 0) {
+        // The digest covers the source from its first byte: a partial file whose bytes differ
+        // from the source's (a torn write) fails the check at the end instead of being trusted.
+        await pipeline(fs.createReadStream(source, { end: offset - 1, highWaterMark: 1 << 20 }), async function* (chunks) {
+          for await (const chunk of chunks) hash.update(chunk as Buffer);
+        });
+        this.ctx.log('info', `resuming the copy of ${rel} at ${offset} of ${size} bytes`, { path: rel, offset });
+      }
+    } else if (existing) {
+      await fsp.rm(partial, { force: true });
+    }
+    let bytes = offset;
+    const abort = new AbortController();
+    this.copies.add(abort);
+    const timer = setInterval(() => this.ctx.progress?.(jobId, bytes), PROGRESS_MS);
+    try {
+      await pipeline(
+        fs.createReadStream(source, { start: offset, highWaterMark: 1 << 20 }),
+        new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            done(null, chunk);
+          },
+        }),
+        fs.createWriteStream(partial, { flags: offset > 0 ? 'r+' : 'w', start: offset, highWaterMark: 1 << 20 }),
+        { signal: abort.signal },
+      );
+    } finally {
+      clearInterval(timer);
+      this.copies.delete(abort);
+    }
+    this.ctx.progress?.(jobId, bytes);
+    return hash.digest('hex');
+  }
+
+  /** Moves the entry's current copy aside under a conflict name; the watcher reports it as a new file. */
+  private async keepConflictCopy(rel: string, absolute: string): Promise<void> {
+    const now = new Date();
+    for (let n = 0; ; n++) {
+      const name = conflictName(rel, this.ctx.entry, now, n);
+      const dest = await confined(this.root, name);
+      if (fs.existsSync(dest)) continue;
+      this.watch.conflictCopy(name);
+      await fsp.rename(absolute, dest);
+      this.ctx.log('warn', `kept a conflicting copy as ${name}`, { path: rel, conflict: name });
+      // The daemon's event stream tells of it (a `file` event of kind `conflict`).
+      this.ctx.conflict?.(rel, name);
+      return;
+    }
+  }
+
+  private async remove(rel: string, expect: FileStat): Promise<void> {
+    const target = await confined(this.root, rel);
+    const current = await fsp.lstat(target).catch(() => null);
+    if (!current) return;
+    if (!current.isFile() || !sameStat(statOf(current), expect)) throw new StaleJob(`${rel} changed; not deleted`);
+    this.watch.expect(rel, null);
+    await fsp.unlink(target);
+    await this.pruneEmptyFolders(path.dirname(target));
+  }
+
+  private async move(fromRel: string, toRel: string, expect: FileStat | null): Promise<FileStat> {
+    const from = await confined(this.root, fromRel);
+    const to = await confined(this.root, toRel);
+    const current = await fsp.lstat(from).catch(() => null);
+    if (!current || !expect || !current.isFile() || !sameStat(statOf(current), expect)) {
+      throw new StaleJob(`${fromRel} changed; not moved`);
+    }
+    if (await fsp.lstat(to).catch(() => null)) throw new StaleJob(`${toRel} exists; not moved over`);
+    await fsp.mkdir(path.dirname(to), { recursive: true });
+    const stat = statOf(current);
+    this.watch.movedAway(fromRel);
+    this.watch.expect(toRel, stat);
+    await fsp.rename(from, to);
+    this.watch.moved(fromRel, toRel, stat);
+    await this.pruneEmptyFolders(path.dirname(from));
+    return stat;
+  }
+
+  private async pruneEmptyFolders(dir: string): Promise<void> {
+    while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
+      try {
+        await fsp.rmdir(dir);
+      } catch {
+        return;
+      }
+      dir = path.dirname(dir);
+    }
+  }
+}
+
+/** The partial file of one version of a file: a copy of another version never resumes from it. */
+function partialName(rel: string, stat: FileStat): string {
+  const id = createHash('sha256').update(`${rel}\0${stat.size}\0${stat.mtime}`).digest('hex').slice(0, 24);
+  return `${INTERNAL_PREFIX}part-${id}`;
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(fs.createReadStream(file, { highWaterMark: 1 << 20 }), async function* (chunks) {
+    for await (const chunk of chunks) hash.update(chunk as Buffer);
+  });
+  return hash.digest('hex');
+}
+
+/** The calls of an upload, asynchronous (large files) or synchronous (small ones). */
+interface UploadIo {
+  lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
+  stat(p: string): Promise<fs.Stats> | fs.Stats;
+  mkdirp(dir: string): Promise<unknown> | unknown;
+  utimes(p: string, atime: Date, mtime: Date): Promise<void> | void;
+  rename(from: string, to: string): Promise<void> | void;
+  sameContent(a: string, b: string): Promise<boolean> | boolean;
+}
+
+const asyncIo: UploadIo = {
+  lstat: (p) => fsp.lstat(p).catch(() => null),
+  stat: (p) => fsp.stat(p),
+  mkdirp: (dir) => fsp.mkdir(dir, { recursive: true }),
+  utimes: (p, atime, mtime) => fsp.utimes(p, atime, mtime),
+  rename: (from, to) => fsp.rename(from, to),
+  sameContent,
+};
+
+const syncIo: UploadIo = {
+  lstat: (p) => {
+    try {
+      return fs.lstatSync(p);
+    } catch {
+      return null;
+    }
+  },
+  stat: (p) => fs.statSync(p),
+  mkdirp: (dir) => fs.mkdirSync(dir, { recursive: true }),
+  utimes: (p, atime, mtime) => fs.utimesSync(p, atime, mtime),
+  rename: (from, to) => fs.renameSync(from, to),
+  // Small files: both read whole and compared (a destination of another size is not read).
+  sameContent: (a, b) => {
+    if (fs.statSync(a).size !== fs.statSync(b).size) return false;
+    const x = fs.readFileSync(a);
+    const y = fs.readFileSync(b);
+    return x.equals(y);
+  },
+};
+
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
+  if (sa.size !== sb.size) return false;
+  const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+  try {
+    // Buffers as large as the file, up to 1 MiB: a small file does not allocate 2 MiB.
+    const size = Math.max(1, Math.min(1 << 20, sa.size));
+    const ba = Buffer.alloc(size);
+    const bb = Buffer.alloc(size);
+    for (let pos = 0; pos < sa.size; pos += size) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, size, pos), fb.read(bb, 0, size, pos)]);
+      if (ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+

@@ -4,7 +4,8 @@
  * Environment:
  *   FERRY_BENCH_SCALE=0.05   shrink every data set (file counts; sizes stay) for development runs
  *   FERRY_BENCH_RUNS=3       runs of each timed case
- *   FERRY_BENCH_CASES=initial,nochange,latency,api,memory   which cases (api and memory share one setup)
+ *   FERRY_BENCH_CASES=initial,nochange,latency,api,memory   which cases (api and memory share one setup);
+ *                            or name them on the command line: `npm run bench -- api memory`
  *   FERRY_BENCH_PROFILE=DIR  run every daemon (and its workers) with `node --cpu-prof` into DIR
  *   FERRY_BENCH_KEEP=1       keep the temporary folder
  *
@@ -29,7 +30,15 @@ const RESULTS = path.join(REPO, 'bench/results');
 
 const SCALE = Number(process.env.FERRY_BENCH_SCALE ?? '1');
 const RUNS = Math.max(1, Number(process.env.FERRY_BENCH_RUNS ?? '3'));
-const CASES = new Set((process.env.FERRY_BENCH_CASES ?? 'initial,nochange,latency,api,memory').split(',').map((s) => s.trim()));
+/** The cases of a plain `npm run bench`; `million` runs only when asked for. */
+const DEFAULT_CASES = ['initial', 'nochange', 'latency', 'api', 'memory'];
+const KNOWN_CASES = [...DEFAULT_CASES];
+// Cases from the command line (`npm run bench -- api memory`), else FERRY_BENCH_CASES, else the default set.
+const caseArgs = process.argv.slice(2).flatMap((a) => a.split(','));
+const CASES = new Set(
+  (caseArgs.length ? caseArgs : (process.env.FERRY_BENCH_CASES ?? DEFAULT_CASES.join(',')).split(',')).map((s) => s.trim()).filter(Boolean),
+);
+for (const c of CASES) if (!KNOWN_CASES.includes(c)) throw new Error(`unknown bench case ${c} (known: ${KNOWN_CASES.join(', ')})`);
 const PROFILE_DIR = process.env.FERRY_BENCH_PROFILE ? path.resolve(process.env.FERRY_BENCH_PROFILE) : null;
 const KEEP = process.env.FERRY_BENCH_KEEP === '1';
 if (!(SCALE > 0 && SCALE <= 1)) throw new Error('FERRY_BENCH_SCALE must be in (0, 1]');
@@ -871,7 +880,7 @@ async function main(): Promise<void> {
   const file = path.join(RESULTS, `bench-${stamp}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   // latest.* is the last full run (what the README shows); a development run is latest-dev.*.
-  const latest = SCALE === 1 && CASES.size === 5 ? 'latest' : 'latest-dev';
+  const latest = SCALE === 1 && DEFAULT_CASES.every((c) => CASES.has(c)) ? 'latest' : 'latest-dev';
   fs.writeFileSync(path.join(RESULTS, `${latest}.json`), JSON.stringify(result, null, 2) + '\n');
   fs.writeFileSync(path.join(RESULTS, `${latest}.md`), `${markdown}\n`);
   console.log(`results: ${path.relative(process.cwd(), file)} (and bench/results/${latest}.json, ${latest}.md)`);

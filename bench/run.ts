@@ -6,6 +6,7 @@
  *   FERRY_BENCH_RUNS=3       runs of each timed case
  *   FERRY_BENCH_CASES=initial,nochange,latency,flat,api,memory   which cases (api and memory share one setup);
  *                            or name them on the command line: `npm run bench -- api memory`
+ *                            `million` (1,000,000 files) is not in the default set: name it to run it
  *   FERRY_BENCH_PROFILE=DIR  run every daemon (and its workers) with `node --cpu-prof` into DIR
  *   FERRY_BENCH_KEEP=1       keep the temporary folder
  *
@@ -32,7 +33,7 @@ const SCALE = Number(process.env.FERRY_BENCH_SCALE ?? '1');
 const RUNS = Math.max(1, Number(process.env.FERRY_BENCH_RUNS ?? '3'));
 /** The cases of a plain `npm run bench`; `million` runs only when asked for. */
 const DEFAULT_CASES = ['initial', 'nochange', 'latency', 'flat', 'api', 'memory'];
-const KNOWN_CASES = [...DEFAULT_CASES];
+const KNOWN_CASES = [...DEFAULT_CASES, 'million'];
 // Cases from the command line (`npm run bench -- api memory`), else FERRY_BENCH_CASES, else the default set.
 const caseArgs = process.argv.slice(2).flatMap((a) => a.split(','));
 const CASES = new Set(
@@ -56,6 +57,8 @@ const SETS = {
 const FLAT_WINDOW = Math.max(10, Math.round(SETS.flat.count / 6));
 const FLAT_POLL_MS = 50;
 const FLAT_TIMEOUT_MS = 180_000;
+/** The million case: files of 0–64 B (sizes from a seeded generator) in 1,000 folders. */
+const MILLION = { count: scaled(1_000_000, 100), maxSize: 64, folders: scaled(1000), seed: 20_240_601, pageRequests: 200, sample: 2000 };
 const LATENCY_SAMPLES = Math.max(10, Math.round(50 * Math.max(SCALE, 0.2)));
 const API_REQUESTS = 1000;
 const AUTOCANNON_SECONDS = SCALE >= 0.5 ? 8 : 3;
@@ -134,6 +137,83 @@ async function generate(set: keyof typeof SETS, root: string): Promise<void> {
   }
   spawnSync('sync');
   console.log(`  generated ${set}: ${count} × ${size >= MiB ? `${size / MiB} MiB` : `${size} B`} in ${Math.min(folders, count)} folders (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+/** mulberry32: a small seeded generator of floats in [0, 1). */
+function seeded(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(t ^ (t >>> 15), 1 | t);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The million set: MILLION.count files of 0–maxSize bytes, sliced from one keystream, written synchronously. */
+async function generateMillion(root: string): Promise<void> {
+  const { count, maxSize, folders, seed } = MILLION;
+  const t0 = performance.now();
+  const random = seeded(seed);
+  const sizes = new Uint8Array(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) total += sizes[i] = Math.floor(random() * (maxSize + 1));
+  const all = bytesFor('million', 0, total);
+  for (let f = 0; f < Math.min(folders, count); f++) fs.mkdirSync(path.join(root, path.dirname(fileName('million', f, folders))), { recursive: true });
+  for (let i = 0, at = 0; i < count; at += sizes[i], i++) fs.writeFileSync(path.join(root, fileName('million', i, folders)), all.subarray(at, at + sizes[i]));
+  spawnSync('sync');
+  console.log(`  generated million: ${count} × 0–${maxSize} B (${(total / MiB).toFixed(1)} MiB) in ${Math.min(folders, count)} folders (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+/**
+ * Every regular file under `root` with its size, from one `find` (fast on a million files);
+ * Ferry's own names apart, and its temporary or partial files listed as leftovers.
+ */
+function treeSizes(root: string): { files: Map<string, number>; leftovers: string[] } {
+  const r = spawnSync('find', [root, '-mindepth', '1', '-type', 'f', '-printf', '%s\\t%P\\n'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`find ${root}: ${r.status} ${r.stderr}`);
+  const files = new Map<string, number>();
+  const left: string[] = [];
+  for (const line of r.stdout.split('\n')) {
+    if (!line) continue;
+    const tab = line.indexOf('\t');
+    const rel = line.slice(tab + 1);
+    const segments = rel.split('/');
+    if (segments.some((x) => x.startsWith('.ferry-tmp-') || x.startsWith('.ferry-part-'))) left.push(rel);
+    else if (!segments.some((x) => x === '.ferry' || x.startsWith('.ferry-'))) files.set(rel, Number(line.slice(0, tab)));
+  }
+  return { files, leftovers: left };
+}
+
+/** B holds exactly A's `expected` files with their sizes, and `sample` of them (seeded pick) byte for byte. */
+async function verifySizesAndSample(a: string, b: string, expected: number, sample: number, seed: number): Promise<void> {
+  const ta = treeSizes(a);
+  const tb = treeSizes(b);
+  if (ta.files.size !== expected) throw new Error(`A holds ${ta.files.size} files, expected ${expected}`);
+  const problems: string[] = [];
+  for (const [rel, size] of ta.files) {
+    const other = tb.files.get(rel);
+    if (other === undefined) problems.push(`missing ${rel}`);
+    else if (other !== size) problems.push(`${rel}: ${other} bytes, expected ${size}`);
+  }
+  for (const rel of tb.files.keys()) if (!ta.files.has(rel)) problems.push(`extra ${rel}`);
+  if (tb.leftovers.length) problems.push(`${tb.leftovers.length} temporary files left, e.g. ${tb.leftovers[0]}`);
+  if (problems.length === 0) {
+    const names = [...ta.files.keys()];
+    const random = seeded(seed);
+    const picked = new Set<string>();
+    while (picked.size < Math.min(sample, names.length)) picked.add(names[Math.floor(random() * names.length)]);
+    const list = [...picked];
+    for (let i = 0; i < list.length; i += 32) {
+      await Promise.all(
+        list.slice(i, i + 32).map(async (rel) => {
+          const [x, y] = await Promise.all([fsp.readFile(path.join(a, rel)), fsp.readFile(path.join(b, rel))]);
+          if (!x.equals(y)) problems.push(`${rel}: content differs`);
+        }),
+      );
+    }
+  }
+  if (problems.length) throw new Error(`B differs from A (${problems.length}): ${problems.slice(0, 5).join('; ')}`);
 }
 
 /** Every regular file under `root`, relative, skipping Ferry's own `.ferry-*` names. */
@@ -420,6 +500,22 @@ async function workerPids(api: string, names: string[]): Promise<Record<string, 
   const pids: Record<string, number> = {};
   for (const name of names) pids[name] = (await getJson<{ info: { pid: number } }>(`${api}/entries/${name}/stats`)).info.pid;
   return pids;
+}
+
+/** GET /files?offset=R&limit=20 at `requests` random offsets (a fixed seed), one at a time, keep-alive: ms each. */
+async function pageLatency(api: string, count: number, requests: number): Promise<number[]> {
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const latency: number[] = [];
+  for (let i = 0; i < 20; i++) await getJson(`${api}/files?offset=0&limit=20`); // warm-up
+  for (let i = 0; i < requests; i++) {
+    const offset = Math.floor(random() * (count - 20));
+    const t = performance.now();
+    const page = await getJson<{ files: unknown[] }>(`${api}/files?offset=${offset}&limit=20`);
+    latency.push(performance.now() - t);
+    if (page.files.length !== 20) throw new Error(`GET /files?offset=${offset} gave ${page.files.length} files`);
+  }
+  return latency;
 }
 
 // ---------------------------------------------------------------- the cases
@@ -786,6 +882,90 @@ async function caseFlat(): Promise<void> {
   if (!seconds) throw new Error(`only ${runs.at(-1)!.arrived} of ${count} files reached B/big within ${FLAT_TIMEOUT_MS / 1000} s`);
 }
 
+/**
+ * 1,000,000 files of 0–64 B in 1,000 folders (on request only: it takes a long while): the
+ * initial sync beside cp -a, the peak RSS of daemon + workers during it, a no-change start, and
+ * GET /files at 200 random offsets on that daemon; then every size and 2,000 files' bytes.
+ */
+async function caseMillion(): Promise<void> {
+  const { count, maxSize, folders } = MILLION;
+  const dir = path.join(work, 'million');
+  const a = path.join(dir, 'A');
+  const b = path.join(dir, 'B');
+  console.log(`\n[million] ${count} files of 0–${maxSize} B in ${folders} folders: initial sync, no-change start, GET /files; 1 run`);
+  await generateMillion(a);
+  const limit = Number(fs.readFileSync('/proc/sys/fs/inotify/max_user_watches', 'utf8'));
+  if (2 * (count + folders) > limit) {
+    note(`million: a watch per file and folder in A and B would need ${2 * (count + folders)} inotify watches; max_user_watches is ${limit}`);
+  }
+
+  await emptyDir(b);
+  dropCaches();
+  const cpSeconds = await runPeer('cp -a', a, b);
+  await verifySizesAndSample(a, b, count, 0, MILLION.seed);
+  console.log(`  cp -a       ${cpSeconds.toFixed(2)} s`);
+  await emptyDir(b);
+
+  dropCaches();
+  const first = await runFerryInitial(dir, a, b, count, 'million-initial');
+  try {
+    const api = await first.ferry.running;
+    const pids = await workerPids(api, ['A', 'B']);
+    const peak = { daemon: memoryOf(first.ferry.pid).hwm, A: memoryOf(pids.A).hwm, B: memoryOf(pids.B).hwm };
+    console.log(`  ferry       ${first.seconds.toFixed(2)} s`);
+    rows.push({
+      case: `initial sync million (${count} × 0–${maxSize} B in ${folders} folders), 1 run`,
+      unit: 's',
+      values: { ferry: stats([first.seconds]), 'cp -a': stats([cpSeconds]) },
+      ratio: first.seconds / cpSeconds,
+    });
+    const mib = (n: number) => Math.round((n / MiB) * 10) / 10;
+    const total = mib(peak.daemon + peak.A + peak.B);
+    console.log(`  peak RSS during the initial sync: ${total} MiB (daemon ${mib(peak.daemon)}, A ${mib(peak.A)}, B ${mib(peak.B)})`);
+    rows.push({
+      case: `memory, peak RSS of daemon + workers during the initial sync (${count} files)`,
+      unit: 'MiB',
+      values: { ferry: stats([total]) },
+      target: '≤ 1024 MiB',
+      met: total <= 1024,
+      extra: { daemon: mib(peak.daemon), workerA: mib(peak.A), workerB: mib(peak.B) },
+    });
+    await storeAllUpToDate(api, count);
+  } finally {
+    await first.ferry.stop();
+  }
+
+  // The no-change start, then the API on that daemon.
+  const setup = writeSetup(dir, { A: a, B: b }, ['A', 'B']);
+  dropCaches();
+  const t0 = performance.now();
+  const ferry = startFerry(setup, path.join(dir, 'store'), 'million-second');
+  try {
+    const api = await ferry.running;
+    const listening = (performance.now() - t0) / 1000;
+    await waitInSync(api, 1_800_000);
+    const restart = (performance.now() - t0) / 1000;
+    if (ferry.copied.size > 0) note(`million: the no-change start copied ${ferry.copied.size} files`);
+    console.log(`  no-change start in sync after ${restart.toFixed(2)} s (listening after ${listening.toFixed(2)} s)`);
+    rows.push({ case: `no-change start (${count} × 0–${maxSize} B), 1 run`, unit: 's', values: { ferry: stats([restart]) }, target: '≤ 40 s', met: restart <= 40 });
+
+    const s = stats(await pageLatency(api, count, MILLION.pageRequests));
+    console.log(`  GET /files p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms (${s.n} random offsets)`);
+    rows.push({
+      case: `GET /files page p50 / p99 (${count} files, ${s.n} random offsets)`,
+      unit: 'ms',
+      values: { ferry: s },
+      target: 'p50 ≤ 2 ms',
+      met: s.p50 <= 2,
+    });
+  } finally {
+    await ferry.stop();
+  }
+  const tv = performance.now();
+  await verifySizesAndSample(a, b, count, MILLION.sample, MILLION.seed + 1);
+  console.log(`  B equals A: every size, ${Math.min(MILLION.sample, count)} files byte for byte (${((performance.now() - tv) / 1000).toFixed(1)} s)`);
+}
+
 async function bareServer(): Promise<{ url: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [path.join(REPO, 'bench/bare-server.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
@@ -867,18 +1047,7 @@ async function caseHuge(peers: Exclude<Tool, 'ferry'>[]): Promise<void> {
     const watches = CASES.has('memory') ? { A: inotifyWatches(pids.A), B: inotifyWatches(pids.B) } : null;
 
     if (CASES.has('api')) {
-      // GET /files at random offsets (a fixed seed), one request at a time, keep-alive.
-      let seed = 42;
-      const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-      const latency: number[] = [];
-      for (let i = 0; i < 20; i++) await getJson(`${api}/files?offset=0&limit=20`); // warm-up
-      for (let i = 0; i < API_REQUESTS; i++) {
-        const offset = Math.floor(random() * (count - 20));
-        const t = performance.now();
-        const page = await getJson<{ files: unknown[] }>(`${api}/files?offset=${offset}&limit=20`);
-        latency.push(performance.now() - t);
-        if (page.files.length !== 20) throw new Error(`GET /files?offset=${offset} gave ${page.files.length} files`);
-      }
+      const latency = await pageLatency(api, count, API_REQUESTS);
       const last: number[] = [];
       for (let i = 0; i < 50; i++) {
         const t = performance.now();
@@ -1067,6 +1236,8 @@ async function main(): Promise<void> {
       await rmrf(path.join(work, 'flat'));
     }
     if (CASES.has('api') || CASES.has('memory')) await attempt('100,000 files', () => caseHuge(peers));
+    await rmrf(path.join(work, 'huge'));
+    if (CASES.has('million')) await attempt('1,000,000 files', caseMillion);
   } finally {
     if (!KEEP) await rmrf(work);
   }
@@ -1088,7 +1259,7 @@ async function main(): Promise<void> {
     cases: [...CASES],
     pageCacheDropped: cacheDropWorks === true,
     machine: info,
-    sets: SETS,
+    sets: { ...SETS, million: MILLION },
     minutes: Math.round(minutes * 10) / 10,
     rows,
     notes,

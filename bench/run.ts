@@ -13,7 +13,9 @@
  * Every data set is generated deterministically in a temporary folder. Before each timed run the
  * page cache is dropped (when this user may), and each timed copy ends with `sync`. Ferry's time
  * runs from spawning `ferry start` until its log says the last file was copied into B (its
- * worker logs a copy after the rename into place); every Ferry run is then checked byte for byte.
+ * worker logs a copy after the rename into place); every Ferry run is then checked byte for byte
+ * (the million case: every file's size, and 2,000 files' bytes). The flat case times files
+ * written into A while the daemon runs, until they are in B (B polled every 50 ms).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -368,13 +370,29 @@ function startFerry(setupFile: string, dataDir: string, label: string): Ferry {
   return ferry;
 }
 
-/** Resolves once `count` distinct files have been copied into B. */
-function copiedAll(ferry: Ferry, count: number, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once `count` distinct files have been copied into B; rejects after `timeoutMs`, or
+ * (with `stallMs`) once no file has been copied for that long.
+ */
+function copiedAll(ferry: Ferry, count: number, timeoutMs: number, stallMs?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs / 1000} s: ${ferry.copied.size} of ${count} copied`)), timeoutMs);
+    let progressAt = Date.now();
+    let progress = ferry.copied.size;
+    const stall = stallMs
+      ? setInterval(() => {
+          if (ferry.copied.size !== progress) (progress = ferry.copied.size), (progressAt = Date.now());
+          else if (Date.now() - progressAt > stallMs) {
+            clearTimeout(timer);
+            clearInterval(stall!);
+            reject(new Error(`no file copied for ${stallMs / 1000} s: ${ferry.copied.size} of ${count} copied`));
+          }
+        }, 1000)
+      : null;
     const check = () => {
       if (ferry.copied.size >= count) {
         clearTimeout(timer);
+        if (stall) clearInterval(stall);
         ferry.onCopied = null;
         resolve();
       }
@@ -382,6 +400,7 @@ function copiedAll(ferry: Ferry, count: number, timeoutMs: number): Promise<void
     ferry.onCopied = check;
     void ferry.exited.then((code) => {
       clearTimeout(timer);
+      if (stall) clearInterval(stall);
       reject(new Error(`ferry exited (${code}) with ${ferry.copied.size} of ${count} copied: ${ferry.tail.slice(-5).join('\n')}`));
     });
     check();
@@ -567,13 +586,20 @@ async function runPeer(tool: Exclude<Tool, 'ferry'>, a: string, b: string): Prom
 }
 
 /** Ferry's initial sync of `a` into an empty `b`: spawn → every file copied → sync. */
-async function runFerryInitial(dir: string, a: string, b: string, count: number, label: string): Promise<{ seconds: number; ferry: Ferry }> {
+async function runFerryInitial(
+  dir: string,
+  a: string,
+  b: string,
+  count: number,
+  label: string,
+  timeouts: { totalMs?: number; stallMs?: number } = {},
+): Promise<{ seconds: number; ferry: Ferry }> {
   const setup = writeSetup(dir, { A: a, B: b }, ['A', 'B']);
   const dataDir = path.join(dir, 'store');
   const t0 = performance.now();
   const ferry = startFerry(setup, dataDir, label);
   try {
-    await copiedAll(ferry, count, Math.max(120_000, count * 20));
+    await copiedAll(ferry, count, timeouts.totalMs ?? Math.max(120_000, count * 20), timeouts.stallMs);
   } catch (err) {
     await ferry.stop();
     throw err;
@@ -907,7 +933,9 @@ async function caseMillion(): Promise<void> {
   await emptyDir(b);
 
   dropCaches();
-  const first = await runFerryInitial(dir, a, b, count, 'million-initial');
+  // At this count a daemon that cannot keep up would run for hours: give up after an hour, or
+  // after two minutes without a copy (a watcher out of inotify watches, a stuck queue).
+  const first = await runFerryInitial(dir, a, b, count, 'million-initial', { totalMs: 3_600_000, stallMs: 120_000 });
   try {
     const api = await first.ferry.running;
     const pids = await workerPids(api, ['A', 'B']);

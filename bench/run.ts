@@ -4,14 +4,18 @@
  * Environment:
  *   FERRY_BENCH_SCALE=0.05   shrink every data set (file counts; sizes stay) for development runs
  *   FERRY_BENCH_RUNS=3       runs of each timed case
- *   FERRY_BENCH_CASES=initial,nochange,latency,api,memory   which cases (api and memory share one setup)
+ *   FERRY_BENCH_CASES=initial,nochange,latency,flat,api,memory   which cases (api and memory share one setup);
+ *                            or name them on the command line: `npm run bench -- api memory`
+ *                            `million` (1,000,000 files) is not in the default set: name it to run it
  *   FERRY_BENCH_PROFILE=DIR  run every daemon (and its workers) with `node --cpu-prof` into DIR
  *   FERRY_BENCH_KEEP=1       keep the temporary folder
  *
  * Every data set is generated deterministically in a temporary folder. Before each timed run the
  * page cache is dropped (when this user may), and each timed copy ends with `sync`. Ferry's time
  * runs from spawning `ferry start` until its log says the last file was copied into B (its
- * worker logs a copy after the rename into place); every Ferry run is then checked byte for byte.
+ * worker logs a copy after the rename into place); every Ferry run is then checked byte for byte
+ * (the million case: every file's size, and 2,000 files' bytes). The flat case times files
+ * written into A while the daemon runs, until they are in B (B polled every 50 ms).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -29,7 +33,15 @@ const RESULTS = path.join(REPO, 'bench/results');
 
 const SCALE = Number(process.env.FERRY_BENCH_SCALE ?? '1');
 const RUNS = Math.max(1, Number(process.env.FERRY_BENCH_RUNS ?? '3'));
-const CASES = new Set((process.env.FERRY_BENCH_CASES ?? 'initial,nochange,latency,api,memory').split(',').map((s) => s.trim()));
+/** The cases of a plain `npm run bench`; `million` runs only when asked for. */
+const DEFAULT_CASES = ['initial', 'nochange', 'latency', 'flat', 'api', 'memory'];
+const KNOWN_CASES = [...DEFAULT_CASES, 'million'];
+// Cases from the command line (`npm run bench -- api memory`), else FERRY_BENCH_CASES, else the default set.
+const caseArgs = process.argv.slice(2).flatMap((a) => a.split(','));
+const CASES = new Set(
+  (caseArgs.length ? caseArgs : (process.env.FERRY_BENCH_CASES ?? DEFAULT_CASES.join(',')).split(',')).map((s) => s.trim()).filter(Boolean),
+);
+for (const c of CASES) if (!KNOWN_CASES.includes(c)) throw new Error(`unknown bench case ${c} (known: ${KNOWN_CASES.join(', ')})`);
 const PROFILE_DIR = process.env.FERRY_BENCH_PROFILE ? path.resolve(process.env.FERRY_BENCH_PROFILE) : null;
 const KEEP = process.env.FERRY_BENCH_KEEP === '1';
 if (!(SCALE > 0 && SCALE <= 1)) throw new Error('FERRY_BENCH_SCALE must be in (0, 1]');
@@ -40,7 +52,15 @@ const SETS = {
   large: { count: scaled(256, 2), size: 4 * MiB, folders: 4 },
   small: { count: scaled(20_000, 10), size: 1024, folders: scaled(200) },
   huge: { count: scaled(100_000, 10), size: 16, folders: scaled(1000) },
+  /** Written into one folder of A while the daemon runs (bench/write-flat.mjs). */
+  flat: { count: scaled(30_000, 60), size: 100, folders: 1 },
 };
+/** The flat case's window for its arrival rates: the first and the last 5,000 of 30,000 files. */
+const FLAT_WINDOW = Math.max(10, Math.round(SETS.flat.count / 6));
+const FLAT_POLL_MS = 50;
+const FLAT_TIMEOUT_MS = 180_000;
+/** The million case: files of 0–64 B (sizes from a seeded generator) in 1,000 folders. */
+const MILLION = { count: scaled(1_000_000, 100), maxSize: 64, folders: scaled(1000), seed: 20_240_601, pageRequests: 200, sample: 2000 };
 const LATENCY_SAMPLES = Math.max(10, Math.round(50 * Math.max(SCALE, 0.2)));
 const API_REQUESTS = 1000;
 const AUTOCANNON_SECONDS = SCALE >= 0.5 ? 8 : 3;
@@ -54,6 +74,8 @@ const note = (text: string) => {
 // ---------------------------------------------------------------- helpers
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Milliseconds since the epoch, sub-millisecond, comparable between processes. */
+const epoch = () => performance.timeOrigin + performance.now();
 
 function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): { code: number | null; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: opts.env ?? process.env, maxBuffer: 64 * MiB });
@@ -117,6 +139,83 @@ async function generate(set: keyof typeof SETS, root: string): Promise<void> {
   }
   spawnSync('sync');
   console.log(`  generated ${set}: ${count} × ${size >= MiB ? `${size / MiB} MiB` : `${size} B`} in ${Math.min(folders, count)} folders (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+/** mulberry32: a small seeded generator of floats in [0, 1). */
+function seeded(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(t ^ (t >>> 15), 1 | t);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The million set: MILLION.count files of 0–maxSize bytes, sliced from one keystream, written synchronously. */
+async function generateMillion(root: string): Promise<void> {
+  const { count, maxSize, folders, seed } = MILLION;
+  const t0 = performance.now();
+  const random = seeded(seed);
+  const sizes = new Uint8Array(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) total += sizes[i] = Math.floor(random() * (maxSize + 1));
+  const all = bytesFor('million', 0, total);
+  for (let f = 0; f < Math.min(folders, count); f++) fs.mkdirSync(path.join(root, path.dirname(fileName('million', f, folders))), { recursive: true });
+  for (let i = 0, at = 0; i < count; at += sizes[i], i++) fs.writeFileSync(path.join(root, fileName('million', i, folders)), all.subarray(at, at + sizes[i]));
+  spawnSync('sync');
+  console.log(`  generated million: ${count} × 0–${maxSize} B (${(total / MiB).toFixed(1)} MiB) in ${Math.min(folders, count)} folders (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+/**
+ * Every regular file under `root` with its size, from one `find` (fast on a million files);
+ * Ferry's own names apart, and its temporary or partial files listed as leftovers.
+ */
+function treeSizes(root: string): { files: Map<string, number>; leftovers: string[] } {
+  const r = spawnSync('find', [root, '-mindepth', '1', '-type', 'f', '-printf', '%s\\t%P\\n'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`find ${root}: ${r.status} ${r.stderr}`);
+  const files = new Map<string, number>();
+  const left: string[] = [];
+  for (const line of r.stdout.split('\n')) {
+    if (!line) continue;
+    const tab = line.indexOf('\t');
+    const rel = line.slice(tab + 1);
+    const segments = rel.split('/');
+    if (segments.some((x) => x.startsWith('.ferry-tmp-') || x.startsWith('.ferry-part-'))) left.push(rel);
+    else if (!segments.some((x) => x === '.ferry' || x.startsWith('.ferry-'))) files.set(rel, Number(line.slice(0, tab)));
+  }
+  return { files, leftovers: left };
+}
+
+/** B holds exactly A's `expected` files with their sizes, and `sample` of them (seeded pick) byte for byte. */
+async function verifySizesAndSample(a: string, b: string, expected: number, sample: number, seed: number): Promise<void> {
+  const ta = treeSizes(a);
+  const tb = treeSizes(b);
+  if (ta.files.size !== expected) throw new Error(`A holds ${ta.files.size} files, expected ${expected}`);
+  const problems: string[] = [];
+  for (const [rel, size] of ta.files) {
+    const other = tb.files.get(rel);
+    if (other === undefined) problems.push(`missing ${rel}`);
+    else if (other !== size) problems.push(`${rel}: ${other} bytes, expected ${size}`);
+  }
+  for (const rel of tb.files.keys()) if (!ta.files.has(rel)) problems.push(`extra ${rel}`);
+  if (tb.leftovers.length) problems.push(`${tb.leftovers.length} temporary files left, e.g. ${tb.leftovers[0]}`);
+  if (problems.length === 0) {
+    const names = [...ta.files.keys()];
+    const random = seeded(seed);
+    const picked = new Set<string>();
+    while (picked.size < Math.min(sample, names.length)) picked.add(names[Math.floor(random() * names.length)]);
+    const list = [...picked];
+    for (let i = 0; i < list.length; i += 32) {
+      await Promise.all(
+        list.slice(i, i + 32).map(async (rel) => {
+          const [x, y] = await Promise.all([fsp.readFile(path.join(a, rel)), fsp.readFile(path.join(b, rel))]);
+          if (!x.equals(y)) problems.push(`${rel}: content differs`);
+        }),
+      );
+    }
+  }
+  if (problems.length) throw new Error(`B differs from A (${problems.length}): ${problems.slice(0, 5).join('; ')}`);
 }
 
 /** Every regular file under `root`, relative, skipping Ferry's own `.ferry-*` names. */
@@ -271,13 +370,29 @@ function startFerry(setupFile: string, dataDir: string, label: string): Ferry {
   return ferry;
 }
 
-/** Resolves once `count` distinct files have been copied into B. */
-function copiedAll(ferry: Ferry, count: number, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once `count` distinct files have been copied into B; rejects after `timeoutMs`, or
+ * (with `stallMs`) once no file has been copied for that long.
+ */
+function copiedAll(ferry: Ferry, count: number, timeoutMs: number, stallMs?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs / 1000} s: ${ferry.copied.size} of ${count} copied`)), timeoutMs);
+    let progressAt = Date.now();
+    let progress = ferry.copied.size;
+    const stall = stallMs
+      ? setInterval(() => {
+          if (ferry.copied.size !== progress) (progress = ferry.copied.size), (progressAt = Date.now());
+          else if (Date.now() - progressAt > stallMs) {
+            clearTimeout(timer);
+            clearInterval(stall!);
+            reject(new Error(`no file copied for ${stallMs / 1000} s: ${ferry.copied.size} of ${count} copied`));
+          }
+        }, 1000)
+      : null;
     const check = () => {
       if (ferry.copied.size >= count) {
         clearTimeout(timer);
+        if (stall) clearInterval(stall);
         ferry.onCopied = null;
         resolve();
       }
@@ -285,6 +400,7 @@ function copiedAll(ferry: Ferry, count: number, timeoutMs: number): Promise<void
     ferry.onCopied = check;
     void ferry.exited.then((code) => {
       clearTimeout(timer);
+      if (stall) clearInterval(stall);
       reject(new Error(`ferry exited (${code}) with ${ferry.copied.size} of ${count} copied: ${ferry.tail.slice(-5).join('\n')}`));
     });
     check();
@@ -336,10 +452,89 @@ function memoryOf(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
+/** Every process below `pid` (children, their children…), from the ppid field of /proc/PID/stat. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // pid (comm) state ppid …: comm may hold spaces and parentheses, so count from its last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length) for (const child of children.get(queue.shift()!) ?? []) found.push(child), queue.push(child);
+  return found;
+}
+
+/**
+ * The inotify watches a process holds, with those of its descendants (a watcher may run in a
+ * helper process): the `inotify wd:` lines of /proc/PID/fdinfo/FD for each fd that is an inotify
+ * instance (/proc/PID/fd/FD → anon_inode:inotify).
+ */
+function inotifyWatches(pid: number): { watches: number; instances: number } {
+  let watches = 0;
+  let instances = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (fs.readlinkSync(`/proc/${p}/fd/${fd}`) !== 'anon_inode:inotify') continue;
+        const info = fs.readFileSync(`/proc/${p}/fdinfo/${fd}`, 'utf8');
+        instances++;
+        for (let at = info.indexOf('inotify wd:'); at >= 0; at = info.indexOf('inotify wd:', at + 1)) {
+          if (at === 0 || info[at - 1] === '\n') watches++;
+        }
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return { watches, instances };
+}
+
+/** Folders of a tree, its root included, skipping Ferry's own `.ferry*` names. */
+async function countFolders(root: string): Promise<number> {
+  let n = 1;
+  for (const e of await fsp.readdir(root, { withFileTypes: true })) {
+    if (e.isDirectory() && e.name !== '.ferry' && !e.name.startsWith('.ferry-')) n += await countFolders(path.join(root, e.name));
+  }
+  return n;
+}
+
 async function workerPids(api: string, names: string[]): Promise<Record<string, number>> {
   const pids: Record<string, number> = {};
   for (const name of names) pids[name] = (await getJson<{ info: { pid: number } }>(`${api}/entries/${name}/stats`)).info.pid;
   return pids;
+}
+
+/** GET /files?offset=R&limit=20 at `requests` random offsets (a fixed seed), one at a time, keep-alive: ms each. */
+async function pageLatency(api: string, count: number, requests: number): Promise<number[]> {
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const latency: number[] = [];
+  for (let i = 0; i < 20; i++) await getJson(`${api}/files?offset=0&limit=20`); // warm-up
+  for (let i = 0; i < requests; i++) {
+    const offset = Math.floor(random() * (count - 20));
+    const t = performance.now();
+    const page = await getJson<{ files: unknown[] }>(`${api}/files?offset=${offset}&limit=20`);
+    latency.push(performance.now() - t);
+    if (page.files.length !== 20) throw new Error(`GET /files?offset=${offset} gave ${page.files.length} files`);
+  }
+  return latency;
 }
 
 // ---------------------------------------------------------------- the cases
@@ -356,11 +551,13 @@ interface Row {
   case: string;
   unit: string;
   values: Partial<Record<Tool | 'bare route', ReturnType<typeof stats> | null>>;
-  /** ferry ÷ cp -a (times) or ferry ÷ bare route (throughput). */
+  /** ferry ÷ cp -a (times) or ferry ÷ bare route (throughput); the flat case: last ÷ first arrival rate. */
   ratio?: number;
   target?: string;
   met?: boolean;
   extra?: Record<string, unknown>;
+  /** What the ferry cell shows instead of its figures (a run that did not finish). */
+  display?: string;
 }
 const rows: Row[] = [];
 
@@ -389,13 +586,20 @@ async function runPeer(tool: Exclude<Tool, 'ferry'>, a: string, b: string): Prom
 }
 
 /** Ferry's initial sync of `a` into an empty `b`: spawn → every file copied → sync. */
-async function runFerryInitial(dir: string, a: string, b: string, count: number, label: string): Promise<{ seconds: number; ferry: Ferry }> {
+async function runFerryInitial(
+  dir: string,
+  a: string,
+  b: string,
+  count: number,
+  label: string,
+  timeouts: { totalMs?: number; stallMs?: number } = {},
+): Promise<{ seconds: number; ferry: Ferry }> {
   const setup = writeSetup(dir, { A: a, B: b }, ['A', 'B']);
   const dataDir = path.join(dir, 'store');
   const t0 = performance.now();
   const ferry = startFerry(setup, dataDir, label);
   try {
-    await copiedAll(ferry, count, Math.max(120_000, count * 20));
+    await copiedAll(ferry, count, timeouts.totalMs ?? Math.max(120_000, count * 20), timeouts.stallMs);
   } catch (err) {
     await ferry.stop();
     throw err;
@@ -509,8 +713,8 @@ async function caseNoChange(peers: Exclude<Tool, 'ferry'>[]): Promise<void> {
     case: `no-change start (${count} × 1 KiB)`,
     unit: 's',
     values,
-    target: '≤ 1.5 s',
-    met: values.ferry!.median <= 1.5,
+    target: '≤ 1.0 s',
+    met: values.ferry!.median <= 1.0,
   });
 }
 
@@ -583,6 +787,213 @@ async function caseLatency(): Promise<void> {
   });
 }
 
+/**
+ * 30,000 files of 100 B written at full speed into one folder, A/big, of a running daemon whose
+ * roots were empty: from the first write until every file is in B/big with its size (B polled
+ * every 50 ms: readdir, then a stat of each name not yet seen complete), and the arrival rate of
+ * the first and of the last 5,000 files (a queue or a folder listing that slows down as the
+ * folder grows shows as a ratio below 1).
+ */
+async function caseFlat(): Promise<void> {
+  const { count, size } = SETS.flat;
+  const dir = path.join(work, 'flat');
+  const a = path.join(dir, 'A');
+  const b = path.join(dir, 'B');
+  console.log(`\n[flat folder] ${count} × ${size} B written into A/big while the daemon runs; ${RUNS} runs`);
+  const runs: {
+    seconds: number | null;
+    arrived: number;
+    written: number;
+    firstRate: number | null;
+    lastRate: number | null;
+    ratio: number | null;
+    crossings: Record<string, { ms: number; count: number } | null>;
+  }[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    await emptyDir(a);
+    await emptyDir(b);
+    await rmrf(path.join(dir, 'store'));
+    const setup = writeSetup(dir, { A: a, B: b }, ['A', 'B']);
+    dropCaches();
+    const ferry = startFerry(setup, path.join(dir, 'store'), `flat-${run}`);
+    try {
+      const api = await ferry.running;
+      await waitInSync(api, 60_000);
+      await sleep(500); // as the latency case: let the watchers settle before the clock starts
+
+      const writer = spawn(process.execPath, [path.join(REPO, 'bench/write-flat.mjs'), path.join(a, 'big'), String(count), String(size)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const writerExit = new Promise<number | null>((resolve) => writer.once('exit', (code) => resolve(code)));
+      let out = '';
+      let doneAt: number | null = null;
+      const startAt = await new Promise<number>((resolve, reject) => {
+        writer.stdout!.on('data', (d) => {
+          out += d;
+          const start = /^start (\S+)$/m.exec(out);
+          if (start) resolve(Number(start[1]));
+          const done = /^done (\S+)$/m.exec(out);
+          if (done) doneAt = Number(done[1]);
+        });
+        void writerExit.then((code) => reject(new Error(`the writer exited with ${code} before writing`)));
+      });
+
+      // Poll B/big: the count of complete files, and when it first reached each mark.
+      const big = path.join(b, 'big');
+      const complete = new Set<string>();
+      const marks = { first: 1, window: FLAT_WINDOW, lastWindow: count - FLAT_WINDOW, all: count };
+      const crossed: Record<keyof typeof marks, { ms: number; count: number } | null> = { first: null, window: null, lastWindow: null, all: null };
+      let lastPoll = -Infinity;
+      for (;;) {
+        const wait = lastPoll + FLAT_POLL_MS - epoch();
+        if (wait > 0) await sleep(wait);
+        lastPoll = epoch();
+        let names: string[] = [];
+        try {
+          names = fs.readdirSync(big);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        const seenAt = epoch() - startAt; // every name listed was there by now
+        for (const name of names) {
+          if (complete.has(name) || name.startsWith('.ferry')) continue;
+          const st = fs.statSync(path.join(big, name), { throwIfNoEntry: false });
+          if (st?.isFile() && st.size === size) complete.add(name);
+        }
+        for (const mark of Object.keys(marks) as (keyof typeof marks)[]) {
+          if (!crossed[mark] && complete.size >= marks[mark]) crossed[mark] = { ms: seenAt, count: complete.size };
+        }
+        if (complete.size >= count || seenAt > FLAT_TIMEOUT_MS) break;
+      }
+      const writerCode = await writerExit;
+      if (writerCode !== 0) throw new Error(`the writer exited with ${writerCode}`);
+      const written = doneAt !== null ? (doneAt - startAt) / 1000 : NaN;
+      // Files per second between the polls that saw each window begin and end.
+      const rate = (from: { ms: number; count: number } | null, to: { ms: number; count: number } | null) =>
+        from && to && to.ms > from.ms ? ((to.count - from.count) / (to.ms - from.ms)) * 1000 : null;
+      const firstRate = rate(crossed.first, crossed.window);
+      const lastRate = rate(crossed.lastWindow, crossed.all);
+      const ratio = firstRate && lastRate ? lastRate / firstRate : null;
+      const seconds = crossed.all ? crossed.all.ms / 1000 : null;
+      runs.push({ seconds, arrived: complete.size, written, firstRate, lastRate, ratio, crossings: crossed });
+      const r = (x: number | null) => (x === null ? '?' : x.toFixed(0));
+      console.log(
+        `  run ${run} ferry       ${seconds === null ? `only ${complete.size} of ${count} in B after ${FLAT_TIMEOUT_MS / 1000} s` : `${seconds.toFixed(2)} s`} ` +
+          `(written in ${written.toFixed(2)} s); first ${FLAT_WINDOW}: ${r(firstRate)} files/s, last ${FLAT_WINDOW}: ${r(lastRate)} files/s, ` +
+          `last/first ${ratio === null ? '?' : ratio.toFixed(2)}`,
+      );
+      if (seconds === null) break; // a daemon that cannot keep up will not in the next runs either
+      if (firstRate === null || lastRate === null) note(`flat run ${run}: a window was crossed within one poll (${FLAT_POLL_MS} ms); its rate is unknown at this scale`);
+      await waitInSync(api, 120_000);
+      await verify(a, b, true);
+    } finally {
+      await ferry.stop();
+    }
+  }
+  const done = runs.filter((x) => x.seconds !== null);
+  const ratios = runs.map((x) => x.ratio).filter((x): x is number => x !== null);
+  const ratio = ratios.length ? stats(ratios).median : undefined;
+  const seconds = done.length === runs.length ? stats(done.map((x) => x.seconds!)) : null;
+  const row: Row = {
+    case: `flat folder: ${count} × ${size} B written into A/big, until all in B/big`,
+    unit: 's',
+    values: { ferry: seconds },
+    ratio,
+    target: `all in B ≤ 15 s; last/first ${FLAT_WINDOW} files/s ≥ 0.7`,
+    met: seconds !== null && ratio !== undefined ? seconds.median <= 15 && ratio >= 0.7 : false,
+    extra: { runs, window: FLAT_WINDOW, pollMs: FLAT_POLL_MS },
+  };
+  if (!seconds) row.display = `${runs.at(-1)!.arrived} of ${count} in ${FLAT_TIMEOUT_MS / 1000} s`;
+  rows.push(row);
+  if (!seconds) throw new Error(`only ${runs.at(-1)!.arrived} of ${count} files reached B/big within ${FLAT_TIMEOUT_MS / 1000} s`);
+}
+
+/**
+ * 1,000,000 files of 0–64 B in 1,000 folders (on request only: it takes a long while): the
+ * initial sync beside cp -a, the peak RSS of daemon + workers during it, a no-change start, and
+ * GET /files at 200 random offsets on that daemon; then every size and 2,000 files' bytes.
+ */
+async function caseMillion(): Promise<void> {
+  const { count, maxSize, folders } = MILLION;
+  const dir = path.join(work, 'million');
+  const a = path.join(dir, 'A');
+  const b = path.join(dir, 'B');
+  console.log(`\n[million] ${count} files of 0–${maxSize} B in ${folders} folders: initial sync, no-change start, GET /files; 1 run`);
+  await generateMillion(a);
+  const limit = Number(fs.readFileSync('/proc/sys/fs/inotify/max_user_watches', 'utf8'));
+  if (2 * (count + folders) > limit) {
+    note(`million: a watch per file and folder in A and B would need ${2 * (count + folders)} inotify watches; max_user_watches is ${limit}`);
+  }
+
+  await emptyDir(b);
+  dropCaches();
+  const cpSeconds = await runPeer('cp -a', a, b);
+  await verifySizesAndSample(a, b, count, 0, MILLION.seed);
+  console.log(`  cp -a       ${cpSeconds.toFixed(2)} s`);
+  await emptyDir(b);
+
+  dropCaches();
+  // At this count a daemon that cannot keep up would run for hours: give up after an hour, or
+  // after two minutes without a copy (a watcher out of inotify watches, a stuck queue).
+  const first = await runFerryInitial(dir, a, b, count, 'million-initial', { totalMs: 3_600_000, stallMs: 120_000 });
+  try {
+    const api = await first.ferry.running;
+    const pids = await workerPids(api, ['A', 'B']);
+    const peak = { daemon: memoryOf(first.ferry.pid).hwm, A: memoryOf(pids.A).hwm, B: memoryOf(pids.B).hwm };
+    console.log(`  ferry       ${first.seconds.toFixed(2)} s`);
+    rows.push({
+      case: `initial sync million (${count} × 0–${maxSize} B in ${folders} folders), 1 run`,
+      unit: 's',
+      values: { ferry: stats([first.seconds]), 'cp -a': stats([cpSeconds]) },
+      ratio: first.seconds / cpSeconds,
+    });
+    const mib = (n: number) => Math.round((n / MiB) * 10) / 10;
+    const total = mib(peak.daemon + peak.A + peak.B);
+    console.log(`  peak RSS during the initial sync: ${total} MiB (daemon ${mib(peak.daemon)}, A ${mib(peak.A)}, B ${mib(peak.B)})`);
+    rows.push({
+      case: `memory, peak RSS of daemon + workers during the initial sync (${count} files)`,
+      unit: 'MiB',
+      values: { ferry: stats([total]) },
+      target: '≤ 1024 MiB',
+      met: total <= 1024,
+      extra: { daemon: mib(peak.daemon), workerA: mib(peak.A), workerB: mib(peak.B) },
+    });
+    await storeAllUpToDate(api, count);
+  } finally {
+    await first.ferry.stop();
+  }
+
+  // The no-change start, then the API on that daemon.
+  const setup = writeSetup(dir, { A: a, B: b }, ['A', 'B']);
+  dropCaches();
+  const t0 = performance.now();
+  const ferry = startFerry(setup, path.join(dir, 'store'), 'million-second');
+  try {
+    const api = await ferry.running;
+    const listening = (performance.now() - t0) / 1000;
+    await waitInSync(api, 1_800_000);
+    const restart = (performance.now() - t0) / 1000;
+    if (ferry.copied.size > 0) note(`million: the no-change start copied ${ferry.copied.size} files`);
+    console.log(`  no-change start in sync after ${restart.toFixed(2)} s (listening after ${listening.toFixed(2)} s)`);
+    rows.push({ case: `no-change start (${count} × 0–${maxSize} B), 1 run`, unit: 's', values: { ferry: stats([restart]) }, target: '≤ 40 s', met: restart <= 40 });
+
+    const s = stats(await pageLatency(api, count, MILLION.pageRequests));
+    console.log(`  GET /files p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms (${s.n} random offsets)`);
+    rows.push({
+      case: `GET /files page p50 / p99 (${count} files, ${s.n} random offsets)`,
+      unit: 'ms',
+      values: { ferry: s },
+      target: 'p50 ≤ 2 ms',
+      met: s.p50 <= 2,
+    });
+  } finally {
+    await ferry.stop();
+  }
+  const tv = performance.now();
+  await verifySizesAndSample(a, b, count, MILLION.sample, MILLION.seed + 1);
+  console.log(`  B equals A: every size, ${Math.min(MILLION.sample, count)} files byte for byte (${((performance.now() - tv) / 1000).toFixed(1)} s)`);
+}
+
 async function bareServer(): Promise<{ url: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [path.join(REPO, 'bench/bare-server.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
@@ -611,7 +1022,7 @@ async function cannon(url: string): Promise<number> {
 /**
  * 100,000 files tracked and watched: an initial sync of the huge set (timed once, beside one
  * cp -a), then a second start; the API is measured on that daemon, and the memory of the daemon
- * and of each worker (peak and settled).
+ * and of each worker (peak and settled), and the inotify watches each worker holds.
  */
 async function caseHuge(peers: Exclude<Tool, 'ferry'>[]): Promise<void> {
   const { count } = SETS.huge;
@@ -657,24 +1068,14 @@ async function caseHuge(peers: Exclude<Tool, 'ferry'>[]): Promise<void> {
     await waitInSync(api, 300_000);
     const restart = (performance.now() - t0) / 1000;
     console.log(`  second start in sync after ${restart.toFixed(2)} s`);
-    rows.push({ case: `no-change start (${count} × 16 B), 1 run`, unit: 's', values: { ferry: stats([restart]) } });
+    rows.push({ case: `no-change start (${count} × 16 B), 1 run`, unit: 's', values: { ferry: stats([restart]) }, target: '≤ 4 s', met: restart <= 4 });
     const pids = await workerPids(api, ['A', 'B']);
     await sleep(2000);
     const settled = { daemon: memoryOf(ferry.pid).rss, A: memoryOf(pids.A).rss, B: memoryOf(pids.B).rss };
+    const watches = CASES.has('memory') ? { A: inotifyWatches(pids.A), B: inotifyWatches(pids.B) } : null;
 
     if (CASES.has('api')) {
-      // GET /files at random offsets (a fixed seed), one request at a time, keep-alive.
-      let seed = 42;
-      const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-      const latency: number[] = [];
-      for (let i = 0; i < 20; i++) await getJson(`${api}/files?offset=0&limit=20`); // warm-up
-      for (let i = 0; i < API_REQUESTS; i++) {
-        const offset = Math.floor(random() * (count - 20));
-        const t = performance.now();
-        const page = await getJson<{ files: unknown[] }>(`${api}/files?offset=${offset}&limit=20`);
-        latency.push(performance.now() - t);
-        if (page.files.length !== 20) throw new Error(`GET /files?offset=${offset} gave ${page.files.length} files`);
-      }
+      const latency = await pageLatency(api, count, API_REQUESTS);
       const last: number[] = [];
       for (let i = 0; i < 50; i++) {
         const t = performance.now();
@@ -738,6 +1139,25 @@ async function caseHuge(peers: Exclude<Tool, 'ferry'>[]): Promise<void> {
           initialSyncPeak: { daemon: mib(firstPeak.daemon), workerA: mib(firstPeak.A), workerB: mib(firstPeak.B), total: mib(sum(firstPeak)) },
         },
       });
+
+      // A watcher needs one inotify watch per folder; one per file is what exhausts the
+      // user's max_user_watches (shared by every process of the user) on large trees.
+      const folders = { A: await countFolders(a), B: await countFolders(b) };
+      const limit = Number(fs.readFileSync('/proc/sys/fs/inotify/max_user_watches', 'utf8'));
+      const w = watches!;
+      console.log(
+        `  inotify watches: worker A ${w.A.watches} (${w.A.instances} instances), worker B ${w.B.watches} (${w.B.instances} instances); ` +
+          `folders: A ${folders.A}, B ${folders.B} (target ≤ folders + 10 per entry; max_user_watches ${limit})`,
+      );
+      rows.push({
+        case: `inotify watches per worker, A / B (${count} files, ${folders.A} / ${folders.B} folders)`,
+        unit: 'watches',
+        values: { ferry: stats([w.A.watches, w.B.watches]) },
+        display: `${w.A.watches} / ${w.B.watches}`,
+        target: '≤ folders + 10 per entry',
+        met: w.A.watches <= folders.A + 10 && w.B.watches <= folders.B + 10,
+        extra: { workerA: w.A, workerB: w.B, folders, maxUserWatches: limit },
+      });
     }
   } finally {
     await ferry.stop();
@@ -770,6 +1190,7 @@ function machine() {
 const COLUMNS: (Tool | 'bare route')[] = ['ferry', 'cp -a', 'rsync -a', 'rclone sync', 'unison', 'bare route'];
 
 function cell(row: Row, tool: Tool | 'bare route'): string {
+  if (tool === 'ferry' && row.display) return row.display;
   const s = row.values[tool];
   if (!s) return '';
   const f = (n: number) => (row.unit === 's' ? n.toFixed(2) : row.unit === 'ms' ? n.toFixed(1) : n.toFixed(0));
@@ -838,7 +1259,13 @@ async function main(): Promise<void> {
     if (CASES.has('nochange')) await attempt('no-change start', () => caseNoChange(peers));
     await rmrf(path.join(work, 'small'));
     if (CASES.has('latency')) await attempt('propagation latency', caseLatency);
+    if (CASES.has('flat')) {
+      await attempt('flat folder', caseFlat);
+      await rmrf(path.join(work, 'flat'));
+    }
     if (CASES.has('api') || CASES.has('memory')) await attempt('100,000 files', () => caseHuge(peers));
+    await rmrf(path.join(work, 'huge'));
+    if (CASES.has('million')) await attempt('1,000,000 files', caseMillion);
   } finally {
     if (!KEEP) await rmrf(work);
   }
@@ -860,7 +1287,7 @@ async function main(): Promise<void> {
     cases: [...CASES],
     pageCacheDropped: cacheDropWorks === true,
     machine: info,
-    sets: SETS,
+    sets: { ...SETS, million: MILLION },
     minutes: Math.round(minutes * 10) / 10,
     rows,
     notes,
@@ -871,7 +1298,7 @@ async function main(): Promise<void> {
   const file = path.join(RESULTS, `bench-${stamp}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   // latest.* is the last full run (what the README shows); a development run is latest-dev.*.
-  const latest = SCALE === 1 && CASES.size === 5 ? 'latest' : 'latest-dev';
+  const latest = SCALE === 1 && DEFAULT_CASES.every((c) => CASES.has(c)) ? 'latest' : 'latest-dev';
   fs.writeFileSync(path.join(RESULTS, `${latest}.json`), JSON.stringify(result, null, 2) + '\n');
   fs.writeFileSync(path.join(RESULTS, `${latest}.md`), `${markdown}\n`);
   console.log(`results: ${path.relative(process.cwd(), file)} (and bench/results/${latest}.json, ${latest}.md)`);

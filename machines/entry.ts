@@ -1,5 +1,5 @@
 import { assign, sendTo, setup, type CallbackActorLogic } from 'xstate';
-import type { WorkerReport } from './reports.js';
+import type { WatchState, WorkerReport } from './reports.js';
 
 /**
  * One entry: supervises the child process that runs the entry's driver.
@@ -26,6 +26,11 @@ export interface EntryContext {
   startedAt: number | null;
   /** The last start was forced: the next worker applies mass deletions. */
   force: boolean;
+  /** What the worker watches, and what it cannot (rescanned at an interval instead). */
+  watch: WatchState | null;
+  /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
+  rescansAsked: number;
+  rescansDone: number;
 }
 
 export type EntryEvent =
@@ -39,7 +44,13 @@ export type EntryEvent =
   /** The rules actor refuses what the worker's rescan found (mass deletion): stop and say why. */
   | { type: 'entry.refuse'; reason: string }
   | { type: 'worker.report'; report: WorkerReport }
-  | { type: 'jobs.available' };
+  | { type: 'jobs.available' }
+  /** Compare the whole storage with the store now (events the kernel dropped are found so). */
+  | { type: 'entry.rescan' }
+  /** Sent to the worker actor: the rescan numbered `id`. */
+  | { type: 'worker.rescan'; id: number }
+  | { type: 'worker.rescanned'; id: number }
+  | { type: 'worker.watch'; state: WatchState };
 
 export const entryMachine = setup({
   types: {
@@ -63,6 +74,12 @@ export const entryMachine = setup({
       ({ event }) => (event as Extract<EntryEvent, { type: 'worker.report' }>).report,
     ),
     forwardToWorker: sendTo('worker', ({ event }) => event),
+    askRescan: assign({ rescansAsked: ({ context }) => context.rescansAsked + 1 }),
+    sendRescan: sendTo('worker', ({ context }) => ({ type: 'worker.rescan' as const, id: context.rescansAsked })),
+    recordRescanned: assign({
+      rescansDone: ({ context, event }) => Math.max(context.rescansDone, (event as Extract<EntryEvent, { type: 'worker.rescanned' }>).id),
+    }),
+    recordWatch: assign({ watch: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.watch' }>).state }),
     announceReady: sendTo(
       ({ system }) => system.get('rules'),
       ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
@@ -86,7 +103,7 @@ export const entryMachine = setup({
       pid: null,
       startedAt: null,
     })),
-    clearProcess: assign({ pid: null, startedAt: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
     clearForce: assign({ force: false }),
@@ -103,6 +120,9 @@ export const entryMachine = setup({
     pid: null,
     startedAt: null,
     force: false,
+    watch: null,
+    rescansAsked: 0,
+    rescansDone: 0,
   }),
   initial: 'stopped',
   states: {
@@ -135,11 +155,14 @@ export const entryMachine = setup({
           },
           on: {
             'jobs.available': { actions: 'forwardToWorker' },
+            'entry.rescan': { actions: ['askRescan', 'sendRescan'] },
+            'worker.rescanned': { actions: 'recordRescanned' },
           },
         },
       },
       on: {
         'worker.report': { actions: 'forwardToRules' },
+        'worker.watch': { actions: 'recordWatch' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },
         'entry.refuse': { target: 'stopped', actions: 'recordFailure' },

@@ -9,6 +9,18 @@ export interface FileStat {
   mtime: number;
   /** An identity that survives a rename on the same storage (inode), when the driver has one. */
   ino: string | null;
+  /** Status change time in milliseconds, when the driver has one. */
+  ctime?: number;
+  /** Permission bits (st_mode & 0o7777), when the driver has them. */
+  mode?: number;
+}
+
+/** How much of an entry's storage its watcher watches; what it cannot is rescanned at an interval (`reason` says why). */
+export interface WatchState {
+  folders: number;
+  watched: number;
+  polled: number;
+  reason: string | null;
 }
 
 export interface ScannedFile extends FileStat {
@@ -28,6 +40,11 @@ export type WorkerReport =
   | { type: 'file.changed'; entry: string; path: string; stat: FileStat }
   | { type: 'file.deleted'; entry: string; path: string }
   | { type: 'file.moved'; entry: string; from: string; path: string; stat: FileStat }
+  /**
+   * Part of a start-up scan too large for one message: the chunks and the final
+   * `entry.scanned` that follows them are one scan.
+   */
+  | { type: 'scan.chunk'; entry: string; files: ScannedFile[] }
   /** `force`: the entry was started with --force, so mass deletions found by the scan apply. */
   | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };

@@ -1,4 +1,6 @@
-import type { JobOutcome, WorkerReport } from '../../machines/reports.js';
+import type { JobOutcome, WatchState, WorkerReport } from '../../machines/reports.js';
+
+export type { WatchState };
 import type { JobCommand, LogLevel } from './protocol.js';
 
 /** What a driver is given when its worker starts. */
@@ -12,6 +14,8 @@ export interface DriverContext {
   /** Progress of a running upload; called every few hundred milliseconds at most. */
   progress(jobId: number, bytes: number): void;
   conflict(path: string, conflict: string): void;
+  /** What is watched and what is not, whenever that changes. */
+  watchState?(state: WatchState): void;
 }
 
 /** A storage driver, run inside an entry's worker process. */
@@ -22,6 +26,8 @@ export interface Driver {
    */
   start(): Promise<void>;
   run(job: JobCommand): Promise<JobOutcome>;
+  /** Compares the whole storage with what the driver knows, and reports the differences. */
+  rescan?(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -1,4 +1,5 @@
 import type { FileStat, WorkerReport } from '../../machines/reports.js';
+import type { WatchState } from './driver.js';
 
 /** How a worker reaches another entry's storage to read a file from it. */
 export interface SourceRef {
@@ -27,6 +28,8 @@ export type ToWorker =
   | { type: 'init'; entry: string; driver: string; options: Record<string, unknown>; knownFiles: number }
   /** Jobs to run, in order: those of one dispatch travel in one message. */
   | { type: 'jobs'; jobs: JobCommand[] }
+  /** Rescan the whole storage; answered with `rescanned` once its reports were sent. */
+  | { type: 'rescan'; id: number }
   | { type: 'stop' };
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -44,4 +47,8 @@ export type FromWorker =
   /** Bytes of a running upload written so far. */
   | { type: 'progress'; jobId: number; bytes: number }
   /** The entry's copy of `path` was kept as `conflict` before another version replaced it. */
-  | { type: 'conflict'; path: string; conflict: string };
+  | { type: 'conflict'; path: string; conflict: string }
+  /** What the driver watches, and what it cannot (rescanned at an interval instead). */
+  | { type: 'watch'; state: WatchState }
+  /** The rescan asked for is done; its reports came before this message. */
+  | { type: 'rescanned'; id: number };

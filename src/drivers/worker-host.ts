@@ -69,6 +69,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       log,
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
       conflict: (path, conflict) => send({ type: 'conflict', path, conflict }),
+      watchState: (state) => send({ type: 'watch', state }),
     });
     await driver.start();
   } catch (err) {
@@ -89,6 +90,18 @@ process.on('message', (message: ToWorker) => {
       for (const job of message.jobs) {
         void driver.run(job).then((outcome) => report({ type: 'job.finished', entry, jobId: job.id, outcome }));
       }
+      break;
+    }
+    case 'rescan': {
+      if (!driver || stopping) return;
+      const { id } = message;
+      void (driver.rescan?.() ?? Promise.resolve()).then(
+        () => send({ type: 'rescanned', id }),
+        (err: Error) => {
+          log('warn', `rescan failed: ${err.message}`);
+          send({ type: 'rescanned', id });
+        },
+      );
       break;
     }
     case 'stop':

@@ -76,7 +76,21 @@ export class SyncEngine {
     return this.rules;
   }
 
+  /** Chunks of start-up scans still under way, by entry. */
+  private readonly scanChunks = new Map<string, ScannedFile[]>();
+
   handle(report: WorkerReport): string[] {
+    if (report.type === 'scan.chunk') {
+      const chunks = this.scanChunks.get(report.entry) ?? [];
+      for (const f of report.files) chunks.push(f);
+      this.scanChunks.set(report.entry, chunks);
+      return [];
+    }
+    if (report.type === 'entry.scanned' && this.scanChunks.has(report.entry)) {
+      const earlier = this.scanChunks.get(report.entry)!;
+      this.scanChunks.delete(report.entry);
+      report = { ...report, files: [...earlier, ...report.files] };
+    }
     const touched = new Set<string>();
     this.store.transaction(() => {
       switch (report.type) {

@@ -33,6 +33,10 @@ export class LocalStorage implements Driver {
     return this.transfers.run(job);
   }
 
+  rescan(): Promise<void> {
+    return this.watcher.rescan();
+  }
+
   async stop(): Promise<void> {
     this.transfers.stop();
     await this.watcher.stop();

@@ -3,58 +3,92 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, ScannedFile } from '../../../machines/reports.js';
-import { type DriverContext, DriverRefusal } from '../driver.js';
+import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
 import { INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
-import { sameStat, statOf } from './stat.js';
+import { FolderTree, type FileRec, recOf, sameContent, statOfRec } from './folder-tree.js';
 
-/** How long an unlink waits for the add of the same inode that would make it a rename. */
+/** How long a vanished file waits for a new file with its inode, which makes it a rename. */
 const RENAME_WINDOW_MS = 150;
 /** How long the echo of one of our own writes is expected from the watcher. */
 const ECHO_WINDOW_MS = 10_000;
-/** How long after a new folder appears (and after its last news) it is listed again. */
+/** A new folder is listed at once, and again this long after (its watch may not have been up). */
 const NEW_FOLDER_RELIST_MS = 250;
-/** How long after the last event about a file it is looked at again (a write may still be going on). */
-const RECHECK_MS = 50;
 /** Partial files of interrupted copies older than this are removed on start. */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+/** Files of a start-up scan sent in one report: the daemon's memory does not grow with the tree. */
+const SCAN_CHUNK = 10_000;
 /** The marker each root gets on first use: a root without it, that held files, is not the same disk. */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
 
+/** Defaults of the options that tune watching (the setup's resolved options override them). */
+export const WATCH_DEFAULTS = { settle_ms: 10, rescan_interval: 3600, poll_interval: 30 };
+
+const WATCH_LIMIT_FILE = '/proc/sys/fs/inotify/max_user_watches';
+const INSTANCE_LIMIT_FILE = '/proc/sys/fs/inotify/max_user_instances';
+
 interface PendingUnlink {
-  stat: FileStat;
+  rel: string;
+  rec: FileRec;
   timer: NodeJS.Timeout;
 }
 
+function numberOption(options: Record<string, unknown>, key: keyof typeof WATCH_DEFAULTS): number {
+  const v = options[key];
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : WATCH_DEFAULTS[key];
+}
+
+const joinRel = (dir: string, name: string) => (dir === '' ? name : `${dir}/${name}`);
+
 /**
- * A folder on a local disk. Watches it with chokidar, reports creations, edits, deletions and
- * renames (matched by inode), and writes every file through a hidden temporary file renamed
- * into place. Every path is resolved inside the root; symlinks are skipped, never followed.
+ * Watches a local root with one inotify watch per folder. chokidar watches the folders only
+ * (files are ignored); the change of any child of a watched folder arrives as a `raw` event of
+ * its folder's watch, naming the child, which is then looked at (lstat) and compared with what
+ * is known of it. What the kernel cannot watch (its watch limit reached) is rescanned at an
+ * interval, and every folder is rescanned at a longer one, since the kernel drops events when
+ * its queue overflows and Node never says so.
  */
 export class LocalWatcher implements WatchHooks {
   private watcher: FSWatcher | null = null;
   private live = false;
-  private readonly scan: ScannedFile[] = [];
-  /** What the watcher last saw of each file (relative path → stat). */
-  private readonly known = new Map<string, FileStat>();
-  private readonly byIno = new Map<string, string>();
-  /** Our own writes and removals, whose watcher events are not changes from the user. */
-  private readonly expected = new Map<string, { stat: FileStat | null; timer: NodeJS.Timeout }>();
-  private readonly pendingUnlinks = new Map<string, PendingUnlink>();
+  private readonly tree = new FolderTree();
+  /** Our own writes and removals, whose events are not changes from the user (rel → stat, until). */
+  private readonly expected = new Map<string, { stat: FileStat | null; until: number }>();
+  private readonly pendingUnlinks = new Map<number, PendingUnlink>();
   private readonly movedAwaySet = new Set<string>();
   /** Conflict copies we made: reported as new files, never as a rename of the original. */
   private readonly conflictCopies = new Set<string>();
   private readonly staleTemporaries: string[] = [];
   private readonly partials: string[] = [];
-  /** New folders waiting for a second listing (absolute path → timer). */
+  /** Children waiting to be looked at once their events settle (rel → timer). */
+  private readonly settling = new Map<string, NodeJS.Timeout>();
+  /** New folders waiting for a second listing (rel → timer). */
   private readonly relists = new Map<string, NodeJS.Timeout>();
-  /** Files to look at again once their events settle (absolute path → timer). */
-  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  /** Folders the kernel refused to watch (rel), rescanned every poll interval, and why. */
+  private readonly polled = new Map<string, string>();
+  /** Folders chokidar has listed once; it lists them again on no later event (we do). */
+  private readonly listedByChokidar = new Set<string>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private rescanning: Promise<void> | null = null;
+  private lastWatchState = '';
+  private readonly settleMs: number;
+  private readonly rescanMs: number;
+  private readonly pollMs: number;
 
   constructor(
     private readonly root: string,
     private readonly ctx: DriverContext,
-  ) {}
+  ) {
+    this.settleMs = numberOption(ctx.options, 'settle_ms');
+    this.rescanMs = numberOption(ctx.options, 'rescan_interval') * 1000;
+    this.pollMs = numberOption(ctx.options, 'poll_interval') * 1000;
+  }
+
+  // ---- what the transfers tell us ----
+
+  expect(rel: string, stat: FileStat | null): void {
+    this.expected.set(rel, { stat, until: Date.now() + ECHO_WINDOW_MS });
+  }
 
   movedAway(rel: string): void {
     this.movedAwaySet.add(rel);
@@ -65,38 +99,37 @@ export class LocalWatcher implements WatchHooks {
   }
 
   moved(from: string, to: string, stat: FileStat): void {
-    this.forget(from);
-    this.remember(to, stat);
+    const rec = this.tree.getFile(from);
+    this.tree.deleteFile(from);
+    this.tree.setFile(to, rec ? { ...rec, size: stat.size, mtime: stat.mtime } : recFromStat(stat));
   }
+
+  // ---- start and stop ----
 
   async start(): Promise<void> {
     const stat = await fsp.stat(this.root).catch(() => null);
     if (!stat) throw new DriverRefusal(`root ${this.root} does not exist`);
     if (!stat.isDirectory()) throw new DriverRefusal(`root ${this.root} is not a folder`);
-    this.watcher = watch(this.root, {
-      ignored: (p: string) => {
-        if (p === this.root) return false;
-        const name = path.basename(p);
-        // Temporary files of transfers a crash interrupted: removed once the scan is done;
-        // partial files of large ones are kept for a resume, unless they are old.
-        if (!this.live && name.startsWith(`${INTERNAL_PREFIX}tmp-`)) this.staleTemporaries.push(p);
-        if (!this.live && name.startsWith(`${INTERNAL_PREFIX}part-`)) this.partials.push(p);
-        return isInternalName(name);
-      },
-      ignoreInitial: false,
+    this.tree.addFolder('');
+    const watcher = watch(this.root, {
+      // Folders only: a file is ignored once its stats say it is one (chokidar asks first
+      // without stats, then with them). The start-up scan is taken from those stats, so that
+      // the tree is walked and stat'ed once.
+      ignored: (p: string, s?: fs.Stats) => this.ignored(p, s),
+      ignoreInitial: true,
       followSymlinks: false,
-      alwaysStat: true,
+      // atomic would hide dotfiles' events and delay unlinks: we read raw events ourselves.
+      atomic: false,
       ignorePermissionErrors: true,
     });
-    this.watcher.on('add', (p, s) => this.onAdd(p, s));
-    this.watcher.on('change', (p, s) => this.onChange(p, s));
-    this.watcher.on('unlink', (p) => this.onUnlink(p));
-    this.watcher.on('addDir', (p) => this.onAddDir(p));
-    this.watcher.on('unlinkDir', (p) => this.onUnlinkDir(p));
-    this.watcher.on('error', (err) => this.ctx.log('warn', `watcher error: ${(err as Error).message}`));
-    await new Promise<void>((resolve) => this.watcher!.once('ready', resolve));
+    this.watcher = watcher;
+    this.limitChokidarListings(watcher);
+    watcher.on('raw', (_event, name, details) => this.onRaw(name, (details as { watchedPath?: string }).watchedPath));
+    watcher.on('error', (err) => this.onError(err as NodeJS.ErrnoException));
+    await new Promise<void>((resolve) => watcher.once('ready', resolve));
 
-    if (this.scan.length === 0 && this.ctx.knownFiles > 0) {
+    const count = this.tree.fileCount;
+    if (count === 0 && this.ctx.knownFiles > 0) {
       throw new DriverRefusal(
         `root ${this.root} is empty but the store says it held ${this.ctx.knownFiles} files; ` +
           'refusing to start so that nothing is deleted elsewhere (is the disk mounted?)',
@@ -110,7 +143,88 @@ export class LocalWatcher implements WatchHooks {
       if (s && now - s.mtimeMs > PARTIAL_MAX_AGE_MS) await fsp.rm(p, { force: true });
     }
     this.live = true;
-    this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: this.scan.splice(0) });
+    this.reportScan();
+    this.reportWatchState();
+    if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
+    if (this.rescanMs > 0) this.every(this.rescanMs, () => void this.rescan());
+    this.every(ECHO_WINDOW_MS, () => this.forgetOldEchoes());
+  }
+
+  async stop(): Promise<void> {
+    this.live = false;
+    for (const t of this.timers) clearInterval(t);
+    for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
+    for (const t of this.settling.values()) clearTimeout(t);
+    for (const t of this.relists.values()) clearTimeout(t);
+    this.settling.clear();
+    this.relists.clear();
+    await this.watcher?.close();
+  }
+
+  /** Rescans every folder by stat against what is known, and reports the differences. */
+  rescan(): Promise<void> {
+    this.rescanning ??= this.rescanTree().finally(() => {
+      this.rescanning = null;
+    });
+    return this.rescanning;
+  }
+
+  /** What is watched, and what is not and why. */
+  watchState(): WatchState {
+    const folders = this.tree.folderCount;
+    const polled = this.polled.size;
+    let reason: string | null = null;
+    if (polled > 0) {
+      const codes = new Set(this.polled.values());
+      const limits: string[] = [];
+      if (codes.has('ENOSPC')) limits.push(`fs.inotify.max_user_watches (${readNumber(WATCH_LIMIT_FILE) ?? '?'}) reached`);
+      if (codes.has('EMFILE')) limits.push(`fs.inotify.max_user_instances (${readNumber(INSTANCE_LIMIT_FILE) ?? '?'}) or open files reached`);
+      for (const c of codes) if (c !== 'ENOSPC' && c !== 'EMFILE') limits.push(c);
+      reason =
+        `watching ${(folders - polled).toLocaleString('en')} of ${folders.toLocaleString('en')} folders: ${limits.join('; ')}; ` +
+        `the other ${polled.toLocaleString('en')} are rescanned every ${this.pollMs / 1000} s`;
+    }
+    return { folders, watched: folders - polled, polled, reason };
+  }
+
+  // ---- the start-up scan ----
+
+  private ignored(p: string, s: fs.Stats | undefined): boolean {
+    if (p === this.root) return false;
+    const name = path.basename(p);
+    if (isInternalName(name)) {
+      // Temporary files of transfers a crash interrupted: removed once the scan is done;
+      // partial files of large ones are kept for a resume, unless they are old.
+      if (!this.live && s) {
+        if (name.startsWith(`${INTERNAL_PREFIX}tmp-`)) this.staleTemporaries.push(p);
+        if (name.startsWith(`${INTERNAL_PREFIX}part-`)) this.partials.push(p);
+      }
+      return true;
+    }
+    if (s === undefined) return false;
+    if (s.isDirectory()) {
+      const rel = this.relative(p);
+      if (rel !== null && !this.live) this.tree.addFolder(rel);
+      return false;
+    }
+    if (!this.live) {
+      const rel = this.relative(p);
+      if (rel !== null && s.isFile()) this.tree.setFile(rel, recOf(s));
+      else if (rel !== null && s.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
+    }
+    return true;
+  }
+
+  private reportScan(): void {
+    let chunk: ScannedFile[] = [];
+    for (const [rel, rec] of this.tree.allFiles()) {
+      chunk.push({ path: rel, ...statOfRec(rec) });
+      if (chunk.length === SCAN_CHUNK) {
+        this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
+        chunk = [];
+      }
+    }
+    this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: chunk });
   }
 
   /**
@@ -134,18 +248,28 @@ export class LocalWatcher implements WatchHooks {
       });
   }
 
-  async stop(): Promise<void> {
-    this.live = false;
-    for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
-    for (const e of this.expected.values()) clearTimeout(e.timer);
-    for (const t of this.relists.values()) clearTimeout(t);
-    this.relists.clear();
-    for (const t of this.rechecks.values()) clearTimeout(t);
-    this.rechecks.clear();
-    await this.watcher?.close();
+  /**
+   * chokidar lists a folder again (readdir and an lstat of every child) after events in it, at
+   * most once a second: in a folder of 30,000 files that is 30,000 lstat calls a second while
+   * it changes, for nothing, since every child's change already arrives as a raw event that we
+   * look at alone. Its first listing of each folder (which watches the subfolders) is kept.
+   */
+  private limitChokidarListings(watcher: FSWatcher): void {
+    const handler = (watcher as unknown as { _nodeFsHandler?: { _handleRead?: (...args: unknown[]) => unknown } })._nodeFsHandler;
+    const original = handler?._handleRead;
+    if (!handler || typeof original !== 'function') {
+      this.ctx.log('warn', 'chokidar has no _handleRead: folders are listed again after each change (slower in large folders)');
+      return;
+    }
+    handler._handleRead = (directory: unknown, ...rest: unknown[]) => {
+      const dir = path.join(String(directory), '');
+      if (this.listedByChokidar.has(dir)) return undefined;
+      this.listedByChokidar.add(dir);
+      return original.call(handler, directory, ...rest);
+    };
   }
 
-  // ---- watching ----
+  // ---- events ----
 
   private relative(absolute: string): string | null {
     const rel = path.relative(this.root, absolute);
@@ -154,201 +278,316 @@ export class LocalWatcher implements WatchHooks {
     return rel.split(path.sep).join('/');
   }
 
-  private regularFile(absolute: string, stats: fs.Stats | undefined): fs.Stats | null {
-    try {
-      const s = stats ?? fs.lstatSync(absolute);
-      if (s.isSymbolicLink()) {
-        this.ctx.log('info', 'skipped a symlink', { path: absolute });
-        return null;
+  private folderRel(absolute: string): string | null {
+    return absolute === this.root ? '' : this.relative(absolute);
+  }
+
+  private onError(err: NodeJS.ErrnoException): void {
+    const code = err.code ?? 'error';
+    if ((code === 'ENOSPC' || code === 'EMFILE' || code === 'ENFILE') && typeof err.path === 'string') {
+      const rel = this.folderRel(err.path);
+      if (rel !== null && !this.polled.has(rel)) {
+        this.polled.set(rel, code === 'ENFILE' ? 'EMFILE' : code);
+        this.watchStateSoon();
       }
-      return s.isFile() ? s : null;
-    } catch {
-      return null;
+      return;
+    }
+    this.ctx.log('warn', `watcher error: ${err.message}`);
+  }
+
+  private onRaw(name: unknown, watchedPath: string | undefined): void {
+    if (!this.live || typeof name !== 'string' || name === '' || watchedPath === undefined) return;
+    if (isInternalName(name)) return;
+    const dir = this.folderRel(watchedPath);
+    if (dir === null || !this.tree.hasFolder(dir)) return;
+    this.settle(joinRel(dir, name));
+  }
+
+  /** The child is looked at once no event about it came for settle_ms (at once when 0). */
+  private settle(rel: string): void {
+    const pending = this.settling.get(rel);
+    if (pending) clearTimeout(pending);
+    const timer = setTimeout(() => {
+      this.settling.delete(rel);
+      this.look(rel);
+    }, this.settleMs);
+    this.settling.set(rel, timer);
+  }
+
+  /** Looks at once at every settling child that no longer exists. */
+  private lookAtVanished(): void {
+    for (const [rel, timer] of this.settling) {
+      if (fs.existsSync(path.join(this.root, rel))) continue;
+      clearTimeout(timer);
+      this.settling.delete(rel);
+      this.look(rel);
     }
   }
 
-  /** True when the event is the echo of our own write or removal. */
+  /** Looks at one child of a known folder and reports how it differs from what is known. */
+  private look(rel: string): void {
+    if (!this.live) return;
+    const slash = rel.lastIndexOf('/');
+    const dir = slash < 0 ? '' : rel.slice(0, slash);
+    if (!this.tree.hasFolder(dir)) return;
+    let s: fs.Stats | null;
+    try {
+      s = fs.lstatSync(path.join(this.root, rel));
+    } catch {
+      s = null;
+    }
+    if (s && s.isFile() && this.settleMs > 0 && Date.now() - s.mtimeMs < this.settleMs) {
+      // Written within settle_ms though no event said so (events merged, or a clock step):
+      // not settled yet.
+      this.settle(rel);
+      return;
+    }
+    this.apply(rel, s);
+  }
+
+  /** What `rel` is now (`s`, null when gone) against what is known of it. */
+  private apply(rel: string, s: fs.Stats | null): void {
+    const wasFile = this.tree.getFile(rel) !== undefined;
+    const wasFolder = this.tree.hasFolder(rel);
+    if (!s || !(s.isFile() || s.isDirectory())) {
+      if (wasFile) this.fileGone(rel);
+      else if (wasFolder) this.folderGone(rel);
+      else this.movedAwaySet.delete(rel);
+      if (s?.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
+      return;
+    }
+    if (s.isDirectory()) {
+      if (wasFile) this.fileGone(rel);
+      if (!wasFolder) this.folderAppeared(rel);
+      return;
+    }
+    if (wasFolder) this.folderGone(rel);
+    this.fileSeen(rel, recOf(s));
+  }
+
+  private fileSeen(rel: string, rec: FileRec): void {
+    const old = this.tree.getFile(rel);
+    if (old && sameContent(old, rec)) {
+      if (old.ino !== rec.ino || old.ctime !== rec.ctime) this.tree.setFile(rel, rec);
+      this.consumeEcho(rel, statOfRec(rec));
+      return;
+    }
+    this.tree.setFile(rel, rec);
+    const stat = statOfRec(rec);
+    if (this.conflictCopies.delete(rel)) {
+      this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
+      return;
+    }
+    if (this.consumeEcho(rel, stat)) return;
+    if (!old) {
+      // A rename: the old name vanished a moment ago with the same inode and size.
+      const pending = this.pendingUnlinks.get(rec.ino);
+      if (pending && pending.rec.size === rec.size && pending.rel !== rel) {
+        clearTimeout(pending.timer);
+        this.pendingUnlinks.delete(rec.ino);
+        this.ctx.report({ type: 'file.moved', entry: this.ctx.entry, from: pending.rel, path: rel, stat });
+        return;
+      }
+    }
+    this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
+  }
+
+  private fileGone(rel: string): void {
+    const rec = this.tree.getFile(rel)!;
+    this.tree.deleteFile(rel);
+    this.vanished(rel, rec);
+  }
+
+  /** A file that was known is no more: a deletion, unless a new file with its inode appears soon (a rename). */
+  private vanished(rel: string, rec: FileRec): void {
+    if (this.movedAwaySet.delete(rel)) return;
+    if (this.consumeEcho(rel, null)) return;
+    const previous = this.pendingUnlinks.get(rec.ino);
+    if (previous) {
+      clearTimeout(previous.timer);
+      this.reportDeleted(previous.rel);
+    }
+    const timer = setTimeout(() => {
+      this.pendingUnlinks.delete(rec.ino);
+      this.reportDeleted(rel);
+    }, RENAME_WINDOW_MS);
+    this.pendingUnlinks.set(rec.ino, { rel, rec, timer });
+  }
+
+  private reportDeleted(rel: string): void {
+    if (this.live) this.ctx.report({ type: 'file.deleted', entry: this.ctx.entry, path: rel });
+  }
+
+  /** A folder removed (or renamed away): its files are gone, each awaiting a rename's other half. */
+  private folderGone(rel: string): void {
+    const removed = this.tree.removeFolder(rel);
+    for (const folder of removed.folders) {
+      const absolute = path.join(this.root, folder);
+      this.polled.delete(folder);
+      this.listedByChokidar.delete(absolute);
+      clearTimeout(this.relists.get(folder));
+      this.relists.delete(folder);
+      // Its watch closed, without unwatch(): that would also ignore the path from now on, and
+      // every later ignore check would test one more pattern.
+      (this.watcher as unknown as { _closePath?: (p: string) => void })?._closePath?.(absolute);
+    }
+    for (const [file, rec] of removed.files) this.vanished(file, rec);
+    if (removed.folders.length > 0) this.watchStateSoon();
+  }
+
+  /** A new folder: watched (chokidar walks it and watches its subfolders), listed now and soon again. */
+  private folderAppeared(rel: string): void {
+    // Files moved into it may have vanished elsewhere with their own events still settling: those
+    // are looked at first, so that a file found here with their inode is a move.
+    this.lookAtVanished();
+    this.tree.addFolder(rel);
+    this.relistSoon(rel);
+    this.watcher?.add(path.join(this.root, rel));
+    this.listTree(rel);
+    this.watchStateSoon();
+  }
+
+  private relistSoon(rel: string): void {
+    clearTimeout(this.relists.get(rel));
+    const timer = setTimeout(() => {
+      this.relists.delete(rel);
+      if (this.live && this.tree.hasFolder(rel)) this.listTree(rel);
+    }, NEW_FOLDER_RELIST_MS);
+    this.relists.set(rel, timer);
+  }
+
+  /** Lists `rel` and every folder under it, synchronously, reporting what differs. */
+  private listTree(rel: string): void {
+    const queue = [rel];
+    while (queue.length > 0) queue.push(...this.listFolder(queue.pop()!));
+  }
+
+  /**
+   * Lists one known folder by stat and reports how it differs from what is known: new, changed
+   * and vanished files, new and vanished folders. Returns its subfolders.
+   */
+  private listFolder(rel: string): string[] {
+    if (!this.tree.hasFolder(rel)) return [];
+    const absolute = path.join(this.root, rel);
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(absolute, { withFileTypes: true });
+    } catch {
+      if (rel !== '') this.apply(rel, null);
+      return [];
+    }
+    const seen = new Set<string>();
+    const subfolders: string[] = [];
+    for (const e of entries) {
+      if (isInternalName(e.name)) continue;
+      seen.add(e.name);
+      const child = joinRel(rel, e.name);
+      if (e.isDirectory()) {
+        if (this.tree.hasFolder(child)) subfolders.push(child);
+        else {
+          // Watched by the listing of its parent's new folder (chokidar walks down), or now.
+          if (this.tree.getFile(child)) this.fileGone(child);
+          this.tree.addFolder(child);
+          if (!this.isUnderNewFolder(child)) this.watcher?.add(path.join(this.root, child));
+          subfolders.push(child);
+        }
+        continue;
+      }
+      let s: fs.Stats | null;
+      try {
+        s = fs.lstatSync(path.join(absolute, e.name));
+      } catch {
+        s = null;
+      }
+      this.apply(child, s);
+    }
+    for (const name of this.tree.childNames(rel)) {
+      if (seen.has(name)) continue;
+      const child = joinRel(rel, name);
+      if (this.settling.has(child)) continue; // its own events will say
+      this.apply(child, null);
+    }
+    return subfolders;
+  }
+
+  /** Whether a folder being relisted above `rel` was watched as a whole (chokidar recursed). */
+  private isUnderNewFolder(rel: string): boolean {
+    for (let r = rel; r.includes('/'); ) {
+      r = r.slice(0, r.lastIndexOf('/'));
+      if (this.relists.has(r)) return true;
+    }
+    return false;
+  }
+
+  private async rescanTree(): Promise<void> {
+    const queue = [''];
+    while (queue.length > 0 && this.live) {
+      queue.push(...this.listFolder(queue.pop()!));
+      // A turn of the event loop between folders: the worker keeps answering and copying.
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private pollUnwatched(): void {
+    if (!this.live) return;
+    for (const rel of [...this.polled.keys()]) this.listFolder(rel);
+  }
+
+  // ---- echoes of our own writes ----
+
+  /** True when the change is the echo of our own write or removal. */
   private consumeEcho(rel: string, stat: FileStat | null): boolean {
     const echo = this.expected.get(rel);
     if (!echo) return false;
-    if (echo.stat === null ? stat !== null : stat === null || !sameStat(echo.stat, stat)) return false;
-    clearTimeout(echo.timer);
+    const matches =
+      echo.stat === null ? stat === null : stat !== null && echo.stat.size === stat.size && echo.stat.mtime === stat.mtime;
+    if (!matches) return false;
     this.expected.delete(rel);
     return true;
   }
 
-  expect(rel: string, stat: FileStat | null): void {
-    const previous = this.expected.get(rel);
-    if (previous) clearTimeout(previous.timer);
-    const timer = setTimeout(() => this.expected.delete(rel), ECHO_WINDOW_MS);
+  private forgetOldEchoes(): void {
+    const now = Date.now();
+    for (const [rel, echo] of this.expected) if (echo.until < now) this.expected.delete(rel);
+  }
+
+  // ---- the state of watching ----
+
+  private watchStateTimer: NodeJS.Timeout | null = null;
+
+  private watchStateSoon(): void {
+    if (!this.live || this.watchStateTimer) return;
+    this.watchStateTimer = setTimeout(() => {
+      this.watchStateTimer = null;
+      this.reportWatchState();
+    }, 100);
+  }
+
+  private reportWatchState(): void {
+    const state = this.watchState();
+    const key = JSON.stringify(state);
+    if (key === this.lastWatchState) return;
+    this.lastWatchState = key;
+    if (state.reason) this.ctx.log('warn', state.reason);
+    this.ctx.watchState?.(state);
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
     timer.unref();
-    this.expected.set(rel, { stat, timer });
+    this.timers.push(timer);
   }
+}
 
-  private remember(rel: string, stat: FileStat): void {
-    const old = this.known.get(rel);
-    if (old?.ino && this.byIno.get(old.ino) === rel) this.byIno.delete(old.ino);
-    this.known.set(rel, stat);
-    if (stat.ino) this.byIno.set(stat.ino, rel);
-  }
+function recFromStat(stat: FileStat): FileRec {
+  return { size: stat.size, mtime: stat.mtime, ctime: stat.ctime ?? 0, ino: Number(stat.ino ?? 0), mode: stat.mode ?? 0 };
+}
 
-  private forget(rel: string): FileStat | undefined {
-    const old = this.known.get(rel);
-    this.known.delete(rel);
-    if (old?.ino && this.byIno.get(old.ino) === rel) this.byIno.delete(old.ino);
-    return old;
-  }
-
-  private onAdd(absolute: string, stats?: fs.Stats): void {
-    const rel = this.relative(absolute);
-    const s = rel && this.regularFile(absolute, stats);
-    if (!rel || !s) return;
-    const stat = statOf(s);
-    if (!this.live) {
-      this.remember(rel, stat);
-      this.scan.push({ path: rel, ...stat });
-      return;
-    }
-    this.recheckSoon(absolute);
-    this.movedAwaySet.delete(rel);
-    // Deleted and made again under the same name (an atomic save, or our own copy replacing a
-    // file moved aside as a conflict copy): whatever it is now, it was not deleted.
-    const unlinked = this.pendingUnlinks.get(rel);
-    if (unlinked) {
-      clearTimeout(unlinked.timer);
-      this.pendingUnlinks.delete(rel);
-    }
-    if (this.conflictCopies.delete(rel)) {
-      this.remember(rel, stat);
-      this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
-      return;
-    }
-    if (this.consumeEcho(rel, stat)) {
-      this.remember(rel, stat);
-      return;
-    }
-    // A rename: the unlink of the same inode came first, or the old name is already gone.
-    for (const [from, pending] of this.pendingUnlinks) {
-      if (pending.stat.ino === stat.ino && pending.stat.size === stat.size) {
-        clearTimeout(pending.timer);
-        this.pendingUnlinks.delete(from);
-        this.remember(rel, stat);
-        this.ctx.report({ type: 'file.moved', entry: this.ctx.entry, from, path: rel, stat });
-        return;
-      }
-    }
-    const from = this.byIno.get(stat.ino!);
-    const previous = from !== undefined ? this.known.get(from) : undefined;
-    if (from !== undefined && from !== rel && previous?.size === stat.size && !fs.existsSync(path.join(this.root, from))) {
-      this.forget(from);
-      this.movedAwaySet.add(from);
-      this.remember(rel, stat);
-      this.ctx.report({ type: 'file.moved', entry: this.ctx.entry, from, path: rel, stat });
-      return;
-    }
-    this.remember(rel, stat);
-    this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
-  }
-
-  /**
-   * A folder removed: chokidar reports the removal of the files it tracked in it, not of those
-   * the driver found itself (by listing a new folder again, below). Every file known under the
-   * folder that is gone from the disk is a deletion; those already reported are known no more.
-   */
-  private onUnlinkDir(absolute: string): void {
-    const rel = this.relative(absolute);
-    if (!rel || !this.live) return;
-    const prefix = `${rel}/`;
-    for (const file of [...this.known.keys()]) {
-      if (!file.startsWith(prefix)) continue;
-      const gone = path.join(this.root, file);
-      if (!fs.existsSync(gone)) this.onUnlink(gone);
-    }
-  }
-
-  /**
-   * chokidar lists a new folder before it starts watching it, so whatever lands there in
-   * between is never reported (paulmillr/chokidar#1471): a `mkdir -p` followed at once by
-   * writes loses files, or whole subfolders. The folder is listed again once things settle.
-   */
-  private onAddDir(absolute: string): void {
-    if (!this.live || absolute === this.root) return;
-    this.relistSoon(absolute);
-  }
-
-  private relistSoon(dir: string): void {
-    clearTimeout(this.relists.get(dir));
-    const timer = setTimeout(() => {
-      this.relists.delete(dir);
-      void this.relist(dir);
-    }, NEW_FOLDER_RELIST_MS);
-    timer.unref();
-    this.relists.set(dir, timer);
-  }
-
-  /** Reports the files of `dir` the watcher missed, and has it watch the subfolders it missed. */
-  private async relist(dir: string): Promise<void> {
-    if (!this.live || !this.watcher) return;
-    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
-    const watched = new Set(this.watcher.getWatched()[dir] ?? []);
-    for (const e of entries) {
-      if (!this.live) return;
-      if (isInternalName(e.name)) continue;
-      const absolute = path.join(dir, e.name);
-      if (e.isDirectory()) {
-        // The watcher reports it (addDir, then its files) and this folder is listed again in turn.
-        if (!watched.has(e.name)) this.watcher.add(absolute);
-      } else if (e.isFile()) {
-        const rel = this.relative(absolute);
-        if (rel === null || this.known.has(rel)) continue;
-        const stats = await fsp.lstat(absolute).catch(() => null);
-        if (stats?.isFile() && !this.known.has(rel)) this.onAdd(absolute, stats);
-      }
-    }
-  }
-
-  /**
-   * A file is looked at again once its events stop, and a difference is a change: a write
-   * right after a truncate (every `writeFile`) must not leave only the truncate reported, even
-   * if a watcher drops or merges events (chokidar kept one event per file in any 5 ms).
-   */
-  private recheckSoon(absolute: string): void {
-    clearTimeout(this.rechecks.get(absolute));
-    const timer = setTimeout(() => {
-      this.rechecks.delete(absolute);
-      const rel = this.relative(absolute);
-      const known = rel === null ? undefined : this.known.get(rel);
-      if (!this.live || !known) return;
-      const s = this.regularFile(absolute, undefined);
-      if (s && !sameStat(known, statOf(s))) this.onChange(absolute, s);
-    }, RECHECK_MS);
-    timer.unref();
-    this.rechecks.set(absolute, timer);
-  }
-
-  private onChange(absolute: string, stats?: fs.Stats): void {
-    const rel = this.relative(absolute);
-    const s = rel && this.regularFile(absolute, stats);
-    if (!rel || !s || !this.live) return;
-    this.recheckSoon(absolute);
-    const stat = statOf(s);
-    const wasEcho = this.consumeEcho(rel, stat);
-    this.remember(rel, stat);
-    if (!wasEcho) this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
-  }
-
-  private onUnlink(absolute: string): void {
-    const rel = this.relative(absolute);
-    if (!rel || !this.live) return;
-    if (this.movedAwaySet.delete(rel)) return;
-    if (!this.known.has(rel)) return; // a symlink or something we never reported
-    if (fs.existsSync(absolute)) return; // replaced at once (an atomic save): the add/change reports it
-    const old = this.forget(rel)!;
-    if (this.consumeEcho(rel, null)) return;
-    const timer = setTimeout(() => {
-      this.pendingUnlinks.delete(rel);
-      this.ctx.report({ type: 'file.deleted', entry: this.ctx.entry, path: rel });
-    }, RENAME_WINDOW_MS);
-    this.pendingUnlinks.set(rel, { stat: old, timer });
+function readNumber(file: string): number | null {
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
   }
 }

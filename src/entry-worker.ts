@@ -192,6 +192,12 @@ export function workerActor(deps: WorkerDeps) {
           }
           break;
         }
+        case 'watch':
+          sendBack({ type: 'worker.watch', state: message.state });
+          break;
+        case 'rescanned':
+          sendBack({ type: 'worker.rescanned', id: message.id });
+          break;
         case 'conflict':
           deps.events.emit({ type: 'file', kind: 'conflict', entry: config.name, path: message.path, conflict: message.conflict });
           break;
@@ -244,6 +250,7 @@ export function workerActor(deps: WorkerDeps) {
 
     receive((event) => {
       if (event.type === 'jobs.available') pumpSoon();
+      if (event.type === 'worker.rescan') send({ type: 'rescan', id: event.id });
     });
 
     return () => {

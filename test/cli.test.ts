@@ -671,6 +671,7 @@ describe('GET /api/v1.0/openapi.json', () => {
       '/entries/{name}/start': { put: ['200', '404', '409'] },
       '/entries/{name}/stop': { put: ['200', '404', '409'] },
       '/entries/{name}/restart': { put: ['200', '404', '409'] },
+      '/entries/{name}/rescan': { put: ['200', '404', '409'] },
       '/rules': { get: ['200'], put: ['200', '400'] },
       '/rules/reload': { put: ['200'] },
       '/rules/diff': { get: ['200'] },

@@ -69,6 +69,9 @@ describe('entry machine', () => {
       pid: null,
       startedAt: null,
       force: false,
+      watch: null,
+      rescansAsked: 0,
+      rescansDone: 0,
     });
     expect(workers).toHaveLength(0);
   });

@@ -60,10 +60,10 @@ async function allFiles(client: ApiClient): Promise<FileJson[]> {
   }
 }
 
-const control = (action: 'start' | 'stop' | 'restart', done: string): Command => ({
+const control = (action: 'start' | 'stop' | 'restart' | 'rescan', done: string, summary?: string): Command => ({
   path: ['entries', action],
   synopsis: `ferry entries ${action} NAME…${action === 'start' ? ' [--force]' : ''}`,
-  summary: `${action[0].toUpperCase()}${action.slice(1)} entries, each in turn; exit 1 if any was refused.`,
+  summary: summary ?? `${action[0].toUpperCase()}${action.slice(1)} entries, each in turn; exit 1 if any was refused.`,
   ...(action === 'start'
     ? {
         options: {
@@ -167,6 +167,11 @@ export const commands: Command[] = [
   control('start', 'started'),
   control('stop', 'stopped'),
   control('restart', 'restarted'),
+  control(
+    'rescan',
+    'rescanned',
+    'Compare each entry\'s storage with the store now (what the watcher missed is found), and return once it is recorded and queued; exit 1 if any is not running.',
+  ),
   {
     path: ['entries', 'wait'],
     synopsis: 'ferry entries wait NAME --state active|stopped [--synced] [--timeout 30s]',

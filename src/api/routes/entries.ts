@@ -10,6 +10,9 @@ import type { EntryContext } from '../../../machines/entry.js';
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
 
+/** How long a rescan may take before the API answers 503 (it goes on): a million files take a while. */
+const RESCAN_TIMEOUT_MS = 600_000;
+
 type Control = 'start' | 'stop' | 'restart';
 
 /** The spec's reason when the entry's state does not take the event. */
@@ -60,11 +63,16 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     { schema: { params: nameParams, response: { 200: entryStatusSchema, 404: errorSchema } } },
     async (request) => {
       const { actor } = find(request.params.name);
-      const { lastError } = actor.getSnapshot().context as EntryContext;
+      const { lastError, watch } = actor.getSnapshot().context as EntryContext;
       const failing = ctx.store.failingJobs(request.params.name);
-      // Said only when there is something to say: why it stopped or restarts, or what fails.
-      const reason =
-        lastError ?? (failing.count > 0 ? `${failing.count} job(s) failing and retried; last error: ${failing.lastError}` : null);
+      // Said only when there is something to say: why it stopped or restarts, what fails, or
+      // what its watcher cannot watch.
+      const reasons = [
+        lastError,
+        failing.count > 0 ? `${failing.count} job(s) failing and retried; last error: ${failing.lastError}` : null,
+        watch?.reason ?? null,
+      ].filter((r): r is string => !!r);
+      const reason = lastError ?? (reasons.length > 0 ? reasons.join('; ') : null);
       return { name: request.params.name, status: statusOf(actor), time: now(), ...(reason ? { reason } : {}) };
     },
   );
@@ -117,6 +125,33 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
         throw new ApiError(409, `entry ${name} is not running`);
       });
       return { info: { ...info, restarts }, name, status: 'ok', time: now() };
+    },
+  );
+
+  app.put<{ Params: { name: string } }>(
+    '/entries/:name/rescan',
+    {
+      schema: {
+        params: nameParams,
+        response: { 200: entryStatusSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
+      },
+    },
+    async (request) => {
+      const { name } = request.params;
+      const { actor } = find(name);
+      const event = { type: 'entry.rescan' } as const;
+      if (!actor.getSnapshot().can(event)) throw new ApiError(409, `entry ${name} is not running`);
+      actor.send(event);
+      const asked = (actor.getSnapshot().context as EntryContext).rescansAsked;
+      const settled = await waitFor(
+        actor,
+        (s) => (s.context as EntryContext).rescansDone >= asked || !s.matches({ active: 'running' }),
+        { timeout: RESCAN_TIMEOUT_MS },
+      ).catch(() => {
+        throw new ApiError(503, `the rescan of ${name} did not finish within ${RESCAN_TIMEOUT_MS / 1000} s; it goes on`);
+      });
+      if ((settled.context as EntryContext).rescansDone < asked) throw new ApiError(409, `entry ${name} is not running`);
+      return { name, status: 'ok', time: now() };
     },
   );
 

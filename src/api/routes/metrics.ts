@@ -52,6 +52,8 @@ export const metricsRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
       family('ferry_moved_files_total', 'counter', 'Files renamed in the entry to follow a rename elsewhere.', entries.map((e) => [{ entry: e.name }, e.counters.moved])),
       family('ferry_transfer_errors_total', 'counter', 'Jobs that failed and were queued again.', entries.map((e) => [{ entry: e.name }, e.counters.errors])),
       family('ferry_queue_length', 'gauge', 'Jobs queued or running for the entry.', entries.map((e) => [{ entry: e.name }, ctx.store.countJobs(e.name)])),
+      family('ferry_watched_folders', 'gauge', "Folders the entry's watcher watches (one inotify watch each).", entries.filter((e) => e.context.watch).map((e) => [{ entry: e.name }, e.context.watch!.watched])),
+      family('ferry_polled_folders', 'gauge', 'Folders the kernel refused to watch, rescanned every poll_interval instead.', entries.filter((e) => e.context.watch).map((e) => [{ entry: e.name }, e.context.watch!.polled])),
       family('ferry_worker_resident_memory_bytes', 'gauge', "Resident memory of the entry's worker process.", workerMemory),
       family('ferry_worker_cpu_seconds_total', 'counter', "CPU time of the entry's worker process.", workerCpu),
       family('process_cpu_user_seconds_total', 'counter', 'User CPU time of the daemon.', [[{}, usage.user / 1e6]]),

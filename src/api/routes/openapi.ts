@@ -98,6 +98,9 @@ const SUMMARIES: Record<string, string> = {
   'GET /api/v1.0/files/:fid/metadata': 'Return the metadata of a file.',
   'GET /api/v1.0/entries': 'List all the entries.',
   'GET /api/v1.0/entries/:name': 'Return the description of a given entry.',
+  'PUT /api/v1.0/entries/:name/rescan':
+    "Compare the entry's whole storage with the store now, by stat, and answer once what was found is recorded and queued " +
+    '(every entry also does so every rescan_interval seconds: a watcher misses the events the kernel drops).',
   'GET /api/v1.0/entries/:name/stats': "Return the stats of a given entry's worker process.",
   'GET /api/v1.0/entries/:name/status': 'Return the status of a given entry: active, stopped or restarting.',
   'PUT /api/v1.0/entries/:name/start': 'Start a given entry.',

@@ -11,7 +11,7 @@ import { buildApp } from './api/app.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
 import { validateRules } from './rules/validate.js';
-import { loadSetup, writeSetupRules, type Setup } from './setup.js';
+import { checkPlaces, loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
 import { MassDeletionRefused, SyncEngine, type EntryConfig } from './sync/engine.js';
 import { EventLog } from './observe/event-log.js';
@@ -76,6 +76,8 @@ export class Daemon {
     }
     const setup = loadSetup(options.setupFile);
     const dataDir = path.resolve(options.dataDir ?? path.join(path.dirname(setup.file), '.ferry'));
+    // Everything is checked before anything is created: a refused start leaves nothing behind.
+    checkPlaces(setup, dataDir);
     const store = new Catalogue(path.join(dataDir, 'ferry.db'));
     try {
       return await Daemon.compose(setup, store, options, log);

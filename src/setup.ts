@@ -259,3 +259,70 @@ export function jsonErrorOffset(text: string): number {
     return -1; // nested too deep to scan
   }
 }
+
+/** `p` with every symbolic link resolved as far as it exists; the missing rest appended as written. */
+export function realPath(p: string): string {
+  const rest: string[] = [];
+  let existing = p;
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(existing), ...rest);
+    } catch {
+      const parent = path.dirname(existing);
+      if (parent === existing) return p;
+      rest.unshift(path.basename(existing));
+      existing = parent;
+    }
+  }
+}
+
+/** Whether `inner` lies strictly inside `outer` (whole segments: /d/AB is not inside /d/A). */
+function inside(inner: string, outer: string): boolean {
+  const relative = path.relative(outer, inner);
+  return relative !== '' && relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
+/**
+ * Checks the places a setup uses, before anything is created: every local root that exists is
+ * a folder; no root equals, contains or lies inside another (symbolic links resolved); and the
+ * data dir lies inside no root. A missing root is left to its entry, which refuses to start.
+ */
+export function checkPlaces(setup: Setup, dataDir: string): void {
+  const fail = (reason: string): never => {
+    throw new SetupError(`setup ${shownName(setup.file)}: ${reason}`);
+  };
+  const roots: { at: string; folder: string; real: string }[] = [];
+  for (const entry of setup.entries) {
+    const folder = drivers[entry.driver]?.folder?.(entry.resolved);
+    if (folder === undefined) continue;
+    const at = `entries.${entry.name}.options.root`;
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(folder);
+    } catch {
+      stat = undefined; // missing (or unreadable): the entry's own start says why
+    }
+    if (stat && !stat.isDirectory()) fail(`${at}: ${folder} is not a folder`);
+    roots.push({ at, folder, real: realPath(folder) });
+  }
+  const shown = (r: { at: string; folder: string; real: string }) =>
+    `${r.at} (${r.folder}${r.real === r.folder ? '' : `, which resolves to ${r.real}`})`;
+  for (let i = 0; i < roots.length; i++) {
+    for (let j = i + 1; j < roots.length; j++) {
+      const [a, b] = [roots[i]!, roots[j]!];
+      if (a.real === b.real) fail(`${shown(b)} is the same folder as ${shown(a)}; roots may not overlap`);
+      if (inside(b.real, a.real)) fail(`${shown(b)} lies inside ${shown(a)}; roots may not overlap`);
+      if (inside(a.real, b.real)) fail(`${shown(a)} lies inside ${shown(b)}; roots may not overlap`);
+    }
+  }
+  const data = realPath(dataDir);
+  for (const r of roots) {
+    if (data === r.real || inside(data, r.real)) {
+      const it = `the data dir (${dataDir}${data === dataDir ? '' : `, which resolves to ${data}`})`;
+      fail(
+        `${it} ${data === r.real ? 'is the same folder as' : 'lies inside'} ${shown(r)}; ` +
+          'its store would be synced as files: give a --data-dir outside every root',
+      );
+    }
+  }
+}

@@ -42,16 +42,19 @@ async function start(values: Record<string, string | boolean | undefined>): Prom
       cors: typeof values.cors === 'string' ? values.cors : undefined,
     });
   } catch (err) {
+    // One line, never a stack: exit 2 for a start refused as asked (bad setup, data dir or port
+    // in use), 1 for anything that went wrong.
+    const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
     if (err instanceof SetupError || err instanceof UsageError) {
-      process.stderr.write(`ferry: ${err.message}\n`);
+      process.stderr.write(`ferry: ${oneLine(err.message)}\n`);
       process.exit(2);
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      process.stderr.write(`ferry: cannot listen on ${host}:${port}: ${(err as Error).message}\n`);
-      process.exit(1);
+      process.stderr.write(`ferry: cannot listen on ${host}:${port}: ${oneLine((err as Error).message)}\n`);
+      process.exit(2);
     }
-    process.stderr.write(`ferry: failed to start: ${(err as Error).message}\n`);
+    process.stderr.write(`ferry: failed to start: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);
   }
   let stopping = false;
@@ -103,7 +106,7 @@ const ALL: Command[] = [START, ...commands];
 const EXIT_CODES = `Exit codes:
   0  done
   1  the daemon refused (its reason is printed on stderr), or the daemon failed
-  2  bad usage, or an invalid setup file
+  2  bad usage, an invalid setup file, or (start) a data dir or port another ferry uses
   3  the daemon is unreachable (the URL tried is printed)
   4  timed out waiting`;
 

@@ -11,8 +11,9 @@ import { buildApp } from './api/app.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
 import { validateRules } from './rules/validate.js';
-import { loadSetup, writeSetupRules, type Setup } from './setup.js';
+import { checkPlaces, loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
+import { DataDirLocked, lockDataDir, removeFreshDataDir, type DataDirLock } from './store/data-dir-lock.js';
 import { MassDeletionRefused, SyncEngine, type EntryConfig } from './sync/engine.js';
 import { EventLog } from './observe/event-log.js';
 import { TransferBoard } from './observe/transfer-board.js';
@@ -42,14 +43,28 @@ export class UsageError extends Error {
   }
 }
 
+/** Why the API could not bind, in one line; a busy or forbidden address is a refused start (exit 2). */
+function listenError(err: unknown, host: string, port: number): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'address already in use (is another ferry running?)',
+    EACCES: 'permission denied (ports below 1024 need privileges)',
+    EADDRNOTAVAIL: 'address not available on this machine',
+  };
+  const shown = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  if (code && code in why) return new UsageError(`cannot listen on ${shown}: ${why[code]}`);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
 export function restartDelay(failures: number): number {
   return Math.min(15_000, 500 * 2 ** Math.max(0, failures - 1));
 }
 
 /**
- * The composition root: setup → store → actor system → API. `Daemon.start` returns once
- * every entry has been started and the API listens.
+ * The composition root: setup (checked) → data dir lock → store → actor system → API (listening)
+ * → workers. `Daemon.start` returns once the API listens and every entry has been started; a
+ * start refused before that (a bad setup, a data dir or a port in use) leaves nothing behind.
  */
 export class Daemon {
   private readonly workerExits = new Set<Promise<void>>();
@@ -64,6 +79,7 @@ export class Daemon {
     readonly log: Logger,
     readonly events: EventLog,
     readonly board: TransferBoard,
+    private readonly lock: DataDirLock,
   ) {}
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -76,16 +92,38 @@ export class Daemon {
     }
     const setup = loadSetup(options.setupFile);
     const dataDir = path.resolve(options.dataDir ?? path.join(path.dirname(setup.file), '.ferry'));
-    const store = new Catalogue(path.join(dataDir, 'ferry.db'));
+    // Everything is checked before anything is created: a refused start leaves nothing behind.
+    checkPlaces(setup, dataDir);
+    let lock: DataDirLock;
     try {
-      return await Daemon.compose(setup, store, options, log);
+      lock = lockDataDir(dataDir);
     } catch (err) {
-      store.close();
+      if (err instanceof DataDirLocked) throw new UsageError(err.message);
+      throw err;
+    }
+    let store: Catalogue | undefined;
+    try {
+      store = new Catalogue(path.join(dataDir, 'ferry.db'));
+      return await Daemon.compose(setup, store, lock, options, log);
+    } catch (err) {
+      store?.close();
+      lock.release();
+      try {
+        removeFreshDataDir(dataDir, lock.created);
+      } catch {
+        // what is left is harmless
+      }
       throw err;
     }
   }
 
-  private static async compose(setup: Setup, store: Catalogue, options: DaemonOptions, log: Logger): Promise<Daemon> {
+  private static async compose(
+    setup: Setup,
+    store: Catalogue,
+    lock: DataDirLock,
+    options: DaemonOptions,
+    log: Logger,
+  ): Promise<Daemon> {
     const entries = new Map<string, EntryConfig>(setup.entries.map((e) => [e.name, e]));
     const names = new Set(entries.keys());
     store.requeueRunning();
@@ -196,10 +234,20 @@ export class Daemon {
       token: options.token,
       cors: options.cors,
     });
-    daemon = new Daemon(setup, store, engine, root, app, log, events, board);
+    daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock);
+    // The actors exist (every entry stopped, no worker yet) before the first request can arrive.
     root.start();
+    // The port is taken before any worker is forked: a busy port refuses the start with nothing run.
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port ?? 3862;
+    try {
+      await app.listen({ host, port });
+    } catch (err) {
+      root.stop();
+      await app.close().catch(() => {});
+      throw listenError(err, host, port);
+    }
     await Promise.all([...entries.keys()].map((name) => daemon!.startEntry(name)));
-    await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 3862 });
     log.info({ url: daemon.url, setup: setup.file, entries: [...entries.keys()] }, 'ferry is running');
     return daemon;
   }
@@ -243,6 +291,7 @@ export class Daemon {
       this.root.stop();
       pidusage.clear();
       this.store.close();
+      this.lock.release();
       this.log.info('ferry stopped');
     })();
     return this.stopped;

@@ -22,6 +22,9 @@ function write(content: unknown, name = 'setup.json'): string {
 
 const local = (root: unknown) => ({ driver: 'local_storage', options: { root } });
 
+/** What local_storage resolves the options it was not given to. */
+const DEFAULTS = { settle_ms: 10, rescan_interval: 3600, poll_interval: 30 };
+
 /** The SetupError loading `content` gives. */
 function failure(content: unknown): SetupError {
   const file = write(content);
@@ -48,14 +51,14 @@ describe('loadSetup', () => {
       file,
       name: 'example',
       entries: [
-        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A') } },
+        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS } },
         {
           name: 'B',
           driver: 'local_storage',
           options: { root: '../elsewhere/B' },
-          resolved: { root: path.resolve(dir, '../elsewhere/B') },
+          resolved: { root: path.resolve(dir, '../elsewhere/B'), ...DEFAULTS },
         },
-        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C' } },
+        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS } },
       ],
       rules: SPEC_RULES,
       maxDeleteShare: 0.5,
@@ -94,8 +97,61 @@ describe('loadSetup', () => {
     expect(() => loadSetup(path.join(dir, 'nope.json'))).toThrow(/setup .*nope\.json: file not found/);
   });
 
-  it('refuses bad JSON', () => {
-    expect(failure('{"entries": {').message).toMatch(/: invalid JSON: /);
+  it('refuses bad JSON, saying at which line and column', () => {
+    // V8 gives a position, or (for an unexpected token) none: the place is found either way.
+    expect(failure('{"entries": {').message).toMatch(/: invalid JSON at line 1, column 14: /);
+    expect(failure('{\n  "entries": {\n    "A": ]\n}').message).toBe(
+      `setup ${path.relative(process.cwd(), path.join(dir, 'setup.json'))}: invalid JSON at line 3, column 10: Unexpected token ']'`,
+    );
+    expect(failure('{\n  "name": "x"\n  "entries": {}\n}').message).toMatch(/: invalid JSON at line 3, column 3: /);
+    expect(failure('').message).toMatch(/: invalid JSON at line 1, column 1: Unexpected end of JSON input$/);
+    // One line, whatever V8 quotes of the text.
+    expect(failure('[\n1,\n]').message).not.toContain('\n');
+  });
+
+  it('refuses an unknown key at every level, naming a close known one', () => {
+    const A = local('A');
+    expect(failure({ entries: { A }, rulez: [] }).message).toMatch(/: rulez: unknown key \(did you mean "rules"\?\)$/);
+    expect(failure({ entries: { A }, max_delete: 0.1 }).message).toMatch(/: max_delete: unknown key \(did you mean "max_delete_share"\?\)$/);
+    expect(failure({ entries: { A }, comment: 'x' }).message).toMatch(/: comment: unknown key$/);
+    expect(failure({ entries: { A: { ...A, option: {} } } }).message).toMatch(
+      /: entries\.A\.option: unknown key \(did you mean "options"\?\)$/,
+    );
+    expect(failure({ entries: { A: { driver: 'local_storage', options: { rot: 'A' } } } }).message).toMatch(
+      /: entries\.A\.options\.rot: unknown option \(did you mean "root"\?\)$/,
+    );
+    expect(failure({ entries: { A: { driver: 'local_storage', options: { root: 'A', settle: 5 } } } }).message).toMatch(
+      /: entries\.A\.options\.settle: unknown option \(did you mean "settle_ms"\?\)$/,
+    );
+    expect(failure({ entries: { A: { driver: 'local_storage', options: { root: 'A', colour: 'red' } } } }).message).toMatch(
+      /: entries\.A\.options\.colour: unknown option$/,
+    );
+    expect(failure({ entries: { A }, rules: [{ match: { path: '/' }, sinc: ['A'] }] }).message).toMatch(
+      /: rules\[0\]\.sinc: unknown field \(did you mean "sync"\?\)$/,
+    );
+    expect(failure({ entries: { A }, rules: [{ match: { pth: '/' }, sync: ['A'] }] }).message).toMatch(
+      /: rules\[0\]\.match\.pth: unknown field \(did you mean "path"\?\)$/,
+    );
+  });
+
+  it('takes the local_storage timing options, checked, with their defaults', () => {
+    const with_ = (options: Record<string, unknown>) =>
+      write({ entries: { A: { driver: 'local_storage', options: { root: 'A', ...options } } } });
+    expect(loadSetup(with_({ settle_ms: 0, rescan_interval: 0.5, poll_interval: 120 })).entries[0]!.resolved).toEqual({
+      root: path.join(dir, 'A'),
+      settle_ms: 0,
+      rescan_interval: 0.5,
+      poll_interval: 120,
+    });
+    expect(loadSetup(with_({ settle_ms: 250 })).entries[0]!.resolved).toEqual({ root: path.join(dir, 'A'), ...DEFAULTS, settle_ms: 250 });
+    for (const bad of [-1, 1.5, '10', null]) {
+      expect(() => loadSetup(with_({ settle_ms: bad }))).toThrow(/entries\.A\.options\.settle_ms: must be a whole number of milliseconds, 0 or more$/);
+    }
+    for (const key of ['rescan_interval', 'poll_interval']) {
+      for (const bad of [0, -3, '60', null]) {
+        expect(() => loadSetup(with_({ [key]: bad }))).toThrow(new RegExp(`entries\\.A\\.options\\.${key}: must be a number of seconds greater than 0$`));
+      }
+    }
   });
 
   it('refuses what is not an object', () => {
@@ -149,9 +205,9 @@ describe('writeSetupRules', () => {
   it('replaces the rules and keeps everything else', () => {
     const original = {
       name: 'example',
-      entries: { A: local('A'), B: local('B') },
+      entries: { A: local('A'), B: { driver: 'local_storage', options: { root: 'B', settle_ms: 50 } } },
       rules: SPEC_RULES,
-      comment: 'kept as it is',
+      max_delete_share: 0.25,
     };
     const file = write(original);
     const rules = [{ match: { path: '/photos/', mime: ['image/*'] }, sync: ['B'], ban: ['A'] }];

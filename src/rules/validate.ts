@@ -1,4 +1,8 @@
 import type { Rule } from '../../machines/rules.js';
+import { unknownName } from '../did-you-mean.js';
+
+const RULE_FIELDS = ['match', 'sync', 'ban'];
+const MATCH_FIELDS = ['path', 'mime'];
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -17,11 +21,13 @@ export function validateRules(value: unknown, entryNames: ReadonlySet<string>, w
     const raw = value[i];
     if (!isObject(raw)) return { ok: false, reason: `${at}: must be an object` };
     for (const key of Object.keys(raw)) {
-      if (!['match', 'sync', 'ban'].includes(key)) return { ok: false, reason: `${at}.${key}: unknown field` };
+      if (!RULE_FIELDS.includes(key)) return { ok: false, reason: `${at}.${key}: ${unknownName(key, RULE_FIELDS, 'field')}` };
     }
     if (!isObject(raw.match)) return { ok: false, reason: `${at}.match: must be an object` };
     for (const key of Object.keys(raw.match)) {
-      if (!['path', 'mime'].includes(key)) return { ok: false, reason: `${at}.match.${key}: unknown field` };
+      if (!MATCH_FIELDS.includes(key)) {
+        return { ok: false, reason: `${at}.match.${key}: ${unknownName(key, MATCH_FIELDS, 'field')}` };
+      }
     }
     const { path, mime } = raw.match;
     if (typeof path !== 'string') return { ok: false, reason: `${at}.match.path: must be a string` };

@@ -6,6 +6,7 @@ import type { FileStat, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
 import { INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
+import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
 import { FolderTree, type FileRec, recOf, sameContent, statOfRec } from './folder-tree.js';
 
 /** How long a vanished file waits for a new file with its inode, which makes it a rename. */
@@ -21,9 +22,6 @@ const SCAN_CHUNK = 10_000;
 /** The marker each root gets on first use: a root without it, that held files, is not the same disk. */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
 
-/** Defaults of the options that tune watching (the setup's resolved options override them). */
-export const WATCH_DEFAULTS = { settle_ms: 10, rescan_interval: 3600, poll_interval: 30 };
-
 const WATCH_LIMIT_FILE = '/proc/sys/fs/inotify/max_user_watches';
 const INSTANCE_LIMIT_FILE = '/proc/sys/fs/inotify/max_user_instances';
 
@@ -33,9 +31,10 @@ interface PendingUnlink {
   timer: NodeJS.Timeout;
 }
 
-function numberOption(options: Record<string, unknown>, key: keyof typeof WATCH_DEFAULTS): number {
+/** An option as the setup resolved it (a driver run by hand in a test may leave it out). */
+function numberOption(options: Record<string, unknown>, key: keyof typeof LOCAL_STORAGE_DEFAULTS): number {
   const v = options[key];
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : WATCH_DEFAULTS[key];
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : LOCAL_STORAGE_DEFAULTS[key];
 }
 
 const joinRel = (dir: string, name: string) => (dir === '' ? name : `${dir}/${name}`);

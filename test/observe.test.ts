@@ -390,7 +390,7 @@ describe('GET /api/v1.0/debug/machines', () => {
           entry: name,
           state: { active: 'running' },
           path: ['active', 'running'],
-          context: { queue: 0, restarts: 0, failures: 0, lastError: null, pid: await pidOf(name) },
+          context: { queue: 0, restarts: 0, failures: 0, lastError: null, pid: await pidOf(name), watch: { folders: expect.any(Number), watched: expect.any(Number), polled: 0 } },
         })),
       )),
     ]);
@@ -409,7 +409,7 @@ describe('GET /api/v1.0/debug/machines', () => {
     await control(d, 'B', 'stop');
     const stopped = await actorOf(d, 'entry:B');
     expect(stopped).toMatchObject({ state: 'stopped', path: ['stopped'] });
-    expect(stopped.context).toEqual({ queue: 0, restarts: 0, failures: 0, lastError: null, pid: null });
+    expect(stopped.context).toEqual({ queue: 0, restarts: 0, failures: 0, lastError: null, pid: null, watch: null });
     expect((await actorOf(d, 'entry:A')).path).toEqual(['active', 'running']);
     await until('the old worker to be gone', () => !alive(pid));
 

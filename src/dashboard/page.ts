@@ -529,6 +529,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
         ['queued jobs', String(x.queue)],
         ['restarts', String(x.restarts)],
         ['failures', String(x.failures)],
+        ['folders watched', x.watch ? x.watch.watched + ' of ' + x.watch.folders : '–'],
+        ['folders polled', x.watch ? String(x.watch.polled) + (x.watch.polled ? ' (no inotify watch left: rescanned at an interval)' : '') : '–'],
         ['last error', x.lastError || '–'],
       ]);
     }

@@ -47,6 +47,8 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
           failures: c.failures,
           lastError: c.lastError,
           pid: c.pid,
+          // Folders watched (one inotify watch each) and polled (the kernel refused a watch).
+          watch: c.watch ? { folders: c.watch.folders, watched: c.watch.watched, polled: c.watch.polled } : null,
         },
       });
     }

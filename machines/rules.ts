@@ -89,6 +89,7 @@ export const rulesMachine = setup({
     'file.changed': { actions: 'recordReport' },
     'file.deleted': { actions: 'recordReport' },
     'file.moved': { actions: 'recordReport' },
+    'scan.chunk': { actions: 'recordReport' },
     'entry.scanned': { actions: 'recordReport' },
     'job.finished': { actions: 'recordReport' },
     'jobs.queued': { actions: 'announceJobs' },

@@ -162,6 +162,7 @@ describe('rules machine', () => {
       { type: 'file.changed', entry: 'A', path: 'a.txt', stat },
       { type: 'file.deleted', entry: 'A', path: 'a.txt' },
       { type: 'file.moved', entry: 'B', from: 'a.txt', path: 'b.txt', stat },
+      { type: 'scan.chunk', entry: 'B', files: [{ path: 'a.txt', ...stat }] },
       { type: 'entry.scanned', entry: 'B', files: [{ path: 'b.txt', ...stat }] },
       { type: 'job.finished', entry: 'A', jobId: 4, outcome: { ok: true, stat } },
     ];

@@ -25,7 +25,7 @@ async function setup(settleMs: number): Promise<string> {
 
 describe('settle_ms', () => {
   it('never shows a slow writer\'s file truncated under its real name in another entry', async () => {
-    const d = await startDaemon(await setup(800));
+    const d = await startDaemon(await setup(2000));
     daemons.push(d);
     const chunks = Array.from({ length: 10 }, () => randomBytes(100_000));
     const whole = Buffer.concat(chunks);
@@ -49,7 +49,7 @@ describe('settle_ms', () => {
       fs.appendFileSync(source, chunk);
       if (i < chunks.length - 1) await new Promise((r) => setTimeout(r, 300));
     }
-    await until('slow.bin in B', () => fs.existsSync(target) && fs.readFileSync(target).equals(whole), 15_000);
+    await until("slow.bin in B", () => fs.existsSync(target) && fs.readFileSync(target).equals(whole), 20_000);
     polling = false;
     await watcher;
     expect([...sizesSeen]).toEqual([whole.length]);

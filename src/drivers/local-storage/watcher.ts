@@ -19,6 +19,8 @@ const NEW_FOLDER_RELIST_MS = 250;
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** Files of a start-up scan sent in one report: the daemon's memory does not grow with the tree. */
 const SCAN_CHUNK = 10_000;
+/** Folders chokidar lists at once while it walks a tree (each an lstat of every child). */
+const LISTINGS_AT_ONCE = 4;
 /** The marker each root gets on first use: a root without it, that held files, is not the same disk. */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
 
@@ -123,6 +125,7 @@ export class LocalWatcher implements WatchHooks {
     });
     this.watcher = watcher;
     this.limitChokidarListings(watcher);
+    this.listWithoutStats(watcher);
     watcher.on('raw', (_event, name, details) => this.onRaw(name, (details as { watchedPath?: string }).watchedPath));
     watcher.on('error', (err) => this.onError(err as NodeJS.ErrnoException));
     await new Promise<void>((resolve) => watcher.once('ready', resolve));
@@ -188,7 +191,8 @@ export class LocalWatcher implements WatchHooks {
 
   // ---- the start-up scan ----
 
-  private ignored(p: string, s: fs.Stats | undefined): boolean {
+  /** `s`: an lstat, or (in a listing, see listWithoutStats) the child's dirent. */
+  private ignored(p: string, s: fs.Stats | fs.Dirent | undefined): boolean {
     if (p === this.root) return false;
     const name = path.basename(p);
     if (isInternalName(name)) {
@@ -208,8 +212,9 @@ export class LocalWatcher implements WatchHooks {
     }
     if (!this.live) {
       const rel = this.relative(p);
-      if (rel !== null && s.isFile()) this.tree.setFile(rel, recOf(s));
-      else if (rel !== null && s.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
+      const stats = rel === null ? null : 'mtimeMs' in s ? s : lstatOrNull(p);
+      if (rel !== null && stats?.isFile()) this.tree.setFile(rel, recOf(stats));
+      else if (rel !== null && stats?.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
     }
     return true;
   }
@@ -251,7 +256,9 @@ export class LocalWatcher implements WatchHooks {
    * chokidar lists a folder again (readdir and an lstat of every child) after events in it, at
    * most once a second: in a folder of 30,000 files that is 30,000 lstat calls a second while
    * it changes, for nothing, since every child's change already arrives as a raw event that we
-   * look at alone. Its first listing of each folder (which watches the subfolders) is kept.
+   * look at alone. Its first listing of each folder (which watches the subfolders) is kept, a
+   * few folders at a time: chokidar starts them all at once, and a tree of 100,000 files would
+   * have 100,000 lstat calls and their results in memory together.
    */
   private limitChokidarListings(watcher: FSWatcher): void {
     const handler = (watcher as unknown as { _nodeFsHandler?: { _handleRead?: (...args: unknown[]) => unknown } })._nodeFsHandler;
@@ -260,12 +267,51 @@ export class LocalWatcher implements WatchHooks {
       this.ctx.log('warn', 'chokidar has no _handleRead: folders are listed again after each change (slower in large folders)');
       return;
     }
-    handler._handleRead = (directory: unknown, ...rest: unknown[]) => {
+    let running = 0;
+    const waiting: (() => void)[] = [];
+    handler._handleRead = async (directory: unknown, ...rest: unknown[]) => {
       const dir = path.join(String(directory), '');
       if (this.listedByChokidar.has(dir)) return undefined;
       this.listedByChokidar.add(dir);
-      return original.call(handler, directory, ...rest);
+      if (running >= LISTINGS_AT_ONCE) await new Promise<void>((resolve) => waiting.push(resolve));
+      running++;
+      try {
+        return await original.call(handler, directory, ...rest);
+      } finally {
+        running--;
+        waiting.shift()?.();
+      }
     };
+  }
+
+  /**
+   * chokidar lists a folder with readdirp asking for the stats of every child (an asynchronous
+   * lstat each, about 10 µs of the main thread and garbage to collect, 100,000 of them for a
+   * tree of 100,000 files) only to tell folders from files. The file types readdir returns tell
+   * that already: the listing is asked without stats, and each entry's dirent stands in for its
+   * stats (they share isFile, isDirectory and isSymbolicLink). The start-up scan then lstats each
+   * file synchronously (see ignored), and after it no file is stat'ed but on its own events.
+   */
+  private listWithoutStats(watcher: FSWatcher): void {
+    type Entry = { stats?: unknown; dirent?: unknown };
+    type Filter = (entry: Entry) => boolean;
+    const w = watcher as unknown as { _readdirp?: (root: string, opts: Record<string, unknown>) => unknown };
+    const original = w._readdirp;
+    if (typeof original !== 'function') return;
+    const withDirent = (filter: unknown): Filter | undefined =>
+      typeof filter === 'function'
+        ? (entry) => {
+            entry.stats ??= entry.dirent;
+            return (filter as Filter)(entry);
+          }
+        : undefined;
+    w._readdirp = (root, opts) =>
+      original.call(watcher, root, {
+        ...opts,
+        alwaysStat: false,
+        fileFilter: withDirent(opts.fileFilter),
+        directoryFilter: withDirent(opts.directoryFilter),
+      });
   }
 
   // ---- events ----
@@ -580,6 +626,14 @@ export class LocalWatcher implements WatchHooks {
 
 function recFromStat(stat: FileStat): FileRec {
   return { size: stat.size, mtime: stat.mtime, ctime: stat.ctime ?? 0, ino: Number(stat.ino ?? 0), mode: stat.mode ?? 0 };
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return null;
+  }
 }
 
 function readNumber(file: string): number | null {

@@ -136,8 +136,8 @@ const readStats = task(() => debug.refreshStats());
 
 const machinesSoon = throttle(readMachines, 250);
 const countsSoon = throttle(readCounts, 1000);
-// The whole listing is walked at most every 2 s, and less often the longer a walk takes.
-const holdingsSoon = throttle(readHoldings, () => Math.max(2000, 10 * model.holdingsCost));
+// The whole listing is walked at most every second, and less often the longer a walk takes.
+const holdingsSoon = throttle(readHoldings, () => Math.max(1000, 5 * model.holdingsCost));
 const transfersSoon = throttle(readTransfers, 250);
 const conflictsSoon = throttle(readConflicts, 2000);
 const filesSoon = debounce(() => void readFiles(), 300);
@@ -221,7 +221,13 @@ async function control(name: string, c: Control): Promise<void> {
   overview.message(name, 'muted', `${c}…`);
   render();
   const r = await api.call('PUT', `/entries/${encodeURIComponent(name)}/${c}`);
-  if (r.ok) overview.message(name, 'ok', `${c}: done`);
+  if (r.ok) {
+    overview.message(name, 'ok', `${c}: done`);
+    // The row itself now says what the entry does: the note goes once read.
+    setTimeout(() => {
+      overview.clearDone(name, c);
+    }, 5000);
+  }
   else overview.message(name, 'error', r.reason, r.status === 0 ? 'unreachable' : undefined);
   overview.busy(name, false);
   render();

@@ -31,7 +31,7 @@ export class Model {
   /** Per entry; null when the listing is longer than the page reads, undefined before. */
   holdings: Map<string, Holdings> | null | undefined = undefined;
   totalFiles: number | null = null;
-  /** How long the last walk of the listing took (ms): the next one waits ten times that. */
+  /** How long the last walk of the listing took (ms): the next one waits five times that. */
   holdingsCost = 0;
   failingAll: FileCount | null = null;
   transfers: Transfers | null = null;

@@ -145,6 +145,12 @@ export class Overview {
     if (row) setMessage(row.message, kind, text, cause);
   }
 
+  /** Clears the note that `control` was done, if it is still the one shown. */
+  clearDone(name: string, control: Control): void {
+    const row = this.rows.get(name);
+    if (row?.message.textContent === `${control}: done`) setMessage(row.message, '', '');
+  }
+
   /** Clears the messages about a daemon that could not be reached: it can now. */
   clearStale(): void {
     for (const row of this.rows.values()) if (row.message.dataset.cause === 'unreachable') setMessage(row.message, '', '');

@@ -8,6 +8,21 @@ import type { WatchState, WorkerReport } from './reports.js';
  * (a real child process) and the back-off delay through `.provide()`.
  */
 
+/** A sample of the worker process, taken every couple of seconds while it runs. */
+export interface WorkerSample {
+  /** The API's stats `info` (spec fields, and pid). */
+  info: { age: number; cpu: number; create_time: number; ctime: string; mem: number; mem_info1: string; mem_info2: string; started: number; pid: number };
+  /** Resident memory, bytes. */
+  rss: number;
+  /** CPU time used so far, seconds. */
+  cpuSeconds: number;
+}
+
+export interface SamplerInput {
+  pid: number;
+  startedAt: number;
+}
+
 export interface EntryInput {
   name: string;
   /** Whether this start was forced (given to the worker actor). */
@@ -31,6 +46,8 @@ export interface EntryContext {
   /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
   rescansAsked: number;
   rescansDone: number;
+  /** The last sample of the running worker (null until the first, and while none runs). */
+  sample: WorkerSample | null;
 }
 
 export type EntryEvent =
@@ -50,7 +67,8 @@ export type EntryEvent =
   /** Sent to the worker actor: the rescan numbered `id`. */
   | { type: 'worker.rescan'; id: number }
   | { type: 'worker.rescanned'; id: number }
-  | { type: 'worker.watch'; state: WatchState };
+  | { type: 'worker.watch'; state: WatchState }
+  | { type: 'worker.sampled'; sample: WorkerSample };
 
 export const entryMachine = setup({
   types: {
@@ -61,6 +79,9 @@ export const entryMachine = setup({
   actors: {
     // Implemented in src/entry-worker.ts: forks the driver's worker process.
     worker: {} as CallbackActorLogic<EntryEvent, EntryInput>,
+    // Implemented in src/worker-sampler.ts: samples the worker process (CPU over the interval,
+    // memory) every couple of seconds, so that the API reads stats from this snapshot.
+    sampler: {} as CallbackActorLogic<EntryEvent, SamplerInput>,
   },
   delays: {
     // Grows with consecutive failures; implemented in src.
@@ -86,7 +107,7 @@ export const entryMachine = setup({
     ),
     recordReady: assign(({ event }) => {
       const e = event as Extract<EntryEvent, { type: 'worker.ready' }>;
-      return { pid: e.pid, startedAt: Date.now() };
+      return { pid: e.pid, startedAt: Date.now(), sample: null };
     }),
     recordExit: assign(({ context, event }) => {
       const e = event as Extract<EntryEvent, { type: 'worker.exited' }>;
@@ -96,14 +117,17 @@ export const entryMachine = setup({
         lastError: `worker exited unexpectedly (${e.signal ? `signal ${e.signal}` : `code ${e.code}`})`,
         pid: null,
         startedAt: null,
+        sample: null,
       };
     }),
     recordFailure: assign(({ event }) => ({
       lastError: (event as Extract<EntryEvent, { type: 'worker.failed' | 'entry.refuse' }>).reason,
       pid: null,
       startedAt: null,
+      sample: null,
     })),
-    clearProcess: assign({ pid: null, startedAt: null, watch: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null }),
+    recordSample: assign({ sample: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.sampled' }>).sample }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
     clearForce: assign({ force: false }),
@@ -123,6 +147,7 @@ export const entryMachine = setup({
     watch: null,
     rescansAsked: 0,
     rescansDone: 0,
+    sample: null,
   }),
   initial: 'stopped',
   states: {
@@ -149,7 +174,12 @@ export const entryMachine = setup({
           },
         },
         running: {
-          description: 'The worker is ready: changes are reported and jobs are dispatched to it.',
+          description: 'The worker is ready: changes are reported and jobs are dispatched to it; its process is sampled.',
+          invoke: {
+            id: 'sampler',
+            src: 'sampler',
+            input: ({ context }) => ({ pid: context.pid!, startedAt: context.startedAt! }),
+          },
           after: {
             stableAfter: { actions: 'markStable' },
           },
@@ -157,6 +187,7 @@ export const entryMachine = setup({
             'jobs.available': { actions: 'forwardToWorker' },
             'entry.rescan': { actions: ['askRescan', 'sendRescan'] },
             'worker.rescanned': { actions: 'recordRescanned' },
+            'worker.sampled': { actions: 'recordSample' },
           },
         },
       },

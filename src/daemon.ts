@@ -10,6 +10,7 @@ import { rulesMachine, type Rule } from '../machines/rules.js';
 import { buildApp } from './api/app.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
+import { samplerActor } from './worker-sampler.js';
 import { validateRules } from './rules/validate.js';
 import { checkPlaces, loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
@@ -187,6 +188,7 @@ export class Daemon {
               events,
               track: (exited) => daemon!.track(exited),
             }),
+            sampler: samplerActor(),
           },
           delays: {
             backoff: ({ context }) => restartDelay(context.failures),

@@ -199,7 +199,7 @@ describe('rules machine', () => {
       const machine = daemonMachine.provide({
         actors: {
           rules: f.machine,
-          entry: entryMachine.provide({ actors: { worker } }),
+          entry: entryMachine.provide({ actors: { worker, sampler: fromCallback(() => () => {}) } }),
         },
       });
       const root = start(

@@ -58,6 +58,8 @@ export type EntryEvent =
   | { type: 'worker.ready'; pid: number }
   | { type: 'worker.exited'; code: number | null; signal: string | null }
   | { type: 'worker.failed'; reason: string }
+  /** The store cannot record changes: the worker is stopped and started again after a back-off. */
+  | { type: 'entry.suspend'; reason: string }
   /** The rules actor refuses what the worker's rescan found (mass deletion): stop and say why. */
   | { type: 'entry.refuse'; reason: string }
   | { type: 'worker.report'; report: WorkerReport }
@@ -120,6 +122,13 @@ export const entryMachine = setup({
         sample: null,
       };
     }),
+    recordSuspension: assign(({ context, event }) => ({
+      failures: context.failures + 1,
+      lastError: (event as Extract<EntryEvent, { type: 'entry.suspend' }>).reason,
+      pid: null,
+      startedAt: null,
+      sample: null,
+    })),
     recordFailure: assign(({ event }) => ({
       lastError: (event as Extract<EntryEvent, { type: 'worker.failed' | 'entry.refuse' }>).reason,
       pid: null,
@@ -195,6 +204,7 @@ export const entryMachine = setup({
         'worker.report': { actions: 'forwardToRules' },
         'worker.watch': { actions: 'recordWatch' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
+        'entry.suspend': { target: 'restarting', actions: 'recordSuspension' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },
         'entry.refuse': { target: 'stopped', actions: 'recordFailure' },
         'entry.stop': { target: 'stopped' },
@@ -202,7 +212,8 @@ export const entryMachine = setup({
       },
     },
     restarting: {
-      description: 'The worker died unexpectedly; it is started again after a growing delay.',
+      description:
+        'The worker died unexpectedly, or the store could not record its changes; it is started again after a growing delay.',
       after: {
         backoff: { target: 'active' },
       },

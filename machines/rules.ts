@@ -37,7 +37,13 @@ export type RulesEvent =
   | { type: 'entry.ready'; entry: string }
   | { type: 'jobs.queued'; entries: string[] }
   /** Recording a report was refused (a mass deletion): the entry stops, with this reason. */
-  | { type: 'entry.refused'; entry: string; reason: string };
+  | { type: 'entry.refused'; entry: string; reason: string }
+  /**
+   * The store could not record a change (a full or failing disk): every entry pauses, so that
+   * nothing more is done that the store cannot record; each rescans against the store when it
+   * starts again, which finds whatever was not recorded.
+   */
+  | { type: 'store.failed'; reason: string };
 
 export const rulesMachine = setup({
   types: {
@@ -73,6 +79,14 @@ export const rulesMachine = setup({
       const refuse: { type: 'entry.refuse'; reason: string } = { type: 'entry.refuse', reason: e.reason };
       if (entry) enqueue.sendTo(entry, refuse);
     }),
+    suspendEntries: enqueueActions(({ event, enqueue, system, context }) => {
+      const reason = (event as Extract<RulesEvent, { type: 'store.failed' }>).reason;
+      for (const name of context.entries) {
+        const entry = system.get(`entry:${name}`);
+        const suspend: { type: 'entry.suspend'; reason: string } = { type: 'entry.suspend', reason };
+        if (entry) enqueue.sendTo(entry, suspend);
+      }
+    }),
     // A newly ready entry can serve as a source: every entry may now have work it could not do.
     announceToAll: enqueueActions(({ enqueue, system, context }) => {
       for (const name of context.entries) {
@@ -95,6 +109,7 @@ export const rulesMachine = setup({
     'jobs.queued': { actions: 'announceJobs' },
     'entry.ready': { actions: 'announceToAll' },
     'entry.refused': { actions: 'refuseEntry' },
+    'store.failed': { actions: 'suspendEntries' },
   },
   states: {
     ready: {

@@ -57,6 +57,22 @@ function listenError(err: unknown, host: string, port: number): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/**
+ * The reason to show when `err` is the store failing to write (a full disk, an I/O error, a
+ * read-only or locked database), or null when it is anything else.
+ */
+export function storeFailure(err: unknown): string | null {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null;
+  const message = (err as Error).message;
+  if (code.startsWith('SQLITE_FULL')) return `the store's disk is full: ${message}`;
+  if (code.startsWith('SQLITE_IOERR')) return `the store's disk failed: ${message}`;
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_BUSY')) {
+    return `the store cannot be written: ${message}`;
+  }
+  return null;
+}
+
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
 export function restartDelay(failures: number): number {
   return Math.min(15_000, 500 * 2 ** Math.max(0, failures - 1));
@@ -148,6 +164,12 @@ export class Daemon {
 
     let daemon: Daemon | null = null;
     const provided = daemonMachine.provide({
+      actions: {
+        reportActorError: (_, { actor, error }) => {
+          log.error({ actor, err: error instanceof Error ? error.message : String(error) }, `actor ${actor} failed; starting it again`);
+          events.emit({ type: 'actor', actor, error: error instanceof Error ? error.message : String(error) });
+        },
+      },
       actors: {
         rules: rulesMachine.provide({
           actions: {
@@ -156,9 +178,17 @@ export class Daemon {
                 const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
                 if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
               } catch (err) {
-                if (!(err instanceof MassDeletionRefused)) throw err;
-                log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
-                self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
+                if (err instanceof MassDeletionRefused) {
+                  log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
+                  self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
+                  return;
+                }
+                const failure = storeFailure(err);
+                if (!failure) throw err;
+                // Not recorded: the entries pause, and each rescans against the store when it
+                // starts again, which finds what this report said.
+                log.error({ err: (err as Error).message }, failure);
+                self.send({ type: 'store.failed', reason: failure });
               }
             },
             persistStaged: ({ event }) => {

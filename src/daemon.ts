@@ -7,7 +7,7 @@ import pidusage from 'pidusage';
 import { daemonMachine } from '../machines/daemon.js';
 import { entryMachine } from '../machines/entry.js';
 import { rulesMachine, type Rule } from '../machines/rules.js';
-import { buildApp } from './api/app.js';
+import { buildServer } from './api/server.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
 import { samplerActor } from './worker-sampler.js';
@@ -255,7 +255,7 @@ export class Daemon {
         });
       },
     });
-    const app = await buildApp({
+    const app = await buildServer({
       system: root.system,
       entries,
       store,

@@ -77,6 +77,3 @@ export const ferryApp: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
 // Not encapsulated (what fastify-plugin does): the error handler, the not-found handler and the
 // hooks above apply to the server it is registered on.
 (ferryApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
-
-/** The daemon builds its server here; kept under this name for src/daemon.ts. */
-export { buildServer as buildApp } from './server.js';

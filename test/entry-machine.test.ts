@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromCallback, setup, spawnChild, type AnyEventObject } from 'xstate';
-import { entryMachine, type EntryEvent, type EntryInput } from '../machines/entry.js';
+import { entryMachine, type EntryEvent, type EntryInput, type SamplerInput } from '../machines/entry.js';
 import { rulesMachine } from '../machines/rules.js';
 import { daemonMachine } from '../machines/daemon.js';
 import type { WorkerReport } from '../machines/reports.js';
@@ -28,7 +28,7 @@ function fakeWorkers() {
 }
 
 /** A `sampler` that samples nothing: the test sends `worker.sampled` itself where it matters. */
-const noSampler = fromCallback(() => () => {});
+const noSampler = fromCallback<EntryEvent, SamplerInput>(() => () => {});
 
 const BACKOFF_PER_FAILURE = 1000;
 const STABLE_AFTER = 10_000;

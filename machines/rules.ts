@@ -23,17 +23,31 @@ export interface RulesInput {
   active: Rule[];
 }
 
+/** For one file whose owners a set of rules would change: the entries it would gain and lose. */
+export interface RulesChange {
+  fid: string;
+  filename: string;
+  gain: string[];
+  lose: string[];
+}
+
 export interface RulesContext {
   entries: string[];
   staged: Rule[];
   active: Rule[];
   lastError: string | null;
+  /** Previews asked (rules.preview), each numbered, and the last one computed. */
+  previewsAsked: number;
+  preview: { id: number; rules: Rule[]; changes: RulesChange[] } | null;
 }
 
 export type RulesEvent =
   | WorkerReport
   | { type: 'rules.stage'; rules: Rule[] }
   | { type: 'rules.reload' }
+  /** Compute what reloading the staged rules would change (a preview, kept in the context). */
+  | { type: 'rules.preview' }
+  | { type: `xstate.done.actor.preview.${number}`; output: { id: number; rules: Rule[]; changes: RulesChange[] } }
   | { type: 'entry.ready'; entry: string }
   | { type: 'jobs.queued'; entries: string[] }
   /** Recording a report was refused (a mass deletion): the entry stops, with this reason. */
@@ -55,6 +69,8 @@ export const rulesMachine = setup({
     // Implemented in src: applies the given rules to every known file; resolves to the
     // names of the entries that got new jobs.
     applyRules: {} as PromiseActorLogic<string[], { rules: Rule[] }>,
+    // Implemented in src: what applying the given rules to every known file would change.
+    previewRules: {} as PromiseActorLogic<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>,
   },
   guards: {
     stagedDiffers: ({ context }) => JSON.stringify(context.staged) !== JSON.stringify(context.active),
@@ -87,6 +103,14 @@ export const rulesMachine = setup({
         if (entry) enqueue.sendTo(entry, suspend);
       }
     }),
+    startPreview: enqueueActions(({ enqueue, context }) => {
+      const id = context.previewsAsked + 1;
+      enqueue.assign({ previewsAsked: id });
+      enqueue.spawnChild('previewRules', { id: `preview.${id}`, input: { id, rules: context.staged } });
+    }),
+    keepPreview: assign({
+      preview: ({ event }) => (event as { output: { id: number; rules: Rule[]; changes: RulesChange[] } }).output,
+    }),
     // A newly ready entry can serve as a source: every entry may now have work it could not do.
     announceToAll: enqueueActions(({ enqueue, system, context }) => {
       for (const name of context.entries) {
@@ -97,7 +121,14 @@ export const rulesMachine = setup({
 }).createMachine({
   id: 'rules',
   description: 'Holds the staged and active rules and turns every change into jobs for the entries.',
-  context: ({ input }) => ({ entries: input.entries, staged: input.staged, active: input.active, lastError: null }),
+  context: ({ input }) => ({
+    entries: input.entries,
+    staged: input.staged,
+    active: input.active,
+    lastError: null,
+    previewsAsked: 0,
+    preview: null,
+  }),
   initial: 'ready',
   on: {
     'file.changed': { actions: 'recordReport' },
@@ -110,6 +141,8 @@ export const rulesMachine = setup({
     'entry.ready': { actions: 'announceToAll' },
     'entry.refused': { actions: 'refuseEntry' },
     'store.failed': { actions: 'suspendEntries' },
+    'rules.preview': { actions: 'startPreview' },
+    'xstate.done.actor.preview.*': { actions: 'keepPreview' },
   },
   states: {
     ready: {

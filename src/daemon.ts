@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import pidusage from 'pidusage';
 import { daemonMachine } from '../machines/daemon.js';
 import { entryMachine } from '../machines/entry.js';
-import { rulesMachine, type Rule } from '../machines/rules.js';
+import { rulesMachine, type Rule, type RulesChange } from '../machines/rules.js';
 import { buildServer } from './api/server.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
@@ -196,6 +196,9 @@ export class Daemon {
             },
           },
           actors: {
+            previewRules: fromPromise<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>(
+              async ({ input }) => ({ ...input, changes: engine.diff(input.rules) }),
+            ),
             applyRules: fromPromise<string[], { rules: Rule[] }>(async ({ input }) => {
               // The setup file first: if it cannot be written, nothing has changed. If the store
               // then failed, the next start would see the file's rules differ and apply them.
@@ -259,7 +262,6 @@ export class Daemon {
       system: root.system,
       entries,
       store,
-      diffRules: (rules) => engine.diff(rules),
       events,
       board,
       logger: log,

@@ -1,9 +1,8 @@
 import type { FastifyPluginAsync, RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { ActorSystem } from 'xstate';
-import type { EntryConfig, RulesDiff } from '../sync/engine.js';
+import type { EntryConfig } from '../sync/engine.js';
 import type { Catalogue } from '../store/catalogue.js';
-import type { Rule } from '../../machines/rules.js';
 import type { EventLog } from '../observe/event-log.js';
 import type { TransferBoard } from '../observe/transfer-board.js';
 import { openApiRoutes } from './routes/openapi.js';
@@ -25,8 +24,6 @@ export interface ApiContext {
   system: ActorSystem<any>;
   entries: ReadonlyMap<string, EntryConfig>;
   store: Catalogue;
-  /** What applying these rules would change (a read-only query). */
-  diffRules: (rules: Rule[]) => RulesDiff;
   events: EventLog;
   board: TransferBoard;
   logger?: Logger;
@@ -77,6 +74,3 @@ export const ferryApp: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
 // Not encapsulated (what fastify-plugin does): the error handler, the not-found handler and the
 // hooks above apply to the server it is registered on.
 (ferryApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
-
-/** The daemon builds its server here; kept under this name for src/daemon.ts. */
-export { buildServer as buildApp } from './server.js';

@@ -16,12 +16,13 @@ import {
   type EntryState,
 } from '../schemas.js';
 import type { EntryConfig } from '../../sync/engine.js';
-import { processInfo } from '../../process-stats.js';
 import type { EntryContext } from '../../../machines/entry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
 
+/** How long stats wait for the first sample of a worker that has just started. */
+const SAMPLE_TIMEOUT_MS = 5000;
 /** How long a rescan may take before the API answers 503 (it goes on): a million files take a while. */
 const RESCAN_TIMEOUT_MS = 600_000;
 
@@ -129,14 +130,15 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
     async (request) => {
       const { name } = request.params;
       const { actor } = find(name);
-      const snapshot = actor.getSnapshot();
-      const { pid, startedAt, restarts } = snapshot.context as EntryContext;
-      if (!snapshot.matches({ active: 'running' }) || pid === null || startedAt === null) {
-        throw new ApiError(409, `entry ${name} is not running`);
-      }
-      const info = await processInfo(pid, startedAt).catch(() => {
-        throw new ApiError(409, `entry ${name} is not running`);
-      });
+      const running = (s: { matches(v: unknown): boolean }) => s.matches({ active: 'running' });
+      if (!running(actor.getSnapshot())) throw new ApiError(409, `entry ${name} is not running`);
+      // The entry's sampler has its first figures half a second after the worker is ready.
+      const settled = await waitFor(actor, (s) => !running(s) || (s.context as EntryContext).sample !== null, {
+        timeout: SAMPLE_TIMEOUT_MS,
+      }).catch(() => actor.getSnapshot());
+      const { sample, restarts } = settled.context as EntryContext;
+      if (!running(settled) || sample === null) throw new ApiError(409, `entry ${name} is not running`);
+      const { info } = sample;
       return { info: { ...info, restarts }, name, status: 'ok' as const, time: now() };
     },
   );

@@ -8,6 +8,7 @@ import { validateRules } from '../../rules/validate.js';
 import type { RulesContext } from '../../../machines/rules.js';
 
 const RELOAD_TIMEOUT_MS = 120_000;
+const PREVIEW_TIMEOUT_MS = 60_000;
 
 export const rulesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {
   const rules = () => ctx.system.get('rules') as AnyActorRef;
@@ -38,7 +39,18 @@ export const rulesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Schem
         response: { 200: rulesDiffSchema },
       },
     },
-    async () => ({ changes: ctx.diffRules((rules().getSnapshot().context as RulesContext).staged) }),
+    async () => {
+      // The rules actor computes the preview; the request waits for it (the newest asked).
+      const actor = rules();
+      actor.send({ type: 'rules.preview' });
+      const asked = (actor.getSnapshot().context as RulesContext).previewsAsked;
+      const done = await waitFor(actor, (s) => ((s.context as RulesContext).preview?.id ?? 0) >= asked, {
+        timeout: PREVIEW_TIMEOUT_MS,
+      }).catch(() => {
+        throw new ApiError(503, `the preview of the rules did not finish within ${PREVIEW_TIMEOUT_MS / 1000} s`);
+      });
+      return { changes: (done.context as RulesContext).preview!.changes };
+    },
   );
 
   app.put(

@@ -38,7 +38,9 @@ export interface ConnectionListener {
   changed(): void;
 }
 
-const EVENT_TYPES = ['transition', 'file', 'progress'] as const;
+/** Every type of event the daemon sends: a type added to the API fails this check until it is listened to. */
+const LISTENED: Record<LoggedEvent['type'], true> = { transition: true, file: true, progress: true, actor: true };
+const EVENT_TYPES = Object.keys(LISTENED) as LoggedEvent['type'][];
 const FIRST_DELAY = 1000;
 const MAX_DELAY = 15_000;
 

@@ -210,9 +210,13 @@ function onEvent(e: LoggedEvent): void {
     holdingsSoon();
     transfersSoon();
     conflictsSoon();
-  } else {
+  } else if (e.type === 'progress') {
     transfers.progress(e);
     transfersSoon();
+  } else {
+    // An actor failed and the daemon started it again: read every state.
+    machinesSoon();
+    countsSoon();
   }
 }
 

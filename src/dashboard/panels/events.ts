@@ -29,6 +29,8 @@ export function describe(e: Line): string {
       return `${e.entry} ${e.kind} ${e.from ? `${e.from} → ` : ''}${e.path}${e.conflict ? `  (kept as ${e.conflict})` : ''}`;
     case 'progress':
       return `${e.entry} ← ${e.path}  ${progressFigures(e.bytes, e.size)}`;
+    case 'actor':
+      return `${e.actor} failed and was started again: ${e.error}`;
     default:
       return e.text;
   }

@@ -135,7 +135,8 @@ const readFiles = task(() => files.refresh());
 const readStats = task(() => debug.refreshStats());
 
 const machinesSoon = throttle(readMachines, 250);
-const countsSoon = throttle(readCounts, 1000);
+// At most every second, less often while counting takes long (thousands of files waiting).
+const countsSoon = throttle(readCounts, () => Math.max(1000, 5 * model.countsCost));
 // The whole listing is walked at most every second, and less often the longer a walk takes.
 const holdingsSoon = throttle(readHoldings, () => Math.max(1000, 5 * model.holdingsCost));
 const transfersSoon = throttle(readTransfers, 250);
@@ -242,7 +243,17 @@ async function control(name: string, c: Control): Promise<void> {
 
 // ---- polling while live ----------------------------------------------------------------------
 
-const every = (ms: number, fn: () => unknown) => setInterval(() => void fn(), ms);
+/** A poll, skipped while the page is hidden (the event stream still tells of changes). */
+const every = (ms: number, fn: () => unknown) =>
+  setInterval(() => {
+    if (!document.hidden) void fn();
+  }, ms);
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) return;
+  machinesSoon();
+  countsSoon();
+  transfersSoon();
+});
 every(2000, transfersSoon);
 every(3000, statsSoon);
 every(5000, machinesSoon);

@@ -86,8 +86,12 @@ export class Model {
     return r.ok;
   }
 
+  /** How long the last count took (ms): while many files wait, counting is not free. */
+  countsCost = 0;
+
   /** Per entry: the files waiting for it and those failing; and all failing files. */
   async readCounts(): Promise<boolean> {
+    const started = Date.now();
     const names = this.entries.map((e) => e.name);
     const [pending, failing, failingAll] = await Promise.all([
       Promise.all(names.map((n) => countFiles(this.api, `pending=${encodeURIComponent(n)}`))),
@@ -103,6 +107,7 @@ export class Model {
       this.failing.set(n, f);
     }
     this.failingAll = failingAll;
+    this.countsCost = Date.now() - started;
     return true;
   }
 

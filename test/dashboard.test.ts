@@ -312,13 +312,14 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
     fresh.on('request', (r) => requests.push(r.url()));
     try {
       await fresh.goto(daemon.url + '/');
-      // Events from before the page was opened: nothing new happens meanwhile.
-      await fresh.getByTestId('event-log').getByText('A changed hello.txt').first().waitFor({ timeout: WAIT });
-      await fresh.getByTestId('event-log').getByText('entry:B  active.running → stopped  (entry.stop)').first().waitFor({ timeout: WAIT });
+      // Events from before the page was opened (the last it shows): nothing new happens meanwhile.
+      const log = fresh.getByTestId('event-log');
+      await log.getByText('A changed many-54.txt').first().waitFor({ timeout: WAIT });
+      await log.getByText('entry:B  stopped → active.starting  (entry.start)').first().waitFor({ timeout: WAIT });
       // With only file changes shown, the transitions step aside.
       await fresh.getByTestId('log-files-only').check();
-      expect(await fresh.getByTestId('event-log').getByText('entry:B  active.running → stopped  (entry.stop)').first().isVisible()).toBe(false);
-      expect(await fresh.getByTestId('event-log').getByText('A changed hello.txt').first().isVisible()).toBe(true);
+      expect(await log.getByText('entry:B  stopped → active.starting  (entry.start)').first().isVisible()).toBe(false);
+      expect(await log.getByText('A changed many-54.txt').first().isVisible()).toBe(true);
     } finally {
       await fresh.close();
     }

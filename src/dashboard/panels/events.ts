@@ -19,7 +19,8 @@ export interface PageNote {
 
 type Line = LoggedEvent | PageNote;
 
-const KEEP = 100;
+/** Lines kept: the backlog replayed on load can hold 10,000 events. */
+const KEEP = 200;
 
 export function describe(e: Line): string {
   switch (e.type) {

@@ -321,6 +321,51 @@ describe('uploads', () => {
     ]);
   });
 
+  it('an older edit of a copy that was behind does not become the latest: it is replaced, kept as its own conflict copy', () => {
+    const { changed, settle, take } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    changed('A', 'doc.txt', stat(11, 3000, '7')); // B and C are behind: their uploads are queued
+    expect(jobs('doc.txt')).toMatchObject([
+      { entry: 'B', version: 2, preserve: false },
+      { entry: 'C', version: 2, preserve: false },
+    ]);
+
+    // B edits its old copy before it got A's edit, but its edit is the older of the two.
+    expect(changed('B', 'doc.txt', stat(12, 2000, '8'))).toEqual([]);
+    expect(file('doc.txt')).toMatchObject({ version: 2, size: 11, uptodate: ['A'] });
+    // B's copy is recorded as it is now, still behind; only B's upload keeps its copy aside.
+    expect(store.replica('B', fidOf('doc.txt'))).toMatchObject({ version: 1, size: 12, mtime: 2000, ino: '8' });
+    expect(jobs('doc.txt')).toMatchObject([
+      { entry: 'B', kind: 'upload', version: 2, preserve: true },
+      { entry: 'C', kind: 'upload', version: 2, preserve: false },
+    ]);
+    // The upload to B expects B's copy as it is now, and replaces it with A's.
+    expect(take('B')).toMatchObject([{ kind: 'upload', sourceStat: stat(11, 3000, '7'), expect: stat(12, 2000, '8'), preserve: true }]);
+  });
+
+  it('a file made in two entries before either saw the other: the newer keeps the name, whatever the order of the reports', () => {
+    const { changed } = makeEngine(ALL_TO_A_AND_B);
+    changed('B', 'doc.txt', stat(5, 2000)); // the newer, reported first: A's upload is queued
+    expect(changed('A', 'doc.txt', stat(6, 1000))).toEqual([]);
+    expect(file('doc.txt')).toMatchObject({ version: 1, size: 5, uptodate: ['B'] });
+    expect(holders('doc.txt')).toEqual(['A@0', 'B@1']);
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'A', kind: 'upload', version: 1, preserve: true }]);
+  });
+
+  it('equal modification times: the smaller entry name keeps the name', () => {
+    const first = makeEngine(ALL_TO_A_AND_B);
+    first.changed('B', 'x.txt', stat(5, 1000));
+    first.changed('A', 'x.txt', stat(6, 1000)); // A < B: A's becomes the latest
+    expect(file('x.txt')).toMatchObject({ version: 2, size: 6, uptodate: ['A'] });
+    expect(jobs('x.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2, preserve: true }]);
+
+    first.changed('A', 'y.txt', stat(6, 1000));
+    first.changed('B', 'y.txt', stat(5, 1000)); // B > A: A's stays the latest
+    expect(file('y.txt')).toMatchObject({ version: 1, size: 6, uptodate: ['A'] });
+    expect(jobs('y.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1, preserve: true }]);
+  });
+
   it('an edit of an up-to-date copy does not preserve', () => {
     const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
     changed('A', 'doc.txt', stat(10, 1000));

@@ -144,8 +144,16 @@ export class SyncEngine {
       return;
     }
     // An edit of a copy that was behind, or a file made here while another entry made its own
-    // (both roots held it at the first start): the version the others hold is kept as a conflict copy.
-    const preserve = !!(file && !file.deleted && (!replica || replica.version < file.version));
+    // (both roots held it at the first start): two changes neither entry saw of the other.
+    const concurrent = !!(file && !file.deleted && (!replica || replica.version < file.version));
+    if (concurrent && !this.newerThanLatest(entry, stat, file!)) {
+      // The latest version is the newer one: it keeps the name everywhere, and this entry's edit
+      // becomes the conflict copy, made in this entry (the upload moves it aside first).
+      this.store.putReplica({ entry, fid, filename: path, version: replica?.version ?? 0, ...stat });
+      this.notify({ type: 'file', kind: 'changed', entry, path });
+      this.reconcile(fid, touched, entry, file);
+      return;
+    }
     const version = (file?.version ?? 0) + 1;
     const record: FileRecord = {
       fid,
@@ -159,7 +167,26 @@ export class SyncEngine {
     this.store.putFile(record);
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
     this.notify({ type: 'file', kind: 'changed', entry, path });
-    this.reconcile(fid, touched, preserve, record);
+    // The version the others hold is kept as a conflict copy where it is replaced.
+    this.reconcile(fid, touched, concurrent, record);
+  }
+
+  /**
+   * Of two changes neither entry saw of the other, whether `entry`'s (with `stat`) is the newer
+   * one: the later modification time wins (as Syncthing decides), compared with the latest
+   * version's as an entry holding it has it; on a tie the smaller entry name wins, so that the
+   * outcome does not depend on which change was reported first. A latest version no entry
+   * holds any more loses to any change.
+   */
+  private newerThanLatest(entry: string, stat: FileStat, file: FileRecord): boolean {
+    // Replicas come in entry order: the first holder of the latest version is the smallest name.
+    const holder = this.store.replicasOf(file.fid).find((r) => r.version === file.version && r.entry !== entry);
+    if (!holder) return true;
+    // Whole milliseconds: a copy's mtime is set from the source's to the millisecond.
+    const mine = Math.floor(stat.mtime);
+    const theirs = Math.floor(holder.mtime);
+    if (mine !== theirs) return mine > theirs;
+    return entry < holder.entry;
   }
 
   private deleted(entry: string, path: string, touched: Set<string>): void {
@@ -308,9 +335,11 @@ export class SyncEngine {
   /**
    * Recomputes a file's owners and up-to-date entries from what each entry holds, and queues
    * what each entry must do: fetch the latest version, delete its copy, or nothing.
-   * `known`: the file's row as the caller just read or wrote it (saves reading it again).
+   * `preserve`: the copies replaced keep their content as conflict copies (true: every entry's;
+   * a name: that entry's only). `known`: the file's row as the caller just read or wrote it
+   * (saves reading it again).
    */
-  reconcile(fid: string, touched: Set<string>, preserve = false, known?: FileRecord): void {
+  reconcile(fid: string, touched: Set<string>, preserve: boolean | string = false, known?: FileRecord): void {
     const file = known ?? this.store.file(fid);
     if (!file) return;
     const replicas = this.store.replicasOf(fid);
@@ -361,7 +390,8 @@ export class SyncEngine {
         continue;
       }
       if (job?.kind === 'move') continue;
-      this.putJob(name, fid, 'upload', latest.version, preserve, touched, null, job ?? null);
+      const keep = preserve === true || preserve === name;
+      this.putJob(name, fid, 'upload', latest.version, keep, touched, null, job ?? null);
     }
     const ownerHasLatest = owners.some((n) => current.has(n));
     for (const r of replicas) {

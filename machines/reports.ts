@@ -9,6 +9,13 @@ export interface FileStat {
   mtime: number;
   /** An identity that survives a rename on the same storage (inode), when the driver has one. */
   ino: string | null;
+  /** Permission bits (`st_mode & 0o7777`), when the storage has them: a change of them is a change. */
+  mode?: number;
+  /**
+   * Status-change time in milliseconds, when the storage has one. Recorded, never propagated: a
+   * report that differs from what the store holds only by it (or by `ino`) changes nothing else.
+   */
+  ctime?: number;
 }
 
 export interface ScannedFile extends FileStat {

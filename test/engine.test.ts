@@ -127,7 +127,7 @@ describe('owners', () => {
       { entry: 'B', kind: 'upload', state: 'queued', version: 1, fromFilename: null, preserve: false },
     ]);
     expect(store.replicasOf(fidOf('backedup/x.pdf'))).toEqual([
-      { entry: 'A', fid: fidOf('backedup/x.pdf'), filename: 'backedup/x.pdf', version: 1, size: 100, mtime: 1000, ino: '11' },
+      { entry: 'A', fid: fidOf('backedup/x.pdf'), filename: 'backedup/x.pdf', version: 1, size: 100, mtime: 1000, ino: '11', mode: null, ctime: null },
     ]);
   });
 
@@ -372,6 +372,55 @@ describe('uploads', () => {
     settle();
     changed('B', 'doc.txt', stat(12, 3000));
     expect(jobs('doc.txt')).toMatchObject([{ entry: 'A', kind: 'upload', version: 2, preserve: false }]);
+  });
+});
+
+describe('metadata: permission bits, inode, ctime', () => {
+  const withMode = (size: number, mtime: number, ino: string, mode: number, ctime: number): FileStat => ({ size, mtime, ino, mode, ctime });
+
+  it('a chmod (same size and mtime, other mode) is a new version that propagates, with the mode', () => {
+    const { changed, settle, take } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    settle();
+    expect(changed('A', 'f.txt', withMode(10, 1000, '1', 0o600, 5000))).toEqual(['B']);
+    expect(file('f.txt')).toMatchObject({ version: 2, uptodate: ['A'] });
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ version: 2, mode: 0o600, ctime: 5000 });
+    const [command] = take('B');
+    expect(command).toMatchObject({ kind: 'upload', sourceStat: { size: 10, mtime: 1000, mode: 0o600 }, expect: { size: 10, mtime: 1000, mode: 0o644 } });
+  });
+
+  it('a new inode or ctime alone is recorded, nothing more', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    settle();
+    const before = file('f.txt');
+    expect(changed('A', 'f.txt', withMode(10, 1000, '2', 0o644, 7000))).toEqual([]);
+    expect(file('f.txt')).toEqual(before);
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ version: 1, ino: '2', ctime: 7000 });
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+  });
+
+  it('a mode reported where the store had none (an older store) is recorded, not a change', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', stat(10, 1000, '1'));
+    settle();
+    expect(changed('A', 'f.txt', withMode(10, 1000, '1', 0o640, 3000))).toEqual([]);
+    expect(file('f.txt')).toMatchObject({ version: 1 });
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ mode: 0o640, ctime: 3000 });
+  });
+
+  it('a rescan finds a chmod made while the entry was stopped', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    changed('A', 'g.txt', withMode(10, 1000, '2', 0o644, 1000));
+    settle();
+    expect(scanned('A', [
+      { path: 'f.txt', ...withMode(10, 1000, '1', 0o755, 2000) },
+      { path: 'g.txt', ...withMode(10, 1000, '2', 0o644, 2000) },
+    ])).toEqual(['B']);
+    expect(file('f.txt')).toMatchObject({ version: 2 });
+    expect(file('g.txt')).toMatchObject({ version: 1 });
+    expect(store.replica('A', fidOf('g.txt'))).toMatchObject({ ctime: 2000 });
   });
 });
 

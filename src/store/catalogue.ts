@@ -16,12 +16,17 @@ export interface FileRecord {
   deleted: boolean;
 }
 
-/** What one entry holds at a file's path: which version, and its local stat. */
-export interface ReplicaRecord extends FileStat {
+/**
+ * What one entry holds at a file's path: which version, and its local stat. `mode` and `ctime`
+ * are null (as read from the store) or absent when the storage did not report them.
+ */
+export interface ReplicaRecord extends Omit<FileStat, 'mode' | 'ctime'> {
   entry: string;
   fid: string;
   filename: string;
   version: number;
+  mode?: number | null;
+  ctime?: number | null;
 }
 
 export type JobKind = 'upload' | 'delete' | 'move';
@@ -79,6 +84,8 @@ CREATE TABLE IF NOT EXISTS replicas (
   size INTEGER NOT NULL,
   mtime REAL NOT NULL,
   ino TEXT,
+  mode INTEGER,
+  ctime REAL,
   PRIMARY KEY (entry, fid)
 );
 CREATE INDEX IF NOT EXISTS replicas_by_fid ON replicas (fid);
@@ -161,6 +168,7 @@ export class Catalogue {
       // 1,000, so that a sync of many small files does not spend its time in fsync.
       this.db.pragma('wal_autocheckpoint = 16384');
       this.db.exec(SCHEMA);
+      this.migrate();
     }
     const db = this.db;
     this.q = {
@@ -193,13 +201,14 @@ export class Catalogue {
       replica: db.prepare('SELECT * FROM replicas WHERE entry = ? AND fid = ?'),
       replicasOf: db.prepare('SELECT * FROM replicas WHERE fid = ? ORDER BY entry'),
       replicasOfEntry: db.prepare('SELECT * FROM replicas WHERE entry = ?'),
-      replicaStatsOfEntry: db.prepare('SELECT filename, size, mtime, ino FROM replicas WHERE entry = ?').raw(),
+      replicaStatsOfEntry: db.prepare('SELECT filename, size, mtime, ino, mode, ctime FROM replicas WHERE entry = ?').raw(),
       countReplicas: db.prepare('SELECT count(*) AS n FROM replicas WHERE entry = ?'),
       putReplica: db.prepare(
-        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino)
-         VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino)
+        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
+         VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino, @mode, @ctime)
          ON CONFLICT (entry, fid) DO UPDATE SET filename = excluded.filename, version = excluded.version,
-           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino`,
+           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino, mode = excluded.mode,
+           ctime = excluded.ctime`,
       ),
       deleteReplica: db.prepare('DELETE FROM replicas WHERE entry = ? AND fid = ?'),
       job: db.prepare('SELECT * FROM jobs WHERE entry = ? AND fid = ?'),
@@ -243,6 +252,17 @@ export class Catalogue {
         'INSERT INTO rules (kind, json) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET json = excluded.json',
       ),
     };
+  }
+
+  /** Columns added since a store was made: an older store gets them (empty) when it is opened. */
+  private migrate(): void {
+    const columns = new Set((this.db.prepare('PRAGMA table_info(replicas)').all() as { name: string }[]).map((c) => c.name));
+    for (const [name, type] of [
+      ['mode', 'INTEGER'],
+      ['ctime', 'REAL'],
+    ] as const) {
+      if (!columns.has(name)) this.db.exec(`ALTER TABLE replicas ADD COLUMN ${name} ${type}`);
+    }
   }
 
   transaction<T>(fn: () => T): T {
@@ -333,11 +353,11 @@ export class Catalogue {
   }
 
   /**
-   * What an entry holds, as `[filename, size, mtime, ino]` rows: a rescan compares every file
-   * with them, and rows this small keep the daemon's memory low at 100,000 files.
+   * What an entry holds, as `[filename, size, mtime, ino, mode, ctime]` rows: a rescan compares
+   * every file with them, and rows this small keep the daemon's memory low at 100,000 files.
    */
-  replicaStatsOfEntry(entry: string): [string, number, number, string | null][] {
-    return this.q.replicaStatsOfEntry.all(entry) as [string, number, number, string | null][];
+  replicaStatsOfEntry(entry: string): [string, number, number, string | null, number | null, number | null][] {
+    return this.q.replicaStatsOfEntry.all(entry) as [string, number, number, string | null, number | null, number | null][];
   }
 
   countReplicas(entry: string): number {
@@ -345,7 +365,7 @@ export class Catalogue {
   }
 
   putReplica(replica: ReplicaRecord): void {
-    this.q.putReplica.run(replica);
+    this.q.putReplica.run({ ...replica, mode: replica.mode ?? null, ctime: replica.ctime ?? null });
   }
 
   deleteReplica(entry: string, fid: string): void {

@@ -42,9 +42,18 @@ export class MassDeletionRefused extends Error {
 /** For each file whose owners a set of rules would change: the entries it gains and loses. */
 export type RulesDiff = { fid: string; filename: string; gain: string[]; lose: string[] }[];
 
-const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
+type Stat = Pick<ReplicaRecord, 'size' | 'mtime' | 'ino' | 'mode' | 'ctime'>;
+/** The same content as far as a stat tells. */
+const sameStat = (a: Stat, b: Stat) => a.size === b.size && a.mtime === b.mtime;
+/** Permission bits that both sides know and that differ: a change of the file (a chmod). */
+const modeChanged = (known: Stat, now: Stat) => known.mode != null && now.mode != null && known.mode !== now.mode;
+/** What a stat says beyond the content and the mode, recorded without being a change: the inode, the ctime, a mode learnt. */
+const detailsChanged = (known: Stat, now: Stat) =>
+  known.ino !== now.ino || (now.ctime != null && known.ctime !== now.ctime) || (now.mode != null && known.mode == null);
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-const statOf = (r: ReplicaRecord): FileStat => ({ size: r.size, mtime: r.mtime, ino: r.ino });
+/** A replica's stat as a job carries it (the ctime stays in the store). */
+const statOf = (r: ReplicaRecord): FileStat =>
+  r.mode == null ? { size: r.size, mtime: r.mtime, ino: r.ino } : { size: r.size, mtime: r.mtime, ino: r.ino, mode: r.mode };
 
 /** Delay before retrying a failed job: 1 s, 2 s, 4 s … capped at 60 s. */
 export function retryDelay(attempts: number): number {
@@ -139,8 +148,10 @@ export class SyncEngine {
     const fid = fidOf(path);
     const file = this.store.file(fid);
     const replica = this.store.replica(entry, fid);
-    if (replica && sameStat(replica, stat)) {
-      if (replica.ino !== stat.ino) this.store.putReplica({ ...replica, ino: stat.ino });
+    if (replica && sameStat(replica, stat) && !modeChanged(replica, stat)) {
+      // The same file: a new inode (an atomic save of the same bytes, a copy of ours) or ctime
+      // is recorded, nothing more.
+      if (detailsChanged(replica, stat)) this.store.putReplica({ ...replica, ...stat });
       return;
     }
     // An edit of a copy that was behind, or a file made here while another entry made its own
@@ -248,7 +259,7 @@ export class SyncEngine {
   }
 
   private scanned(entry: string, files: ScannedFile[], force: boolean, touched: Set<string>): void {
-    // [filename, size, mtime, ino] of every file the store says the entry holds.
+    // [filename, size, mtime, ino, mode, ctime] of every file the store says the entry holds.
     const known = new Map(this.store.replicaStatsOfEntry(entry).map((r) => [r[0], r]));
     const total = known.size;
     const fresh: ScannedFile[] = [];
@@ -256,12 +267,12 @@ export class SyncEngine {
       if (!this.accept(entry, f.path)) continue;
       const replica = known.get(f.path);
       known.delete(f.path);
-      if (!replica) fresh.push(f);
-      else if (!(replica[1] === f.size && replica[2] === f.mtime)) this.changed(entry, f.path, f, touched);
-      else if (replica[3] !== f.ino) {
-        const full = this.store.replica(entry, fidOf(f.path));
-        if (full) this.store.putReplica({ ...full, ino: f.ino });
+      if (!replica) {
+        fresh.push(f);
+        continue;
       }
+      const held: Stat = { size: replica[1], mtime: replica[2], ino: replica[3], mode: replica[4], ctime: replica[5] };
+      if (!sameStat(held, f) || modeChanged(held, f) || detailsChanged(held, f)) this.changed(entry, f.path, f, touched);
     }
     // What the store says the entry held but is gone: moved (same inode and size) or deleted.
     const byIno = new Map(fresh.filter((f) => f.ino).map((f) => [f.ino, f]));

@@ -87,6 +87,13 @@ export class LocalTransfers {
     if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
       throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
     }
+    // The target already has these bytes, only its permission bits differ (a chmod was the
+    // change): they are set in place, and the target keeps its inode.
+    const held = await io.lstat(target);
+    if (held?.isFile() && sameVersion(statOf(held), job.sourceStat)) {
+      const known = !job.preserve && job.expect !== null && sameStat(statOf(held), job.expect);
+      if ((known && !small) || (await io.sameContent(source, target))) return this.setMode(job, target, held, io);
+    }
     await io.mkdirp(path.dirname(target));
     // A large file goes through a partial file named after the version it copies: a copy cut
     // short (worker or daemon killed) resumes where it stopped while the source is unchanged.
@@ -118,7 +125,9 @@ export class LocalTransfers {
         this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
         throw new Error(`integrity check failed for ${job.path}; not committed`);
       }
-      await io.utimes(tmp, before.atime, before.mtime);
+      if (job.sourceStat.mode != null) await io.chmod(tmp, job.sourceStat.mode);
+      // In seconds as a number: to the microsecond (a Date would keep milliseconds).
+      await io.utimes(tmp, before.atimeMs / 1000, before.mtimeMs / 1000);
       const current = await io.lstat(target);
       if (current) {
         if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
@@ -132,7 +141,9 @@ export class LocalTransfers {
       await io.rename(tmp, target);
       committed = true;
       keepPartial = false;
-      return stat;
+      // The rename changed the ctime: as it is now, if the file is still ours and unchanged.
+      const placed = await io.lstat(target);
+      return placed && String(placed.ino) === stat.ino && sameStat(statOf(placed), stat) ? statOf(placed) : stat;
     } catch (err) {
       // A full disk: kept, the partial file would hold it full and block every other file.
       const code = (err as NodeJS.ErrnoException).code;
@@ -142,6 +153,15 @@ export class LocalTransfers {
       // Once renamed into place there is nothing left to remove.
       if (!keepPartial && !committed) await fsp.rm(tmp, { force: true });
     }
+  }
+
+  /** Gives the target (which holds the source's bytes) the source's permission bits. */
+  private async setMode(job: Extract<JobCommand, { kind: 'upload' }>, target: string, held: fs.Stats, io: UploadIo): Promise<FileStat> {
+    const mode = job.sourceStat.mode;
+    if (mode == null || (held.mode & 0o7777) === mode) return statOf(held);
+    this.watch.expect(job.path, { ...statOf(held), mode });
+    await io.chmod(target, mode);
+    return statOf(await io.stat(target));
   }
 
   /**
@@ -231,7 +251,9 @@ export class LocalTransfers {
     await fsp.rename(from, to);
     this.watch.moved(fromRel, toRel, stat);
     await this.pruneEmptyFolders(path.dirname(from));
-    return stat;
+    // The rename changed the ctime: as it is now, if the file is still the one moved.
+    const placed = await fsp.lstat(to).catch(() => null);
+    return placed && String(placed.ino) === stat.ino && sameStat(statOf(placed), stat) ? statOf(placed) : stat;
   }
 
   private async pruneEmptyFolders(dir: string): Promise<void> {
@@ -244,6 +266,15 @@ export class LocalTransfers {
       dir = path.dirname(dir);
     }
   }
+}
+
+/**
+ * The same version of a file in two places, as far as a stat tells: the same size, and
+ * modification times within 2 µs (a copy gets the source's to the microsecond; the storage
+ * keeps more). The permission bits may differ.
+ */
+function sameVersion(a: FileStat, b: FileStat): boolean {
+  return a.size === b.size && Math.abs(a.mtime - b.mtime) < 0.002;
 }
 
 /** The partial file of one version of a file: a copy of another version never resumes from it. */
@@ -265,7 +296,8 @@ interface UploadIo {
   lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
   stat(p: string): Promise<fs.Stats> | fs.Stats;
   mkdirp(dir: string): Promise<unknown> | unknown;
-  utimes(p: string, atime: Date, mtime: Date): Promise<void> | void;
+  utimes(p: string, atime: number, mtime: number): Promise<void> | void;
+  chmod(p: string, mode: number): Promise<void> | void;
   rename(from: string, to: string): Promise<void> | void;
   sameContent(a: string, b: string): Promise<boolean> | boolean;
 }
@@ -275,6 +307,7 @@ const asyncIo: UploadIo = {
   stat: (p) => fsp.stat(p),
   mkdirp: (dir) => fsp.mkdir(dir, { recursive: true }),
   utimes: (p, atime, mtime) => fsp.utimes(p, atime, mtime),
+  chmod: (p, mode) => fsp.chmod(p, mode),
   rename: (from, to) => fsp.rename(from, to),
   sameContent,
 };
@@ -290,6 +323,7 @@ const syncIo: UploadIo = {
   stat: (p) => fs.statSync(p),
   mkdirp: (dir) => fs.mkdirSync(dir, { recursive: true }),
   utimes: (p, atime, mtime) => fs.utimesSync(p, atime, mtime),
+  chmod: (p, mode) => fs.chmodSync(p, mode),
   rename: (from, to) => fs.renameSync(from, to),
   // Small files: both read whole and compared (a destination of another size is not read).
   sameContent: (a, b) => {

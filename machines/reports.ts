@@ -35,6 +35,15 @@ export type WorkerReport =
   | { type: 'file.changed'; entry: string; path: string; stat: FileStat }
   | { type: 'file.deleted'; entry: string; path: string }
   | { type: 'file.moved'; entry: string; from: string; path: string; stat: FileStat }
-  /** `force`: the entry was started with --force, so mass deletions found by the scan apply. */
+  /**
+   * Part of a start-up scan: a scan is zero or more `scan.chunk` reports (up to 10,000 files
+   * each) and then the `entry.scanned` that ends it, with the last files. The first chunk after
+   * an `entry.scanned` (or after the worker started) begins a new scan.
+   */
+  | { type: 'scan.chunk'; entry: string; files: ScannedFile[] }
+  /**
+   * The end of a start-up scan, with its last files (all of them when no chunk came before).
+   * `force`: the entry was started with --force, so mass deletions found by the scan apply.
+   */
   | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };

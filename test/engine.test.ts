@@ -713,6 +713,132 @@ describe('rescans', () => {
   });
 });
 
+describe('rescans in chunks (scan.chunk … entry.scanned), compared in SQL', () => {
+  const chunked = (engine: SyncEngine, entry: Name, files: ScannedFile[], size: number, force = false) => {
+    const touched = new Set<string>();
+    let i = 0;
+    for (; files.length - i > size; i += size) {
+      for (const t of engine.handle({ type: 'scan.chunk', entry, files: files.slice(i, i + size) })) touched.add(t);
+    }
+    for (const t of engine.handle({ type: 'entry.scanned', entry, files: files.slice(i), force })) touched.add(t);
+    return [...touched].sort();
+  };
+  /** What the temporary scan table holds (nothing once a scan ended). */
+  const scanRows = () => (store.db.prepare('SELECT count(*) FROM temp.scan').pluck().get() as number);
+
+  it('chunks and the final report are one scan: new, changed, deleted and moved files, as one report finds them', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 10; i++) changed('A', `keep${i}.txt`, stat(10, 1, String(i)));
+    changed('A', 'edit.txt', stat(20, 1, '20'));
+    changed('A', 'gone.txt', stat(30, 1, '30'));
+    changed('A', 'old.txt', stat(40, 1, '40'));
+    settle();
+
+    const files: ScannedFile[] = [
+      ...Array.from({ length: 10 }, (_, i) => ({ path: `keep${i}.txt`, ...stat(10, 1, String(i)) })),
+      { path: 'edit.txt', ...stat(21, 2, '20') },
+      { path: 'new-name.txt', ...stat(40, 1, '40') },
+      { path: 'fresh.txt', ...stat(50, 1, '50') },
+    ];
+    expect(chunked(engine, 'A', files, 3)).toEqual(['B']);
+    expect(listed()).toEqual(['edit.txt', 'fresh.txt', ...Array.from({ length: 10 }, (_, i) => `keep${i}.txt`), 'new-name.txt']);
+    expect(jobs('keep3.txt')).toEqual([]);
+    expect(jobs('edit.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2 }]);
+    expect(jobs('fresh.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    expect(file('fresh.txt')).toMatchObject({ version: 1, owners: ['A', 'B'], uptodate: ['A'], size: 50 });
+    expect(store.replica('A', fidOf('fresh.txt'))).toMatchObject({ version: 1, size: 50, mtime: 1, ino: '50' });
+    expect(jobs('gone.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('new-name.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: 'old.txt' }]);
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a start where nothing changed changes nothing, and only records a new inode or ctime', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 25; i++) changed('A', `d/f${i}.txt`, { size: i, mtime: 1000 + i, ino: String(i), mode: 0o644, ctime: 5 });
+    settle();
+    const before = store.listFiles(0, 100);
+    const files = store.replicasOfEntry('A').map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino, mode: r.mode!, ctime: r.ctime! }));
+    files[3] = { ...files[3]!, ino: 'new', ctime: 9 };
+    expect(chunked(engine, 'A', files, 10)).toEqual([]);
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+    expect(store.replica('A', fidOf(files[3]!.path))).toMatchObject({ ino: 'new', ctime: 9, version: 1 });
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a chunk after an entry.scanned begins a new scan; a worker start forgets a scan left unfinished', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'a.txt', stat(1, 1, '1'));
+    changed('A', 'b.txt', stat(2, 1, '2'));
+    settle();
+    const a = { path: 'a.txt', ...stat(1, 1, '1') };
+    const b = { path: 'b.txt', ...stat(2, 1, '2') };
+    expect(chunked(engine, 'A', [a, b], 1)).toEqual([]);
+    // A worker that listed a.txt, then died; the next one lists b.txt only: a.txt was deleted.
+    engine.handle({ type: 'scan.chunk', entry: 'A', files: [a] });
+    engine.workerStarted('A');
+    expect(engine.handle({ type: 'entry.scanned', entry: 'A', files: [b] })).toEqual(['B']);
+    expect(jobs('a.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a chunked scan that finds most files gone is refused with the counts, changes nothing, and leaves nothing behind', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 30; i++) changed('A', `f${i}.txt`, stat(10, 1, String(100 + i)));
+    settle();
+    const before = store.listFiles(0, 100);
+    const replicasBefore = store.replicasOfEntry('A');
+    const kept = replicasBefore.slice(0, 12).map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino }));
+    // One of the gone files shows up under a new name (same inode and size): a move, not a deletion.
+    const movedFrom = replicasBefore[20]!;
+    kept.push({ path: 'renamed.txt', size: movedFrom.size, mtime: movedFrom.mtime, ino: movedFrom.ino });
+    let refusal: unknown;
+    try {
+      chunked(engine, 'A', kept, 5);
+    } catch (err) {
+      refusal = err;
+    }
+    expect(refusal).toBeInstanceOf(MassDeletionRefused);
+    expect(refusal).toMatchObject({ entry: 'A', missing: 17, total: 30 });
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.replicasOfEntry('A')).toEqual(replicasBefore);
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+    expect(scanRows()).toBe(0);
+
+    // Forced, it applies: the move as a move, the rest as deletions.
+    chunked(engine, 'A', kept, 5, true);
+    expect(jobs('renamed.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: movedFrom.filename }]);
+    expect(store.countJobs('B')).toBe(18);
+  });
+
+  it('a batch of reports records finished uploads set-based, as one report at a time would', () => {
+    const { engine, changed, take } = makeEngine(ALL_TO_EVERYONE);
+    for (let i = 0; i < 40; i++) changed('A', `f${i}.txt`, stat(i, 1000 + i, String(i)));
+    const commands = take('B', everyoneRuns, 100);
+    expect(commands).toHaveLength(40);
+    // One finished job of them is stale: it goes back to the queue.
+    const reports: WorkerReport[] = commands.map((c, i) =>
+      i === 5
+        ? { type: 'job.finished', entry: 'B', jobId: c.id, outcome: { ok: false, reason: 'stale', message: 'changed' } }
+        : { type: 'job.finished', entry: 'B', jobId: c.id, outcome: { ok: true, stat: stat(i, 1000 + i, `b${i}`) } },
+    );
+    const { touched, refused } = engine.handleBatch(reports);
+    expect(refused).toBeNull();
+    expect(touched).toEqual(['B']);
+    for (let i = 0; i < 40; i++) {
+      const p = commands[i]!.path;
+      if (i === 5) {
+        expect(file(p)).toMatchObject({ uptodate: ['A'] });
+        expect(jobs(p)).toMatchObject([{ entry: 'B', state: 'queued' }, { entry: 'C', state: 'queued' }]);
+      } else {
+        expect(file(p)).toMatchObject({ owners: ['A', 'B', 'C'], uptodate: ['A', 'B'] });
+        expect(store.replica('B', fidOf(p))).toMatchObject({ version: 1, ino: `b${i}` });
+        expect(jobs(p)).toMatchObject([{ entry: 'C', kind: 'upload' }]);
+      }
+    }
+  });
+});
+
 describe('applyRules', () => {
   it('queues uploads for the new owners of existing files', () => {
     const { engine, changed } = makeEngine([]);

@@ -135,9 +135,10 @@ process.on('message', (message: ToWorker) => {
     case 'jobs': {
       if (!driver || stopping) return;
       for (const job of message.jobs) pending.push(job);
+      // Started at once (a single file's latency); a slice under way goes on at its next turn.
       if (!draining) {
         draining = true;
-        setImmediate(drain);
+        drain();
       }
       break;
     }

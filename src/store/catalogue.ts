@@ -334,37 +334,27 @@ export class Catalogue {
            ORDER BY j.id LIMIT @limit`,
         )
         .raw(),
-      // [[id, version], …]
-      markRunningMany: db.prepare(
-        "UPDATE jobs SET state = 'running', version = value ->> 1 FROM json_each(?) WHERE jobs.id = value ->> 0",
-      ),
+      // Only the state and version: the indexes of the other columns are left alone.
+      markRunning: db.prepare("UPDATE jobs SET state = 'running', version = ? WHERE id = ?"),
       finishedRows: db
         .prepare(
           `SELECT j.id, j.entry, j.fid, j.kind, j.version, f.filename, f.version, f.deleted, f.owners, f.uptodate
            FROM json_each(?) AS ids JOIN jobs j ON j.id = ids.value LEFT JOIN files f ON f.fid = j.fid`,
         )
         .raw(),
-      deleteJobs: db.prepare('DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))'),
-      // [[fid, filename, version, size, mtime, ino, mode, ctime], …] of one entry
-      putReplicas: db.prepare(
-        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
-         SELECT @entry, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
-         FROM json_each(@rows) WHERE true
-         ON CONFLICT (entry, fid) DO UPDATE SET filename = excluded.filename, version = excluded.version,
+      // One row each, in the caller's transaction: cheaper than one statement over a JSON array.
+      putReplicaRow: db.prepare(
+        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (fid, entry) DO UPDATE SET filename = excluded.filename, version = excluded.version,
            size = excluded.size, mtime = excluded.mtime, ino = excluded.ino, mode = excluded.mode,
            ctime = excluded.ctime`,
       ),
-      // [[fid, uptodate], …]
-      setUptodate: db.prepare('UPDATE files SET uptodate = value ->> 1 FROM json_each(?) WHERE files.fid = value ->> 0'),
-      // New files: [[fid, filename, size, owners, uptodate], …], all at version 1.
-      insertFiles: db.prepare(
-        `INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted)
-         SELECT value ->> 0, value ->> 1, value ->> 2, 1, value ->> 3, value ->> 4, 0 FROM json_each(?)`,
+      setUptodate: db.prepare('UPDATE files SET uptodate = ? WHERE fid = ?'),
+      insertNewFile: db.prepare(
+        'INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted) VALUES (?, ?, ?, 1, ?, ?, 0)',
       ),
-      // Uploads of version 1: [[entry, fid], …]
-      insertUploads: db.prepare(
-        `INSERT INTO jobs (entry, fid, kind, from_filename, version, preserve)
-         SELECT value ->> 0, value ->> 1, 'upload', NULL, 1, 0 FROM json_each(?)`,
+      insertUpload: db.prepare(
+        "INSERT INTO jobs (entry, fid, kind, from_filename, version, preserve) VALUES (?, ?, 'upload', NULL, 1, 0)",
       ),
       requeueAll: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'"),
       requeueEntry: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running' AND entry = ?"),
@@ -613,7 +603,7 @@ export class Catalogue {
   markRunningMany(jobs: [number, number][]): void {
     if (jobs.length === 0) return;
     this.jobsGeneration++;
-    this.q.markRunningMany.run(JSON.stringify(jobs));
+    for (const [id, version] of jobs) this.q.markRunning.run(version, id);
   }
 
   /** The jobs of these ids that exist, each with its file as the store has it. */
@@ -624,31 +614,32 @@ export class Catalogue {
   deleteJobs(ids: number[]): void {
     if (ids.length === 0) return;
     this.jobsGeneration++;
-    this.q.deleteJobs.run(JSON.stringify(ids));
+    for (const id of ids) this.q.deleteJob.run(id);
   }
 
   /** Records what `entry` holds: `[[fid, filename, version, size, mtime, ino, mode, ctime], …]`. */
   putReplicas(entry: string, rows: unknown[][]): void {
-    if (rows.length > 0) this.q.putReplicas.run({ entry, rows: JSON.stringify(rows) });
+    for (const row of rows) this.q.putReplicaRow.run(entry, ...row);
   }
 
   /** Sets the up-to-date entries of files: `[[fid, uptodate as JSON], …]`. */
   setUptodate(rows: [string, string][]): void {
-    if (rows.length > 0) this.q.setUptodate.run(JSON.stringify(rows));
+    for (const [fid, uptodate] of rows) this.q.setUptodate.run(uptodate, fid);
   }
 
   /**
-   * Files the store did not know, found in `entry`: each a file at version 1, the entry's
-   * replica of it, and an upload to each of `uploads` (`[[entry, fid], …]`).
+   * Files the store did not know, found in `entry`: each a file at version 1
+   * (`[[fid, filename, size, owners, uptodate], …]`), the entry's replica of it, and an upload
+   * to each of `uploads` (`[[entry, fid], …]`).
    */
   insertNewFiles(entry: string, files: unknown[][], replicas: unknown[][], uploads: [string, string][]): void {
     if (files.length === 0) return;
     this.listingGeneration++;
-    this.q.insertFiles.run(JSON.stringify(files));
+    for (const file of files) this.q.insertNewFile.run(...file);
     this.putReplicas(entry, replicas);
     if (uploads.length > 0) {
       this.jobsGeneration++;
-      this.q.insertUploads.run(JSON.stringify(uploads));
+      for (const [name, fid] of uploads) this.q.insertUpload.run(name, fid);
     }
   }
 
@@ -673,12 +664,8 @@ export class Catalogue {
     const gone = `FROM replicas r WHERE r.entry = @entry
         AND NOT EXISTS (SELECT 1 FROM temp.scan s WHERE s.entry = r.entry AND s.path = r.filename)`;
     this.sq = {
-      // [{path, size, mtime, ino, mode, ctime}, …]; a path listed twice keeps its last stat.
-      add: db.prepare(
-        `INSERT OR REPLACE INTO temp.scan (entry, path, size, mtime, ino, mode, ctime)
-         SELECT @entry, value ->> 'path', value ->> 'size', value ->> 'mtime', value ->> 'ino', value ->> 'mode', value ->> 'ctime'
-         FROM json_each(@files)`,
-      ),
+      // A path listed twice keeps its last stat.
+      add: db.prepare('INSERT OR REPLACE INTO temp.scan (entry, path, size, mtime, ino, mode, ctime) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       clear: db.prepare('DELETE FROM temp.scan WHERE entry = ?'),
       one: db.prepare('SELECT size, mtime, ino, mode, ctime FROM temp.scan WHERE entry = ? AND path = ?'),
       size: db.prepare('SELECT count(*) FROM temp.scan WHERE entry = ?').pluck(),
@@ -714,7 +701,8 @@ export class Catalogue {
 
   /** Adds files to `entry`'s running scan. */
   scanAdd(entry: string, files: readonly ScannedLike[]): void {
-    if (files.length > 0) this.scanQueries().add.run({ entry, files: JSON.stringify(files) });
+    const add = this.scanQueries().add;
+    for (const f of files) add.run(entry, f.path, f.size, f.mtime, f.ino, f.mode ?? null, f.ctime ?? null);
   }
 
   /** The stat `entry`'s running scan lists for `path` (what it lacks left out). */

@@ -196,7 +196,10 @@ export function workerActor(deps: WorkerDeps) {
       try {
         result = deps.store.grouped(() => deps.engine.handleBatch(reports));
       } catch (err) {
+        // Nothing of the message was recorded: its jobs go back to the queue, to be done again.
         log.error({ err }, 'could not record what the worker reported');
+        deps.engine.requeue(reports.flatMap((r) => (r.type === 'job.finished' ? [r.jobId] : [])));
+        pumpSoon();
         return;
       }
       const { touched, refused } = result;

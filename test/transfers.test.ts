@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LocalTransfers, type WatchHooks } from '../src/drivers/local-storage/transfers.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
 import type { FileStat } from '../machines/reports.js';
@@ -49,6 +49,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  vi.restoreAllMocks();
   await fsp.rm(dir, { recursive: true, force: true });
 });
 
@@ -120,5 +121,45 @@ describe('uploads and permission bits', () => {
     const names = fs.readdirSync(dst).sort();
     expect(names).toHaveLength(2);
     expect(fs.readFileSync(path.join(dst, names.find((n) => n !== 'f.txt')!), 'utf8')).toBe('BBBB');
+  });
+
+  it('a damaged write of a small file fails the check: not committed, nothing left behind, the target untouched', async () => {
+    fs.writeFileSync(path.join(src, 'f.txt'), 'the right bytes');
+    fs.writeFileSync(path.join(dst, 'f.txt'), 'what B had');
+    const before = stat(path.join(dst, 'f.txt'));
+    // The kernel's copy writes one byte wrong.
+    const copy = fsp.copyFile.bind(fsp);
+    vi.spyOn(fsp, 'copyFile').mockImplementation(async (from, to, mode) => {
+      await copy(from, to, mode);
+      const fd = fs.openSync(to, 'r+');
+      fs.writeSync(fd, 'X', 4);
+      fs.closeSync(fd);
+    });
+    const outcome = await upload('f.txt', before);
+    expect(outcome).toEqual({ ok: false, reason: 'error', message: 'integrity check failed for f.txt; not committed' });
+    expect(logs).toContain('integrity check failed for f.txt: the written copy differs from the source; retrying');
+    expect(fs.readdirSync(dst)).toEqual(['f.txt']);
+    expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('what B had');
+
+    vi.restoreAllMocks();
+    expect(await upload('f.txt', before)).toMatchObject({ ok: true });
+    expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('the right bytes');
+  });
+
+  it('a target edited while the copy runs is kept as a conflict copy, not overwritten', async () => {
+    fs.writeFileSync(path.join(src, 'f.txt'), 'the new version');
+    fs.writeFileSync(path.join(dst, 'f.txt'), 'the old version');
+    const known = stat(path.join(dst, 'f.txt'));
+    const copy = fsp.copyFile.bind(fsp);
+    vi.spyOn(fsp, 'copyFile').mockImplementation(async (from, to, mode) => {
+      await copy(from, to, mode);
+      fs.writeFileSync(path.join(dst, 'f.txt'), 'edited in B meanwhile');
+    });
+    expect(await upload('f.txt', known)).toMatchObject({ ok: true });
+    expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('the new version');
+    const kept = fs.readdirSync(dst).filter((n) => n !== 'f.txt');
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatch(/^f\.sync-conflict-\d{8}-\d{6}-B\.txt$/);
+    expect(fs.readFileSync(path.join(dst, kept[0]!), 'utf8')).toBe('edited in B meanwhile');
   });
 });

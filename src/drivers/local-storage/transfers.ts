@@ -214,8 +214,12 @@ export class LocalTransfers {
         if (!after || after.ino !== from.ino || !sameStat(statOf(after), job.sourceStat)) {
           throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
         }
-        if (held) {
-          const matches = job.expect !== null && sameStat(statOf(held), job.expect);
+        // The target as it is now, after the copy (it may have been edited meanwhile): content
+        // the store does not know is kept as a conflict copy.
+        const current = lstatOrNull(target);
+        if (current) {
+          if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
+          const matches = job.expect !== null && sameStat(statOf(current), job.expect);
           if ((job.preserve || !matches) && !sameBytes(target, bytes)) await this.keepConflictCopy(job.path, target);
         }
         this.watch.expect(job.path, written);

@@ -84,11 +84,16 @@ describe('permission bits', () => {
 });
 
 describe('the store', () => {
-  it('an older store gets the mode and ctime columns, its rows kept', () => {
+  it('an older store gets the mode and ctime columns and the new layout (replicas by file, one fid index of jobs), its rows kept', () => {
     const file = path.join(dir, 'old.db');
     const old = new Database(file);
     old.exec(`CREATE TABLE replicas (entry TEXT NOT NULL, fid TEXT NOT NULL, filename TEXT NOT NULL,
       version INTEGER NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, ino TEXT, PRIMARY KEY (entry, fid))`);
+    old.exec('CREATE INDEX replicas_by_fid ON replicas (fid)');
+    old.exec(`CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, entry TEXT NOT NULL, fid TEXT NOT NULL, kind TEXT NOT NULL,
+      from_filename TEXT, version INTEGER NOT NULL, preserve INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'queued',
+      attempts INTEGER NOT NULL DEFAULT 0, not_before INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
+    old.exec('CREATE UNIQUE INDEX jobs_one_per_file ON jobs (entry, fid); CREATE INDEX jobs_by_fid ON jobs (fid)');
     old.prepare("INSERT INTO replicas VALUES ('A', 'f1', 'a.txt', 1, 3, 1000, '7')").run();
     old.close();
 
@@ -97,6 +102,9 @@ describe('the store', () => {
       expect(store.replica('A', 'f1')).toEqual({ entry: 'A', fid: 'f1', filename: 'a.txt', version: 1, size: 3, mtime: 1000, ino: '7', mode: null, ctime: null });
       store.putReplica({ entry: 'A', fid: 'f1', filename: 'a.txt', version: 2, size: 3, mtime: 1000, ino: '7', mode: 0o600, ctime: 2000 });
       expect(store.replica('A', 'f1')).toMatchObject({ version: 2, mode: 0o600, ctime: 2000 });
+      const schema = store.db.prepare("SELECT name, sql FROM sqlite_master WHERE tbl_name IN ('replicas', 'jobs') AND sql IS NOT NULL").all() as { name: string; sql: string }[];
+      expect(schema.find((o) => o.name === 'replicas')?.sql).toMatch(/PRIMARY KEY \(fid, entry\)\s*\) WITHOUT ROWID/);
+      expect(schema.map((o) => o.name).sort()).toEqual(['jobs', 'jobs_deletes', 'jobs_failing', 'jobs_moves', 'jobs_per_file', 'jobs_queue', 'jobs_queued_due', 'replicas']);
     } finally {
       store.close();
     }

@@ -168,6 +168,12 @@ export class LocalTransfers {
   private async uploadSmall(job: Extract<JobCommand, { kind: 'upload' }>, sourceRoot: string): Promise<FileStat> {
     const source = this.confinedSync(sourceRoot, job.path).absolute;
     const { absolute: target, dirExists } = this.confinedSync(this.root, job.path);
+    // A job for a version the source no longer has is stale before anything is tried: the
+    // watcher's report of the change replaces it (an error here would count as a failure).
+    const before = lstatOrNull(source);
+    if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
+      throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+    }
     const held = lstatOrNull(target);
     if (held && !held.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
     if (!dirExists) fs.mkdirSync(path.dirname(target), { recursive: true });

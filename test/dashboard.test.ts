@@ -23,7 +23,8 @@ if (!HAVE_CHROMIUM) console.warn(`dashboard tests skipped: ${CHROMIUM} does not 
 
 const run = promisify(execFile);
 /** How long the page may take to show something. */
-const WAIT = 20_000;
+// Generous: the suite runs two files at once on two cores, and a 2,100-file tree syncs meanwhile.
+const WAIT = 45_000;
 
 const CURRENT = '  classDef current fill:#ffd866,stroke:#b8860b,stroke-width:3px,color:#000\n';
 /** The class lines src/observe/mermaid.ts adds for a state path: each state on it is `current`. */

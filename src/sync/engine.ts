@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Rule } from '../../machines/rules.js';
-import type { FileStat, ScannedFile, WorkerReport } from '../../machines/reports.js';
+import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from '../../machines/reports.js';
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
@@ -231,6 +231,13 @@ export class SyncEngine {
       if (detailsChanged(replica, stat)) this.store.putReplica({ ...replica, ...stat });
       return;
     }
+    // A folder found where the store knows that folder already (made here by a copy's mkdir, or
+    // by the same mkdir in two entries): this entry holds the latest version, nothing to do.
+    if (isFolderStat(stat) && file?.folder && !file.deleted && (!replica || replica.version < file.version)) {
+      this.store.putReplica({ entry, fid, filename: path, version: file.version, ...stat });
+      this.reconcile(fid, touched, false, file);
+      return;
+    }
     // An edit of a copy that was behind, or a file made here while another entry made its own
     // (both roots held it at the first start): two changes neither entry saw of the other.
     const concurrent = !!(file && !file.deleted && (!replica || replica.version < file.version));
@@ -251,6 +258,7 @@ export class SyncEngine {
       owners: file?.owners ?? [],
       uptodate: [entry],
       deleted: false,
+      ...(isFolderStat(stat) ? { folder: true } : {}),
     };
     this.store.putFile(record);
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
@@ -432,7 +440,8 @@ export class SyncEngine {
     for (const row of rows) {
       const fid = fidOf(row.path);
       const owners = this.ownersOfNew(row.path, entry);
-      files.push([fid, row.path, row.size, owners.json, owners.uptodate]);
+      // The deleted column says what it is: 0 a file, 2 a folder (see the catalogue).
+      files.push([fid, row.path, row.size, owners.json, owners.uptodate, isFolderStat(row) ? 2 : 0]);
       replicas.push([fid, row.path, 1, row.size, row.mtime, row.ino, row.mode, row.ctime]);
       for (const name of owners.others) {
         uploads.push([name, fid]);

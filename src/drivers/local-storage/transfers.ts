@@ -497,10 +497,6 @@ function readWhole(fd: number, size: number): Buffer {
   return buffer.subarray(0, n);
 }
 
-function writeWhole(fd: number, bytes: Buffer): void {
-  for (let n = 0; n < bytes.length; ) n += fs.writeSync(fd, bytes, n, bytes.length - n, n);
-}
-
 /** Whether the file at `file` holds exactly `bytes` (a small file). */
 function sameBytes(file: string, bytes: Buffer): boolean {
   let fd: number;

@@ -500,7 +500,7 @@ export class SyncEngine {
       return;
     } else {
       this.store.deleteJob(job.id);
-      this.jobDone(entry, job.kind, file?.filename ?? job.fid, job.fromFilename);
+      this.jobDone(entry, job.kind, file?.filename ?? job.fid, job.fromFilename, file?.folder === true);
       if (job.kind === 'delete') {
         this.store.deleteReplica(entry, job.fid);
       } else if (file && outcome.stat) {
@@ -594,10 +594,10 @@ export class SyncEngine {
   private readonly uptodates = new Map<string, string>();
 
   /** Jobs done since the last summary, per entry and kind. */
-  private readonly done = new Map<string, { upload: number; delete: number; move: number }>();
+  private readonly done = new Map<string, { upload: number; delete: number; move: number; folders: number }>();
 
   /** A job done: logged (at debug), told to the event stream, counted for the summary. */
-  private jobDone(entry: string, kind: JobKind, path: string, from: string | null): void {
+  private jobDone(entry: string, kind: JobKind, path: string, from: string | null, folder = false): void {
     if (this.log.isLevelEnabled('debug')) {
       const what = kind === 'move' ? `${from} → ${path}` : path;
       this.log.debug({ entry, kind }, `${DONE[kind]} ${what} in ${entry}`);
@@ -605,15 +605,21 @@ export class SyncEngine {
     const event = kind === 'upload' ? 'transferred' : kind === 'delete' ? 'deleted' : 'moved';
     this.notify({ type: 'file', kind: event, entry, path, ...(kind === 'move' && from ? { from } : {}) });
     let counts = this.done.get(entry);
-    if (!counts) this.done.set(entry, (counts = { upload: 0, delete: 0, move: 0 }));
-    counts[kind]++;
+    if (!counts) this.done.set(entry, (counts = { upload: 0, delete: 0, move: 0, folders: 0 }));
+    // Folders made or removed are counted apart: `copied` counts files.
+    if (folder) counts.folders++;
+    else counts[kind]++;
   }
 
   /** One info line per entry for the jobs of a batch: a line per file would cost more than the copy. */
   private logDone(): void {
     for (const [entry, counts] of this.done) {
       const parts = (['upload', 'move', 'delete'] as const).filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${DONE[k]}`);
-      this.log.info({ entry, copied: counts.upload, moved: counts.move, deleted: counts.delete }, `${entry}: ${parts.join(', ')}`);
+      if (counts.folders > 0) parts.push(`${counts.folders} folder(s) made or removed`);
+      this.log.info(
+        { entry, copied: counts.upload, moved: counts.move, deleted: counts.delete, folders: counts.folders },
+        `${entry}: ${parts.join(', ')}`,
+      );
     }
     this.done.clear();
   }

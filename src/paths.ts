@@ -11,9 +11,21 @@ export function fidOf(filename: string): string {
 /** Names Ferry writes into a root for its own use; watchers and scans skip them. */
 export const INTERNAL_PREFIX = '.ferry-';
 
-/** `.ferry` (the default data folder) and every `.ferry-*` name are Ferry's own. */
+/** The file of a local root whose lines are ignore patterns (see ignore-rules.ts). */
+export const IGNORE_FILE = '.ferryignore';
+
+/**
+ * `.ferry` (the default data folder), every `.ferry-*` name (temporaries, the marker, the
+ * versions folder) and `.ferryignore` (a root's ignore patterns) are Ferry's own: never
+ * reported, listed or synced.
+ */
 export function isInternalName(name: string): boolean {
-  return name === '.ferry' || name.startsWith(INTERNAL_PREFIX);
+  return name === '.ferry' || name.startsWith(INTERNAL_PREFIX) || name === IGNORE_FILE;
+}
+
+/** Whether any segment of a relative path is one of Ferry's own names. */
+export function hasInternalSegment(filename: string): boolean {
+  return filename.split('/').some(isInternalName);
 }
 
 const MAX_PATH_BYTES = 4096;

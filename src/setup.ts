@@ -5,6 +5,8 @@ import { drivers } from './drivers/registry.js';
 import type { EntryConfig } from './sync/engine.js';
 import { validateRules } from './rules/validate.js';
 import { unknownName } from './did-you-mean.js';
+import { checkPatterns } from './ignore-rules.js';
+import { resolvePolicy } from './versions/policy.js';
 
 export const ENTRY_NAME = /^[A-Za-z0-9_.-]+$/;
 
@@ -16,6 +18,8 @@ export interface Setup {
   rules: Rule[];
   /** The share of an entry's files a rescan or reload may delete before the entry is paused. */
   maxDeleteShare: number;
+  /** Ignore patterns for every entry (each entry's config holds these, then its own). */
+  ignore: string[];
 }
 
 /** A setup file that cannot be used; the message names the file and the faulty field. */
@@ -30,8 +34,8 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The keys a setup file and each of its entries may hold. */
-const SETUP_KEYS = ['name', 'entries', 'rules', 'max_delete_share'];
-const ENTRY_KEYS = ['driver', 'options'];
+const SETUP_KEYS = ['name', 'entries', 'rules', 'max_delete_share', 'ignore'];
+const ENTRY_KEYS = ['driver', 'options', 'ignore', 'versions'];
 
 /** The setup file as messages name it: relative to the working folder. */
 const shownName = (absolute: string) => path.relative(process.cwd(), absolute) || absolute;
@@ -66,6 +70,8 @@ export function loadSetup(file: string): Setup {
   if (!isObject(raw.entries)) return fail('entries: must be an object of entries by name');
   const names = Object.keys(raw.entries);
   if (names.length === 0) fail('entries: at least one entry is needed');
+  const everywhere = checkPatterns(raw.ignore ?? []);
+  if (!everywhere.ok) return fail(`ignore${everywhere.reason.startsWith('[') ? '' : ': '}${everywhere.reason}`);
 
   const entries: EntryConfig[] = [];
   for (const name of names) {
@@ -81,7 +87,18 @@ export function loadSetup(file: string): Setup {
     if (!isObject(options)) return fail(`${at}.options: must be an object`);
     const resolved = spec.resolveOptions(options, path.dirname(absolute));
     if (!resolved.ok) return fail(`${at}.options.${resolved.reason}`);
-    entries.push({ name, driver: entry.driver as string, options, resolved: resolved.value });
+    const own = checkPatterns(entry.ignore ?? []);
+    if (!own.ok) return fail(`${at}.ignore${own.reason.startsWith('[') ? '' : ': '}${own.reason}`);
+    const versions = resolvePolicy(entry.versions);
+    if (!versions.ok) return fail(`${at}.versions${versions.reason.startsWith('must') ? ': ' : '.'}${versions.reason}`);
+    entries.push({
+      name,
+      driver: entry.driver as string,
+      options,
+      resolved: resolved.value,
+      ignore: [...everywhere.value, ...own.value],
+      versions: versions.value,
+    });
   }
   const rules = validateRules(raw.rules ?? [], new Set(names));
   if (!rules.ok) return fail(rules.reason);
@@ -93,6 +110,7 @@ export function loadSetup(file: string): Setup {
     entries,
     rules: rules.value,
     maxDeleteShare: share as number,
+    ignore: everywhere.value,
   };
 }
 

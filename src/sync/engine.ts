@@ -6,6 +6,7 @@ import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
 import { computeOwners } from '../rules/owners.js';
 import type { FerryEvent } from '../observe/event-log.js';
+import type { VersionPolicy } from '../versions/policy.js';
 
 type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
@@ -16,6 +17,10 @@ export interface EntryConfig {
   options: Record<string, unknown>;
   /** Options with paths resolved (given to the worker). */
   resolved: Record<string, unknown>;
+  /** The setup's ignore patterns for this entry: the top-level ones, then its own. */
+  ignore?: string[];
+  /** What it keeps of the content syncs overwrite or delete (null: "off"; absent: nothing). */
+  versions?: VersionPolicy | null;
 }
 
 /** Fewer deletions than this never count as a mass deletion. */

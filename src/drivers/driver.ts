@@ -2,6 +2,8 @@ import type { JobOutcome, WatchState, WorkerReport } from '../../machines/report
 
 export type { WatchState };
 import type { JobCommand, LogLevel } from './protocol.js';
+import type { VersionPolicy } from '../versions/policy.js';
+import type { VersionChange } from '../versions/keeper.js';
 
 /** What a driver is given when its worker starts. */
 export interface DriverContext {
@@ -16,6 +18,14 @@ export interface DriverContext {
   conflict(path: string, conflict: string): void;
   /** What is watched and what is not, whenever that changes. */
   watchState?(state: WatchState): void;
+  /** The setup's ignore patterns (every entry's, then this entry's); see ignore-rules.ts. */
+  ignore?: readonly string[];
+  /** The versions policy (null or absent: none kept); see versions/keeper.ts. */
+  versions?: VersionPolicy | null;
+  /** The ignore patterns in force, at start and whenever they change (the setup's, then the storage's own). */
+  ignoreChanged?(patterns: string[]): void;
+  /** Versions kept or dropped. */
+  versionsChanged?(change: VersionChange): void;
 }
 
 /** A storage driver, run inside an entry's worker process. */
@@ -28,6 +38,12 @@ export interface Driver {
   run(job: JobCommand): Promise<JobOutcome>;
   /** Compares the whole storage with what the driver knows, and reports the differences. */
   rescan?(): Promise<void>;
+  /**
+   * Puts a version kept by this entry back in place (its current content, if any, kept as a
+   * version first); the watcher reports the file as changed. Throws a VersionMissing for an
+   * unknown key.
+   */
+  restore?(key: string): Promise<void>;
   stop(): Promise<void>;
 }
 

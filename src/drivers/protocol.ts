@@ -1,5 +1,7 @@
 import type { FileStat, WorkerReport } from '../../machines/reports.js';
 import type { WatchState } from './driver.js';
+import type { VersionPolicy } from '../versions/policy.js';
+import type { VersionChange } from '../versions/keeper.js';
 
 /** How a worker reaches another entry's storage to read a file from it. */
 export interface SourceRef {
@@ -25,11 +27,23 @@ export type JobCommand =
 
 /** Messages from the daemon to a worker. */
 export type ToWorker =
-  | { type: 'init'; entry: string; driver: string; options: Record<string, unknown>; knownFiles: number }
+  | {
+      type: 'init';
+      entry: string;
+      driver: string;
+      options: Record<string, unknown>;
+      knownFiles: number;
+      /** The setup's ignore patterns for this entry (every entry's, then its own). */
+      ignore?: string[];
+      /** Its versions policy; null: "off". */
+      versions?: VersionPolicy | null;
+    }
   /** Jobs to run, in order: those of one dispatch travel in one message. */
   | { type: 'jobs'; jobs: JobCommand[] }
   /** Rescan the whole storage; answered with `rescanned` once its reports were sent. */
   | { type: 'rescan'; id: number }
+  /** Put the version `key` back in place; answered with `restored`. */
+  | { type: 'restore'; id: number; key: string }
   | { type: 'stop' };
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -51,4 +65,10 @@ export type FromWorker =
   /** What the driver watches, and what it cannot (rescanned at an interval instead). */
   | { type: 'watch'; state: WatchState }
   /** The rescan asked for is done; its reports came before this message. */
-  | { type: 'rescanned'; id: number };
+  | { type: 'rescanned'; id: number }
+  /** Versions the worker kept or dropped (`full`: every version it holds, sent once it started). */
+  | { type: 'versions'; change: VersionChange }
+  /** The ignore patterns in force (the setup's, then the storage's own, such as .ferryignore): sent at start and when they change. */
+  | { type: 'ignore'; patterns: string[] }
+  /** The restore asked for is done (`error` null), or why not (`missing`: no such version). */
+  | { type: 'restored'; id: number; error: string | null; missing?: boolean };

@@ -7,6 +7,7 @@ import type { Driver } from './driver.js';
 import { DriverRefusal } from './driver.js';
 import type { FromWorker, JobCommand, LogLevel, ToWorker } from './protocol.js';
 import { drivers } from './registry.js';
+import { VersionMissing } from '../versions/keeper.js';
 
 let driver: Driver | null = null;
 let entry = '';
@@ -118,6 +119,10 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
       conflict: (path, conflict) => send({ type: 'conflict', path, conflict }),
       watchState: (state) => send({ type: 'watch', state }),
+      ignore: message.ignore ?? [],
+      versions: message.versions ?? null,
+      ignoreChanged: (patterns) => send({ type: 'ignore', patterns }),
+      versionsChanged: (change) => send({ type: 'versions', change }),
     });
     await driver.start();
   } catch (err) {
@@ -152,6 +157,18 @@ process.on('message', (message: ToWorker) => {
           log('warn', `rescan failed: ${err.message}`);
           send({ type: 'rescanned', id });
         },
+      );
+      break;
+    }
+    case 'restore': {
+      const { id, key } = message;
+      if (!driver?.restore || stopping) {
+        send({ type: 'restored', id, error: `the ${entry} driver cannot restore versions` });
+        return;
+      }
+      void driver.restore(key).then(
+        () => send({ type: 'restored', id, error: null }),
+        (err: Error) => send({ type: 'restored', id, error: err.message, ...(err instanceof VersionMissing ? { missing: true } : {}) }),
       );
       break;
     }

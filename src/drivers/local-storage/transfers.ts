@@ -11,6 +11,7 @@ import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js'
 import { conflictName } from '../conflict-name.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
+import type { LocalVersions } from './versions.js';
 
 /** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
 export const RESUMABLE_MIN = 32 << 20;
@@ -39,6 +40,8 @@ export interface WatchHooks {
   unexpect(rel: string): void;
   /** We renamed `from` to `to`. */
   moved(from: string, to: string, stat: FileStat): void;
+  /** Whether the entry's ignore patterns cover `rel`: it is never written or deleted. */
+  ignores?(rel: string, folder?: boolean): boolean;
 }
 
 /**
@@ -53,6 +56,8 @@ export class LocalTransfers {
     private readonly root: string,
     private readonly ctx: DriverContext,
     private readonly watch: WatchHooks,
+    /** Where the content a job overwrites or deletes is kept (null: versions are off). */
+    private readonly versions: LocalVersions | null = null,
   ) {}
 
   stop(): void {
@@ -61,6 +66,11 @@ export class LocalTransfers {
 
   async run(job: JobCommand): Promise<JobOutcome> {
     try {
+      // Patterns that changed after the job was queued: the daemon drops it once it hears of them.
+      const folder = job.kind === 'upload' && isFolderStat(job.sourceStat);
+      if (this.watch.ignores?.(job.path, folder) || (job.kind === 'move' && this.watch.ignores?.(job.from))) {
+        throw new StaleJob(`${job.path} is ignored here; not written`);
+      }
       switch (job.kind) {
         case 'upload':
           return { ok: true, stat: await this.upload(job) };
@@ -134,14 +144,18 @@ export class LocalTransfers {
       // In seconds as a number: to the microsecond (a Date would keep milliseconds).
       await io.utimes(tmp, before.atimeMs / 1000, before.mtimeMs / 1000);
       const current = await io.lstat(target);
+      let replaced = current;
       if (current) {
         if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
         const matches = job.expect !== null && sameStat(statOf(current), job.expect);
         if ((job.preserve || !matches) && !(await io.sameContent(target, tmp))) {
           await this.keepConflictCopy(job.path, target);
+          replaced = null;
         }
       }
       const stat = statOf(await io.stat(tmp));
+      // What the rename replaces is kept as a version (a hard link, made just before it).
+      if (replaced) this.versions?.keepOverwritten(job.path, target, replaced.size);
       this.watch.expect(job.path, stat);
       await io.rename(tmp, target);
       committed = true;
@@ -227,10 +241,19 @@ export class LocalTransfers {
         // The target as it is now, after the copy (it may have been edited meanwhile): content
         // the store does not know is kept as a conflict copy.
         const current = lstatOrNull(target);
+        let replaced = current;
         if (current) {
           if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
           const matches = job.expect !== null && sameStat(statOf(current), job.expect);
-          if ((job.preserve || !matches) && !sameBytes(target, bytes)) await this.keepConflictCopy(job.path, target);
+          if ((job.preserve || !matches) && !sameBytes(target, bytes)) {
+            await this.keepConflictCopy(job.path, target);
+            replaced = null;
+          }
+        }
+        // What the rename replaces is kept as a version (a hard link): only when there is one,
+        // and it holds other bytes.
+        if (replaced && this.versions && !(replaced.size === bytes.length && sameBytes(target, bytes))) {
+          this.versions.keepOverwritten(job.path, target, replaced.size);
         }
         this.watch.expect(job.path, written);
         fs.renameSync(tmp, target);
@@ -395,6 +418,7 @@ export class LocalTransfers {
       if (current?.isFile()) {
         const matches = job.expect !== null && sameStat(statOf(current), job.expect);
         if (job.preserve || !matches) fs.renameSync(target, this.conflictPathSync(job.path));
+        else this.versions?.keepOverwritten(job.path, target, current.size);
       }
       const stat = statOf(fs.lstatSync(tmp));
       this.watch.expect(job.path, stat);
@@ -443,7 +467,14 @@ export class LocalTransfers {
       throw new StaleJob(`${rel} changed; not deleted`);
     }
     this.watch.expect(rel, null);
-    await fsp.unlink(target);
+    try {
+      // A file's content is kept as a version: moved into the versions folder, not unlinked.
+      if (this.versions && current.isFile()) this.versions.keepDeleted(rel, target, current.size);
+      else await fsp.unlink(target);
+    } catch (err) {
+      this.watch.unexpect(rel);
+      throw err;
+    }
   }
 
   private async move(fromRel: string, toRel: string, expect: FileStat | null): Promise<FileStat> {

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
-import { INTERNAL_PREFIX, isInternalName } from '../../paths.js';
+import { IGNORE_FILE, INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
 import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, statOfFolder, statOfRec } from './folder-tree.js';
+import { LocalIgnore } from './ignore-file.js';
 
 /** How long a vanished file waits for a new file with its inode, which makes it a rename. */
 const RENAME_WINDOW_MS = 150;
@@ -79,11 +80,15 @@ export class LocalWatcher implements WatchHooks {
   private readonly settleMs: number;
   private readonly rescanMs: number;
   private readonly pollMs: number;
+  /** The patterns of paths never reported (the setup's and .ferryignore's). */
+  private readonly ignore: LocalIgnore;
+  private ignoreTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly root: string,
     private readonly ctx: DriverContext,
   ) {
+    this.ignore = new LocalIgnore(root, ctx.ignore ?? []);
     this.settleMs = numberOption(ctx.options, 'settle_ms');
     this.rescanMs = numberOption(ctx.options, 'rescan_interval') * 1000;
     this.pollMs = numberOption(ctx.options, 'poll_interval') * 1000;
@@ -107,6 +112,31 @@ export class LocalWatcher implements WatchHooks {
     this.conflictCopies.add(name);
   }
 
+  /** Whether the patterns in force ignore `rel`: the transfers never write or delete it. */
+  ignores(rel: string, folder = false): boolean {
+    return this.ignore.ignores(rel, folder);
+  }
+
+  /** Looks at `rel` now (a restore put it in place): its report goes before anything said after. */
+  lookNow(rel: string): void {
+    clearTimeout(this.settling.get(rel));
+    this.settling.delete(rel);
+    const slash = rel.lastIndexOf('/');
+    // Folders the restore made are found as new ones, then the file in them.
+    if (slash > 0 && !this.tree.hasFolder(rel.slice(0, slash))) {
+      let top = rel.slice(0, slash);
+      for (let up = top; up.includes('/'); ) {
+        up = up.slice(0, up.lastIndexOf('/'));
+        if (this.tree.hasFolder(up)) break;
+        top = up;
+      }
+      const parent = top.includes('/') ? top.slice(0, top.lastIndexOf('/')) : '';
+      if (this.tree.hasFolder(parent)) this.apply(top, lstatOrNull(path.join(this.root, top)));
+      return;
+    }
+    this.apply(rel, lstatOrNull(path.join(this.root, rel)));
+  }
+
   moved(from: string, to: string, stat: FileStat): void {
     const rec = this.tree.getFile(from);
     this.tree.deleteFile(from);
@@ -119,6 +149,7 @@ export class LocalWatcher implements WatchHooks {
     const stat = await fsp.stat(this.root).catch(() => null);
     if (!stat) throw new DriverRefusal(`root ${this.root} does not exist`);
     if (!stat.isDirectory()) throw new DriverRefusal(`root ${this.root} is not a folder`);
+    this.ignore.load();
     this.tree.addFolder('');
     const watcher = watch(this.root, {
       // Folders only: a file is ignored once its stats say it is one (chokidar asks first
@@ -153,6 +184,9 @@ export class LocalWatcher implements WatchHooks {
       if (s && now - s.mtimeMs > PARTIAL_MAX_AGE_MS) await fsp.rm(p, { force: true });
     }
     this.live = true;
+    // The patterns first: the daemon forgets what this entry held of what they now ignore before
+    // it compares the scan (which leaves those out) with the store.
+    this.ctx.ignoreChanged?.(this.ignore.patterns);
     this.reportScan();
     this.reportWatchState();
     if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
@@ -167,6 +201,7 @@ export class LocalWatcher implements WatchHooks {
     for (const t of this.settling.values()) clearTimeout(t);
     for (const t of this.relists.values()) clearTimeout(t);
     for (const b of this.bursts.values()) if (b.timer) clearTimeout(b.timer);
+    if (this.ignoreTimer) clearTimeout(this.ignoreTimer);
     this.settling.clear();
     this.relists.clear();
     await this.watcher?.close();
@@ -213,6 +248,9 @@ export class LocalWatcher implements WatchHooks {
       }
       return true;
     }
+    // Asked first without stats: a pattern for folders only (`build/`) is tested once they come.
+    const relPath = this.relative(p);
+    if (relPath !== null && this.ignore.ignores(relPath, s?.isDirectory() ?? false)) return true;
     if (s === undefined) return false;
     if (s.isDirectory()) {
       const rel = this.relative(p);
@@ -389,9 +427,11 @@ export class LocalWatcher implements WatchHooks {
 
   private onRaw(name: unknown, watchedPath: string | undefined): void {
     if (!this.live || typeof name !== 'string' || name === '' || watchedPath === undefined) return;
-    if (isInternalName(name)) return;
     const dir = this.folderRel(watchedPath);
+    if (name === IGNORE_FILE && dir === '') this.ignoreFileChanged();
+    if (isInternalName(name)) return;
     if (dir === null || !this.tree.hasFolder(dir)) return;
+    if (this.ignore.ignores(joinRel(dir, name))) return;
     this.settle(joinRel(dir, name));
     this.countBurst(dir);
   }
@@ -463,6 +503,8 @@ export class LocalWatcher implements WatchHooks {
 
   /** What `rel` is now (`s`, null when gone) against what is known of it. */
   private apply(rel: string, s: fs.Stats | null): void {
+    // Never known, never reported (patterns added later made the tree forget what they match).
+    if (this.ignore.ignores(rel, s?.isDirectory() ?? false)) return;
     const wasFile = this.tree.getFile(rel) !== undefined;
     const wasFolder = this.tree.hasFolder(rel);
     if (s?.isDirectory()) {
@@ -548,16 +590,7 @@ export class LocalWatcher implements WatchHooks {
   /** A folder removed (or renamed away): its files are gone, each awaiting a rename's other half. */
   private folderGone(rel: string): void {
     const removed = this.tree.removeFolder(rel);
-    for (const [folder] of removed.folders) {
-      const absolute = path.join(this.root, folder);
-      this.polled.delete(folder);
-      this.listedByChokidar.delete(absolute);
-      clearTimeout(this.relists.get(folder));
-      this.relists.delete(folder);
-      // Its watch closed, without unwatch(): that would also ignore the path from now on, and
-      // every later ignore check would test one more pattern.
-      (this.watcher as unknown as { _closePath?: (p: string) => void })?._closePath?.(absolute);
-    }
+    for (const [folder] of removed.folders) this.unwatchFolder(folder);
     for (const [file, rec] of removed.files) this.vanished(file, rec);
     // The folders themselves: deepest first, once their files are said gone.
     for (const [folder] of removed.folders.reverse()) {
@@ -565,6 +598,18 @@ export class LocalWatcher implements WatchHooks {
       this.reportDeleted(folder);
     }
     if (removed.folders.length > 0) this.watchStateSoon();
+  }
+
+  /** A folder no longer known: its watch closed, its timers dropped. */
+  private unwatchFolder(folder: string): void {
+    const absolute = path.join(this.root, folder);
+    this.polled.delete(folder);
+    this.listedByChokidar.delete(absolute);
+    clearTimeout(this.relists.get(folder));
+    this.relists.delete(folder);
+    // Its watch closed, without unwatch(): that would also ignore the path from now on, and
+    // every later ignore check would test one more pattern.
+    (this.watcher as unknown as { _closePath?: (p: string) => void })?._closePath?.(absolute);
   }
 
   /** A new folder: watched (chokidar walks it and watches its subfolders), listed now and soon again. */
@@ -622,6 +667,7 @@ export class LocalWatcher implements WatchHooks {
       if (isInternalName(e.name)) continue;
       seen.add(e.name);
       const child = joinRel(rel, e.name);
+      if (this.ignore.ignores(child, e.isDirectory())) continue;
       if (e.isDirectory()) {
         const stats = lstatOrNull(path.join(absolute, e.name));
         if (!stats?.isDirectory()) continue; // gone meanwhile: its parent's events will say
@@ -660,6 +706,36 @@ export class LocalWatcher implements WatchHooks {
       if (this.relists.has(r)) return true;
     }
     return false;
+  }
+
+  // ---- ignore patterns ----
+
+  /** `.ferryignore` changed: read again once its events settle. */
+  private ignoreFileChanged(): void {
+    if (this.ignoreTimer) clearTimeout(this.ignoreTimer);
+    this.ignoreTimer = setTimeout(() => {
+      this.ignoreTimer = null;
+      this.reloadIgnore();
+    }, Math.max(this.settleMs, 20));
+  }
+
+  /**
+   * New patterns: what they now ignore is forgotten here without a word (the daemon, told the
+   * patterns, stops counting this entry as its holder and owner: nothing is deleted anywhere),
+   * and what they no longer ignore is found by a rescan, reported as any new file.
+   */
+  private reloadIgnore(): void {
+    if (!this.live || !this.ignore.load()) return;
+    const patterns = this.ignore.patterns;
+    this.ctx.log('info', `ignore patterns changed: ${patterns.length} in force`, { ignore: patterns });
+    for (const [folder] of [...this.tree.allFolders()]) {
+      if (!this.tree.hasFolder(folder) || !this.ignore.ignores(folder, true)) continue;
+      for (const [gone] of this.tree.removeFolder(folder).folders) this.unwatchFolder(gone);
+    }
+    for (const [file] of [...this.tree.allFiles()]) if (this.ignore.ignores(file)) this.tree.deleteFile(file);
+    this.ctx.ignoreChanged?.(patterns);
+    this.watchStateSoon();
+    void this.rescan();
   }
 
   private async rescanTree(): Promise<void> {

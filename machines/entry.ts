@@ -48,7 +48,22 @@ export interface EntryContext {
   rescansDone: number;
   /** The last sample of the running worker (null until the first, and while none runs). */
   sample: WorkerSample | null;
+  /** Restores of versions asked of the worker: each asked one has the next number. */
+  restoresAsked: number;
+  /** The last restores done, newest last: their number, and why one failed (`missing`: no such version). */
+  restored: RestoreResult[];
+  /** The ignore patterns the worker last said were in force (null until it says). */
+  ignore: string[] | null;
 }
+
+export interface RestoreResult {
+  id: number;
+  error: string | null;
+  missing: boolean;
+}
+
+/** How many restore results the context remembers: more than requests wait at once. */
+const RESTORES_REMEMBERED = 32;
 
 export type EntryEvent =
   /** `force`: apply what the start would otherwise refuse (mass deletions). */
@@ -70,6 +85,12 @@ export type EntryEvent =
   | { type: 'worker.rescan'; id: number }
   | { type: 'worker.rescanned'; id: number }
   | { type: 'worker.watch'; state: WatchState }
+  /** Put a version this entry keeps back in place (`key`: where its storage holds it). */
+  | { type: 'entry.restore'; key: string }
+  /** Sent to the worker actor: the restore numbered `id`. */
+  | { type: 'worker.restore'; id: number; key: string }
+  | ({ type: 'worker.restored' } & RestoreResult)
+  | { type: 'worker.ignore'; patterns: string[] }
   | { type: 'worker.sampled'; sample: WorkerSample };
 
 export const entryMachine = setup({
@@ -103,6 +124,19 @@ export const entryMachine = setup({
       rescansDone: ({ context, event }) => Math.max(context.rescansDone, (event as Extract<EntryEvent, { type: 'worker.rescanned' }>).id),
     }),
     recordWatch: assign({ watch: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.watch' }>).state }),
+    askRestore: assign({ restoresAsked: ({ context }) => context.restoresAsked + 1 }),
+    sendRestore: sendTo('worker', ({ context, event }) => ({
+      type: 'worker.restore' as const,
+      id: context.restoresAsked,
+      key: (event as Extract<EntryEvent, { type: 'entry.restore' }>).key,
+    })),
+    recordRestored: assign({
+      restored: ({ context, event }) => {
+        const { id, error, missing } = event as Extract<EntryEvent, { type: 'worker.restored' }>;
+        return [...context.restored, { id, error, missing }].slice(-RESTORES_REMEMBERED);
+      },
+    }),
+    recordIgnore: assign({ ignore: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.ignore' }>).patterns }),
     announceReady: sendTo(
       ({ system }) => system.get('rules'),
       ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
@@ -157,6 +191,9 @@ export const entryMachine = setup({
     rescansAsked: 0,
     rescansDone: 0,
     sample: null,
+    restoresAsked: 0,
+    restored: [],
+    ignore: null,
   }),
   initial: 'stopped',
   states: {
@@ -195,6 +232,7 @@ export const entryMachine = setup({
           on: {
             'jobs.available': { actions: 'forwardToWorker' },
             'entry.rescan': { actions: ['askRescan', 'sendRescan'] },
+            'entry.restore': { actions: ['askRestore', 'sendRestore'] },
             'worker.rescanned': { actions: 'recordRescanned' },
             'worker.sampled': { actions: 'recordSample' },
           },
@@ -203,6 +241,8 @@ export const entryMachine = setup({
       on: {
         'worker.report': { actions: 'forwardToRules' },
         'worker.watch': { actions: 'recordWatch' },
+        'worker.restored': { actions: 'recordRestored' },
+        'worker.ignore': { actions: 'recordIgnore' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
         'entry.suspend': { target: 'restarting', actions: 'recordSuspension' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },

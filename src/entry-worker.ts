@@ -251,6 +251,31 @@ export function workerActor(deps: WorkerDeps) {
         case 'reports':
           record(message.reports);
           break;
+        case 'versions':
+          try {
+            deps.store.grouped(() => deps.store.versions.record(config.name, message.change));
+          } catch (err) {
+            log.error({ err }, 'could not record the versions the worker keeps');
+          }
+          break;
+        case 'ignore': {
+          // Before anything the worker reports under these patterns (its scan, its changes).
+          let touched: string[] = [];
+          try {
+            touched = deps.store.grouped(() => deps.engine.setIgnore(config.name, message.patterns));
+          } catch (err) {
+            log.error({ err }, 'could not record the ignore patterns the worker applies');
+          }
+          for (const name of touched) {
+            if (name === config.name) pumpSoon();
+            else system.get(`entry:${name}`)?.send({ type: 'jobs.available' });
+          }
+          sendBack({ type: 'worker.ignore', patterns: message.patterns });
+          break;
+        }
+        case 'restored':
+          sendBack({ type: 'worker.restored', id: message.id, error: message.error, missing: message.missing === true });
+          break;
       }
     });
     child.on('error', (err) => log.error({ err }, 'worker process error'));
@@ -277,11 +302,14 @@ export function workerActor(deps: WorkerDeps) {
       driver: config.driver,
       options: config.resolved,
       knownFiles: deps.store.countReplicas(config.name),
+      ignore: config.ignore ?? [],
+      versions: config.versions ?? null,
     });
 
     receive((event) => {
       if (event.type === 'jobs.available') pumpSoon();
       if (event.type === 'worker.rescan') send({ type: 'rescan', id: event.id });
+      if (event.type === 'worker.restore') send({ type: 'restore', id: event.id, key: event.key });
     });
 
     return () => {

@@ -3,6 +3,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Rule } from '../../machines/rules.js';
 import type { FileStat } from '../../machines/reports.js';
+import { VersionsTable } from './versions-table.js';
+import { IgnoresTable } from './ignores-table.js';
 
 /** A file as the catalogue knows it. A deleted file stays as a tombstone until no entry holds it. */
 export interface FileRecord {
@@ -234,6 +236,10 @@ const toJob = (row: JobRow | undefined): JobRecord | undefined =>
 /** The catalogue: files, what each entry holds, per-entry job queues, and the rules. */
 export class Catalogue {
   readonly db: Database.Database;
+  /** The versions entries keep of what syncs overwrote or deleted. */
+  readonly versions: VersionsTable;
+  /** The ignore patterns each entry last reported. */
+  readonly ignores: IgnoresTable;
   private readonly q;
   /** Grows with every write to the jobs table: what was computed from it at an older value is stale. */
   private jobsGeneration = 0;
@@ -271,6 +277,7 @@ export class Catalogue {
         "SELECT * FROM files WHERE deleted = 0 AND filename LIKE '%.sync-conflict-%' ORDER BY filename",
       ),
       allFids: db.prepare('SELECT fid FROM files'),
+      allNames: db.prepare('SELECT fid, filename, deleted FROM files'),
       putFile: db.prepare(
         `INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted)
          VALUES (@fid, @filename, @size, @version, @owners, @uptodate, @deleted)
@@ -374,6 +381,8 @@ export class Catalogue {
     };
     // Made now, outside any transaction: a rollback would take the temporary table with it.
     if (!options.readonly) this.scanQueries();
+    this.versions = new VersionsTable(db, options.readonly);
+    this.ignores = new IgnoresTable(db, options.readonly);
   }
 
   /** What changed since a store was made: an older store is brought up to date when it is opened. */
@@ -468,6 +477,15 @@ export class Catalogue {
 
   countFiles(): number {
     return (this.q.countFiles.get() as { n: number }).n;
+  }
+
+  /** Every file's fid and name, and whether it is a folder (tombstones included). */
+  allNames(): { fid: string; filename: string; folder: boolean }[] {
+    return (this.q.allNames.all() as { fid: string; filename: string; deleted: number }[]).map((r) => ({
+      fid: r.fid,
+      filename: r.filename,
+      folder: r.deleted === FOLDER,
+    }));
   }
 
   allFids(): string[] {

@@ -3,10 +3,11 @@ import type { Rule } from '../../machines/rules.js';
 import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from '../../machines/reports.js';
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
-import { fidOf, unsafeReason } from '../paths.js';
+import { fidOf, hasInternalSegment, unsafeReason } from '../paths.js';
 import { computeOwners } from '../rules/owners.js';
 import type { FerryEvent } from '../observe/event-log.js';
 import type { VersionPolicy } from '../versions/policy.js';
+import { EntryIgnores } from './entry-ignores.js';
 
 type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
@@ -93,6 +94,8 @@ export class SyncEngine {
   private rules: Rule[];
   /** The share of an entry's files a rescan or a reload may delete before the entry is paused. */
   maxDeleteShare = 0.5;
+  /** Each entry's ignore patterns: the last its worker reported, else the setup's. */
+  readonly ignoring: EntryIgnores;
 
   constructor(
     private readonly store: Catalogue,
@@ -103,6 +106,7 @@ export class SyncEngine {
     private readonly notify: (event: FileEvent) => void = () => {},
   ) {
     this.rules = rules;
+    this.ignoring = new EntryIgnores([...entries.values()].map((e) => [e.name, store.ignores.get(e.name) ?? e.ignore ?? []]));
   }
 
   get activeRules(): Rule[] {
@@ -211,7 +215,10 @@ export class SyncEngine {
     for (const file of this.store.listFiles(0, Number.MAX_SAFE_INTEGER)) {
       const holders = new Set(this.store.replicasOf(file.fid).map((r) => r.entry));
       for (const job of this.store.jobsOf(file.fid)) if (job.kind === 'move') holders.add(job.entry);
-      const next = computeOwners(file.filename, holders, rules).filter((n) => this.entries.has(n));
+      const next = this.ignoring.without(
+        computeOwners(file.filename, holders, rules).filter((n) => this.entries.has(n)),
+        file.filename,
+      );
       const gain = next.filter((n) => !file.owners.includes(n));
       const lose = file.owners.filter((n) => !next.includes(n));
       if (gain.length || lose.length) changes.push({ fid: file.fid, filename: file.filename, gain, lose });
@@ -219,14 +226,53 @@ export class SyncEngine {
     return changes;
   }
 
-  private accept(entry: string, path: string): boolean {
-    const reason = unsafeReason(path);
+  private accept(entry: string, path: string, folder = false): boolean {
+    const reason = unsafeReason(path) ?? (hasInternalSegment(path) ? "it is one of Ferry's own names" : null);
     if (reason) this.log.warn({ entry, path }, `ignored a reported path: ${reason}`);
-    return reason === null;
+    // A report that crossed the entry's new patterns on its way: the entry no longer holds it.
+    return reason === null && !this.ignoring.ignores(entry, path, folder);
+  }
+
+  /**
+   * An entry's ignore patterns in force, as its worker reports them (at start, before its scan,
+   * and when they change): for every file whose fate there they change, the entry stops (or
+   * starts) counting as its holder and owner. Its copy of a file now ignored stays where it is,
+   * forgotten by the store: nothing is deleted anywhere because of it, and a file no other entry
+   * holds leaves the catalogue. Returns the entries with new work.
+   */
+  setIgnore(entry: string, patterns: readonly string[]): string[] {
+    const touched = new Set<string>();
+    const stored = this.store.ignores.get(entry);
+    const change = this.ignoring.set(entry, patterns);
+    if (!change && stored !== null) return [];
+    this.store.transaction(() => {
+      this.store.ignores.put(entry, patterns);
+      if (!change) return;
+      const { before, after } = change;
+      for (const { fid, filename, folder } of this.store.allNames()) {
+        const was = before?.ignores(filename, folder) ?? false;
+        const is = after?.ignores(filename, folder) ?? false;
+        if (was === is) continue;
+        if (is) {
+          this.store.deleteReplica(entry, fid);
+          const job = this.store.job(entry, fid);
+          if (job && job.state === 'queued') this.store.deleteJob(job.id);
+          if (this.store.replicasOf(fid).length === 0) {
+            // No entry holds it any more: it leaves the catalogue, as if never found.
+            for (const j of this.store.jobsOf(fid)) if (j.state === 'queued') this.store.deleteJob(j.id);
+            if (this.store.jobsOf(fid).length === 0) this.store.deleteFile(fid);
+            continue;
+          }
+        }
+        this.reconcile(fid, touched);
+      }
+    });
+    if (change) this.log.debug({ entry, ignore: patterns }, `${entry} ignores ${patterns.length} pattern${patterns.length === 1 ? '' : 's'}`);
+    return [...touched];
   }
 
   private changed(entry: string, path: string, stat: FileStat, touched: Set<string>): void {
-    if (!this.accept(entry, path)) return;
+    if (!this.accept(entry, path, isFolderStat(stat))) return;
     const fid = fidOf(path);
     const file = this.store.file(fid);
     const replica = this.store.replica(entry, fid);
@@ -336,6 +382,8 @@ export class SyncEngine {
     this.notify({ type: 'file', kind: 'moved', entry, path: to, from });
     for (const other of this.store.replicasOf(fromFid)) {
       if (other.version !== source.version) continue;
+      // An entry that ignores the new name gets no copy of it: its old one is deleted, as a version.
+      if (this.ignoring.ignores(other.entry, to)) continue;
       if (this.store.replica(other.entry, toFid)) continue;
       this.putJob(other.entry, toFid, 'move', version, false, touched, from);
     }
@@ -355,8 +403,9 @@ export class SyncEngine {
   private scanAdd(entry: string, files: readonly ScannedFile[]): void {
     this.scanParts.set(entry, (this.scanParts.get(entry) ?? 0) + 1);
     let safe = true;
-    for (const f of files) safe &&= unsafeReason(f.path) === null;
-    this.store.scanAdd(entry, safe ? files : files.filter((f) => this.accept(entry, f.path)));
+    for (const f of files) safe &&= unsafeReason(f.path) === null && !hasInternalSegment(f.path);
+    if (safe && this.ignoring.any) for (const f of files) safe &&= !this.ignoring.ignores(entry, f.path, isFolderStat(f));
+    this.store.scanAdd(entry, safe ? files : files.filter((f) => this.accept(entry, f.path, isFolderStat(f))));
   }
 
   /**
@@ -444,7 +493,7 @@ export class SyncEngine {
     const uploads: [string, string][] = [];
     for (const row of rows) {
       const fid = fidOf(row.path);
-      const owners = this.ownersOfNew(row.path, entry);
+      const owners = this.ownersOfNew(row.path, entry, isFolderStat(row));
       // The deleted column says what it is: 0 a file, 2 a folder (see the catalogue).
       files.push([fid, row.path, row.size, owners.json, owners.uptodate, isFolderStat(row) ? 2 : 0]);
       replicas.push([fid, row.path, 1, row.size, row.mtime, row.ino, row.mode, row.ctime]);
@@ -458,8 +507,12 @@ export class SyncEngine {
   }
 
   /** The owners of a file only `entry` holds (as JSON), its up-to-date entries, the owners that need it. */
-  private ownersOfNew(filename: string, entry: string): { json: string; uptodate: string; others: string[] } {
-    const owners = computeOwners(filename, [entry], this.rules).filter((n) => this.entries.has(n));
+  private ownersOfNew(filename: string, entry: string, folder: boolean): { json: string; uptodate: string; others: string[] } {
+    const owners = this.ignoring.without(
+      computeOwners(filename, [entry], this.rules).filter((n) => this.entries.has(n)),
+      filename,
+      folder,
+    );
     const json = JSON.stringify(owners);
     const key = `${entry}\n${json}`;
     let cached = this.newOwners.get(key);
@@ -639,7 +692,10 @@ export class SyncEngine {
   reconcile(fid: string, touched: Set<string>, preserve: boolean | string = false, known?: FileRecord): void {
     const file = known ?? this.store.file(fid);
     if (!file) return;
-    const replicas = this.store.replicasOf(fid);
+    // An entry that ignores the file does not hold it, whatever its storage has there.
+    const replicas = this.ignoring.any
+      ? this.store.replicasOf(fid).filter((r) => !this.ignoring.ignores(r.entry, file.filename, file.folder))
+      : this.store.replicasOf(fid);
     const jobs = new Map(this.store.jobsOf(fid).map((j) => [j.entry, j]));
 
     if (file.deleted) {
@@ -675,7 +731,11 @@ export class SyncEngine {
     }
     const holders = new Set(replicas.map((r) => r.entry));
     for (const job of jobs.values()) if (job.kind === 'move') holders.add(job.entry);
-    const owners = computeOwners(file.filename, holders, this.rules).filter((n) => this.entries.has(n));
+    const owners = this.ignoring.without(
+      computeOwners(file.filename, holders, this.rules).filter((n) => this.entries.has(n)),
+      file.filename,
+      file.folder,
+    );
     const ownerSet = new Set(owners);
     const current = new Set(uptodate.map((r) => r.entry));
 

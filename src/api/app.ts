@@ -15,6 +15,7 @@ import { installAccessControl } from './access.js';
 import { filesRoutes } from './routes/files.js';
 import { entriesRoutes } from './routes/entries.js';
 import { rulesRoutes } from './routes/rules.js';
+import { versionsRoutes } from './routes/versions.js';
 
 export const API_PREFIX = '/api/v1.0';
 
@@ -65,6 +66,7 @@ export const ferryApp: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
       await api.register(rulesRoutes, ctx);
       await api.register(observeRoutes, ctx);
       await api.register(conflictsRoutes, ctx);
+      await api.register(versionsRoutes, ctx);
     },
     { prefix: API_PREFIX },
   );

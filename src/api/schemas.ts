@@ -104,6 +104,11 @@ export const entrySchema = {
       type: 'string',
       description: 'The absolute folder the entry keeps, resolved from options.root (local_storage entries)',
     },
+    ignore: {
+      ...names,
+      description:
+        'The ignore patterns in force (gitignore syntax): the setup\'s (top-level, then the entry\'s), then its root\'s .ferryignore, as its worker last reported them',
+    },
   },
 } as const;
 
@@ -258,6 +263,77 @@ export const conflictsSchema = {
   type: 'object',
   required: ['conflicts'],
   properties: { conflicts: { type: 'array', items: conflictSchema } },
+} as const;
+
+export const VERSION_REASONS = ['overwritten', 'deleted'] as const;
+
+export const versionSchema = {
+  title: 'Version',
+  type: 'object',
+  required: ['id', 'entry', 'time', 'size', 'reason'],
+  properties: {
+    id: { type: 'integer', description: 'What PUT …/versions/ID/restore takes' },
+    entry: { type: 'string', description: 'The entry that keeps it' },
+    time: { type: 'number', description: 'When it was kept, epoch seconds' },
+    size: { type: 'integer', minimum: 0 },
+    reason: { type: 'string', enum: VERSION_REASONS, description: 'What a sync did to this content in that entry' },
+  },
+} as const;
+
+export const versionsSchema = {
+  title: 'Versions',
+  type: 'object',
+  required: ['versions'],
+  properties: { versions: { type: 'array', items: versionSchema, description: 'Newest first' } },
+} as const;
+
+export const versionParams = {
+  type: 'object',
+  required: ['fid', 'id'],
+  properties: { fid: { type: 'string' }, id: { type: 'integer', minimum: 1 } },
+} as const;
+
+/** The answer of PUT /files/FID/versions/ID/restore. */
+export const restoredSchema = {
+  title: 'Restored',
+  type: 'object',
+  required: ['status', 'fid', 'filename', 'entry', 'id', 'time'],
+  properties: {
+    status: { type: 'string', const: 'ok' },
+    fid: { type: 'string' },
+    filename: { type: 'string' },
+    entry: { type: 'string', description: 'The entry the version was restored in; it syncs from there to every owner' },
+    id: { type: 'integer', description: 'The version restored' },
+    time: { type: 'number', description: 'Epoch seconds' },
+  },
+} as const;
+
+export const trashedFileSchema = {
+  title: 'TrashedFile',
+  type: 'object',
+  required: ['fid', 'filename', 'deleted', 'versions'],
+  properties: {
+    fid: { type: 'string', description: 'Still the UUID v5 of the filename: GET /files/FID/versions lists its versions' },
+    filename: { type: 'string' },
+    deleted: { type: 'number', description: 'When it was deleted, epoch seconds' },
+    versions: { type: 'integer', minimum: 1, description: 'How many versions of it the entries keep' },
+  },
+} as const;
+
+export const trashSchema = {
+  title: 'Trash',
+  type: 'object',
+  required: ['files'],
+  properties: { files: { type: 'array', items: trashedFileSchema } },
+} as const;
+
+export const trashQuery = {
+  type: 'object',
+  properties: {
+    offset: { type: 'integer', minimum: 0, default: 0, description: 'How many files to skip' },
+    limit: { type: 'integer', minimum: 0, default: 20, description: `How many files at most (capped at ${MAX_LIMIT})` },
+  },
+  additionalProperties: false,
 } as const;
 
 export const runningTransferSchema = {
@@ -423,6 +499,11 @@ export const NAMED_SCHEMAS = [
   rulesDiffSchema,
   conflictSchema,
   conflictsSchema,
+  versionSchema,
+  versionsSchema,
+  restoredSchema,
+  trashedFileSchema,
+  trashSchema,
   runningTransferSchema,
   queuedJobSchema,
   transfersSchema,
@@ -451,4 +532,9 @@ export type RulesDiff = FromSchema<typeof rulesDiffSchema>;
 export type Conflict = FromSchema<typeof conflictSchema>;
 export type Conflicts = FromSchema<typeof conflictsSchema>;
 export type Transfers = FromSchema<typeof transfersSchema>;
+export type Version = FromSchema<typeof versionSchema>;
+export type Versions = FromSchema<typeof versionsSchema>;
+export type Restored = FromSchema<typeof restoredSchema>;
+export type TrashedFile = FromSchema<typeof trashedFileSchema>;
+export type Trash = FromSchema<typeof trashSchema>;
 export type Machines = FromSchema<typeof machinesSchema>;

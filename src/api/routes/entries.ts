@@ -37,12 +37,16 @@ const refusal: Record<Control, (name: string) => string> = {
 
 const now = () => Date.now() / 1000;
 
-/** The entry as written in the setup, and (local roots) the absolute folder it keeps. */
-const describe = (e: EntryConfig): Entry => ({
+/**
+ * The entry as written in the setup, (local roots) the absolute folder it keeps, and the ignore
+ * patterns in force: as its worker last reported them, else as the store or the setup has them.
+ */
+const describe = (e: EntryConfig, actor: AnyActorRef | undefined, stored: string[] | null): Entry => ({
   name: e.name,
   driver: e.driver,
   options: e.options,
   ...(typeof e.resolved.root === 'string' ? { root_path: e.resolved.root } : {}),
+  ignore: (actor?.getSnapshot().context as EntryContext | undefined)?.ignore ?? stored ?? e.ignore ?? [],
 });
 
 /** The entry's status as the API shows it: the top-level state of its actor. */
@@ -72,7 +76,9 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
         response: { 200: entriesSchema },
       },
     },
-    async () => ({ entries: [...ctx.entries.values()].map(describe) }),
+    async () => ({
+      entries: [...ctx.entries.values()].map((e) => describe(e, ctx.system.get(`entry:${e.name}`), ctx.store.ignores.get(e.name))),
+    }),
   );
 
   app.get(
@@ -86,7 +92,10 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
         response: { 200: entrySchema, 404: errorSchema },
       },
     },
-    async (request) => describe(find(request.params.name).config),
+    async (request) => {
+      const { config, actor } = find(request.params.name);
+      return describe(config, actor, ctx.store.ignores.get(config.name));
+    },
   );
 
   app.get(

@@ -11,8 +11,12 @@ import type {
   ListedFile,
   Machines,
   Ok,
+  Restored,
   Rules,
   RulesDiff,
+  Trash,
+  TrashedFile,
+  Versions,
 } from '../api/schemas.js';
 import { ENTRY_STATES, MAX_LIMIT, NAME_PATTERN } from '../api/schemas.js';
 import { ApiClient, CliError, EXIT, usage } from './http.js';
@@ -67,6 +71,34 @@ async function allFiles(client: ApiClient, filters: { pending?: string; failing?
 }
 
 const ENTRY_NAME = new RegExp(NAME_PATTERN);
+
+/** The fid of `which`, a fid or a path (the uuid v5 of the path; paths.js, and uuid with it, loaded only then). */
+async function fidOfArgument(which: string): Promise<{ fid: string; path: string | null }> {
+  if (UUID.test(which)) return { fid: which.toLowerCase(), path: null };
+  const filename = which.replace(/^\/+/, '');
+  return { fid: (await import('../paths.js')).fidOf(filename), path: filename };
+}
+
+/** A 404 about a path the user gave names that path, not only the fid computed from it. */
+function namingPath(which: { fid: string; path: string | null }) {
+  return (err: unknown): never => {
+    if (err instanceof CliError && err.code === EXIT.refused && which.path !== null && /^file \S+ not found$/.test(err.message)) {
+      throw new CliError(EXIT.refused, `file ${which.path} not found (fid ${which.fid})`);
+    }
+    throw err;
+  };
+}
+
+/** `--offset` and `--limit` of a paged listing, checked (undefined when not given). */
+function paging(ctx: CommandContext): { offset?: number; limit?: number } {
+  const text = (name: string) => (typeof ctx.options[name] === 'string' ? (ctx.options[name] as string) : undefined);
+  const offsetText = text('offset');
+  const limitText = text('limit');
+  return {
+    offset: offsetText === undefined ? undefined : wholeNumber('offset', offsetText, 0),
+    limit: limitText === undefined ? undefined : wholeNumber('limit', limitText, 1, MAX_LIMIT),
+  };
+}
 
 const control = (action: 'start' | 'stop' | 'restart' | 'rescan', done: string, brief: string, summary?: string): Command => ({
   path: ['entries', action],
@@ -396,6 +428,93 @@ export const commands: Command[] = [
           ]),
         );
       }
+      return EXIT.ok;
+    },
+  },
+  {
+    path: ['files', 'versions'],
+    synopsis: 'ferry files versions FID|PATH',
+    brief: "the versions the entries keep of a file, newest first",
+    summary:
+      "List the versions the entries keep of a file's content that a sync overwrote or deleted, newest first: ID ENTRY TIME SIZE REASON. " +
+      'A file deleted everywhere is named as before (its fid is that of its path).',
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx) {
+      const which = await fidOfArgument(ctx.args[0]!);
+      const { versions } = await ctx.client().request<Versions>('GET', `/files/${which.fid}/versions`).catch(namingPath(which));
+      if (ctx.json) printJson(ctx, { versions });
+      else if (versions.length === 0) ctx.out(`no versions of ${which.path ?? which.fid} are kept\n`);
+      else {
+        ctx.out(
+          table(
+            ['ID', 'ENTRY', 'TIME', 'SIZE', 'REASON'],
+            versions.map((v) => [String(v.id), v.entry, localDateTime(v.time), String(v.size), v.reason]),
+          ),
+        );
+      }
+      return EXIT.ok;
+    },
+  },
+  {
+    path: ['files', 'restore'],
+    synopsis: 'ferry files restore FID|PATH [--version ID]',
+    brief: 'put a version of a file back (the newest, or --version ID); it syncs to every owner',
+    summary:
+      'Put a version of a file back in the entry that keeps it, as a new change that syncs to every owner: the newest version, ' +
+      'or the one --version names (an ID of "ferry files versions"). What the file holds there is kept as a version first. ' +
+      'Exit 1 if the daemon refuses (the entry keeping it is not running, no such version).',
+    options: {
+      version: { type: 'string', value: 'ID', help: 'the version to restore (default: the newest)' },
+    },
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx) {
+      const versionText = typeof ctx.options.version === 'string' ? ctx.options.version : undefined;
+      let id = versionText === undefined ? undefined : wholeNumber('version', versionText, 1);
+      const which = await fidOfArgument(ctx.args[0]!);
+      const client = ctx.client();
+      if (id === undefined) {
+        const { versions } = await client.request<Versions>('GET', `/files/${which.fid}/versions`).catch(namingPath(which));
+        if (versions.length === 0) throw new CliError(EXIT.refused, `no versions of ${which.path ?? which.fid} are kept`);
+        id = versions[0]!.id;
+      }
+      const restored = await client.request<Restored>('PUT', `/files/${which.fid}/versions/${id}/restore`).catch(namingPath(which));
+      if (ctx.json) printJson(ctx, restored);
+      else ctx.out(`restored ${restored.filename} from version ${restored.id} in ${restored.entry}; it syncs to every owner\n`);
+      return EXIT.ok;
+    },
+  },
+  {
+    path: ['trash'],
+    synopsis: 'ferry trash [--offset N] [--limit N] [--all]',
+    brief: 'files deleted everywhere whose versions are kept',
+    summary:
+      'List the files deleted everywhere whose content some entry keeps as versions, by name: FID FILENAME DELETED VERSIONS. ' +
+      '"ferry files restore FID" brings one back.',
+    options: {
+      offset: { type: 'string', value: 'N', help: 'skip this many files (default 0)' },
+      limit: { type: 'string', value: 'N', help: `show at most this many, 1 to ${MAX_LIMIT} (default 20)` },
+      all: { type: 'boolean', help: 'every file, page after page' },
+    },
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      const { offset, limit } = paging(ctx);
+      if (ctx.options.all && (offset !== undefined || limit !== undefined)) throw usage('--all takes neither --offset nor --limit');
+      const client = ctx.client();
+      let files: TrashedFile[];
+      if (ctx.options.all) {
+        files = [];
+        for (let at = 0; ; at += MAX_LIMIT) {
+          const page = await client.request<Trash>('GET', `/trash${query({ offset: at, limit: MAX_LIMIT })}`);
+          files.push(...page.files);
+          if (page.files.length < MAX_LIMIT) break;
+        }
+      } else files = (await client.request<Trash>('GET', `/trash${query({ offset: offset ?? 0, limit: limit ?? 20 })}`)).files;
+      if (ctx.json) printJson(ctx, { files });
+      else if (files.length === 0 && !offset) ctx.out('the trash is empty\n');
+      else ctx.out(table(['FID', 'FILENAME', 'DELETED', 'VERSIONS'], files.map((f) => [f.fid, f.filename, localDateTime(f.deleted), String(f.versions)])));
       return EXIT.ok;
     },
   },

@@ -4,10 +4,10 @@
  * value, never a rejection. A status of 0 means the daemon could not be reached, and the
  * connection hears of it.
  */
-import type { Conflicts, Entries, Files, Machines, Rules, RulesDiff, Transfers } from '../api/schemas.js';
+import type { Conflicts, Entries, Files, Machines, Rules, RulesDiff, Transfers, Trash } from '../api/schemas.js';
 import type { LoggedEvent } from '../observe/event-log.js';
 
-export type { Conflict, Entry, EntryStats, ListedFile, Machines, Transfers } from '../api/schemas.js';
+export type { Conflict, Entry, EntryStats, ListedFile, Machines, Transfers, TrashedFile, Version, Versions } from '../api/schemas.js';
 export type { LoggedEvent };
 
 const API = 'api/v1.0';
@@ -21,6 +21,7 @@ export interface Routes {
   '/debug/machines': Machines;
   '/rules': Rules;
   '/rules/diff': RulesDiff;
+  '/trash': Trash;
 }
 
 export type Answer<T> = { ok: true; status: number; body: T } | { ok: false; status: number; reason: string };

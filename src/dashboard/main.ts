@@ -21,7 +21,11 @@ const api = new Api();
 const model = new Model(api);
 const events = new EventsPanel();
 const transfers = new TransfersPanel();
-const files = new FilesPanel(api, model);
+const files = new FilesPanel(api, model, () => {
+  filesSoon();
+  trashSoon();
+  countsSoon();
+});
 const overview = new Overview({
   control: (name, c) => void control(name, c),
   showList: (name, list) => {
@@ -132,6 +136,18 @@ const readConflicts = task(async () => {
   if (files.view.kind === 'conflicts') await files.refresh();
 });
 const readFiles = task(() => files.refresh());
+const readTrash = task(async () => {
+  await model.readTrash();
+  if (files.view.kind === 'trash') await files.refresh();
+});
+/** The entries again, for the ignore patterns they apply (a .ferryignore edited); the rows are rebuilt only for new names. */
+const readEntries = task(async () => {
+  const names = model.entries.map((e) => e.name).join('\n');
+  if ((await model.readEntries()) && model.entries.map((e) => e.name).join('\n') !== names) {
+    overview.build(model.entries);
+    debug.build(model.entries);
+  }
+});
 const readStats = task(() => debug.refreshStats());
 
 const machinesSoon = throttle(readMachines, 250);
@@ -141,6 +157,7 @@ const countsSoon = throttle(readCounts, () => Math.max(1000, 5 * model.countsCos
 const holdingsSoon = throttle(readHoldings, () => Math.max(1000, 5 * model.holdingsCost));
 const transfersSoon = throttle(readTransfers, 250);
 const conflictsSoon = throttle(readConflicts, 2000);
+const trashSoon = throttle(readTrash, 2000);
 const filesSoon = debounce(() => void readFiles(), 300);
 const diffSoon = debounce(() => void (connection.live && rules.refreshDiff()), 300);
 const statsSoon = debounce(() => void readStats(), 200);
@@ -167,6 +184,7 @@ async function resync(): Promise<void> {
     readCounts(),
     readTransfers(),
     readConflicts(),
+    readTrash(),
     readFiles(),
     rules.refreshRules(false),
     rules.refreshDiff(),
@@ -211,6 +229,7 @@ function onEvent(e: LoggedEvent): void {
     holdingsSoon();
     transfersSoon();
     conflictsSoon();
+    trashSoon();
   } else if (e.type === 'progress') {
     transfers.progress(e);
     transfersSoon();
@@ -261,6 +280,7 @@ every(5000, countsSoon);
 every(10_000, filesSoon);
 every(30_000, holdingsSoon);
 every(30_000, conflictsSoon);
+every(10_000, readEntries);
 
 $('subtitle').textContent = location.host;
 connection.start();

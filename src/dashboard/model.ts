@@ -3,7 +3,7 @@
  * here touches the DOM.
  */
 import { statePath } from '../observe/mermaid.js';
-import type { Api, Conflict, Entry, ListedFile, Machines, Transfers } from './api.js';
+import type { Api, Conflict, Entry, ListedFile, Machines, Transfers, TrashedFile } from './api.js';
 import type { EntryFacts, FileCount, Holdings } from './sync-status.js';
 
 /** A listing is read 1,000 files a page (the API's cap). */
@@ -36,6 +36,8 @@ export class Model {
   failingAll: FileCount | null = null;
   transfers: Transfers | null = null;
   conflicts: Conflict[] | null = null;
+  /** The first page of the trash (files deleted everywhere, with versions kept): its length is the tab's count. */
+  trash: TrashedFile[] | null = null;
 
   constructor(private readonly api: Api) {}
 
@@ -83,6 +85,12 @@ export class Model {
   async readConflicts(): Promise<boolean> {
     const r = await this.api.get('/conflicts');
     if (r.ok) this.conflicts = r.body.conflicts;
+    return r.ok;
+  }
+
+  async readTrash(): Promise<boolean> {
+    const r = await this.api.get(`/trash?limit=${PAGE}`);
+    if (r.ok) this.trash = r.body.files;
     return r.ok;
   }
 

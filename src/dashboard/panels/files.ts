@@ -2,15 +2,18 @@
  * Files: the lists that answer "what is not in sync?", each read page by page from the API,
  * filtered on the server: the files an entry waits for (`?pending=NAME`), those whose copy keeps
  * failing (`?failing=true`, with the reason), every file, and the conflict copies kept
- * (`/conflicts`). The search box narrows any of them to filenames holding its text (`?q=`).
+ * (`/conflicts`), and the trash (`/trash`: files deleted everywhere whose versions are kept). The
+ * search box narrows any of them to filenames holding its text (`?q=`). Each file's versions open
+ * under its row, each with a Restore button.
  */
-import type { Api, Conflict, ListedFile } from '../api.js';
+import type { Api, Conflict, ListedFile, TrashedFile } from '../api.js';
 import { $, clear, el, filenameNode } from '../dom.js';
 import { bytes, clock, count } from '../format.js';
 import type { Model } from '../model.js';
 import { debounce } from '../schedule.js';
+import { VersionsRow } from './versions.js';
 
-export type FilesView = { kind: 'all' } | { kind: 'pending'; entry: string } | { kind: 'failing' } | { kind: 'conflicts' };
+export type FilesView = { kind: 'all' } | { kind: 'pending'; entry: string } | { kind: 'failing' } | { kind: 'conflicts' } | { kind: 'trash' };
 
 const PAGE = 50;
 
@@ -31,10 +34,14 @@ export class FilesPanel {
   private readonly prev = $('files-prev') as HTMLButtonElement;
   private readonly next = $('files-next') as HTMLButtonElement;
   private readonly search = $('files-search') as HTMLInputElement;
+  /** The files whose versions are open, by fid: kept open as the list is drawn again. */
+  private readonly versions = new Map<string, VersionsRow>();
 
   constructor(
     private readonly api: Api,
     private readonly model: Model,
+    /** Told once a version was restored: what depends on the files is read again. */
+    private readonly restored: () => void = () => undefined,
   ) {
     this.prev.addEventListener('click', () => {
       this.offset = Math.max(0, this.offset - PAGE);
@@ -80,6 +87,7 @@ export class FilesPanel {
       { view: { kind: 'failing' }, id: 'failing', text: label('Failing', m.failingAll?.files, m.failingAll?.capped), alert: !!m.failingAll?.files },
       { view: { kind: 'conflicts' }, id: 'conflicts', text: label('Conflicts', m.conflicts?.length), alert: !!m.conflicts?.length },
       { view: { kind: 'all' }, id: 'all', text: label('All files', m.totalFiles), alert: false },
+      { view: { kind: 'trash' }, id: 'trash', text: label('Trash', m.trash?.length, (m.trash?.length ?? 0) >= 1000), alert: false },
     ];
     clear(this.tabs);
     for (const tab of tabs) {
@@ -113,6 +121,10 @@ export class FilesPanel {
       this.showConflicts();
       return;
     }
+    if (view.kind === 'trash') {
+      await this.showTrash(mine);
+      return;
+    }
     const query = new URLSearchParams({ offset: String(this.offset), limit: String(PAGE + 1) });
     if (view.kind === 'pending') query.set('pending', view.entry);
     if (view.kind === 'failing') query.set('failing', 'true');
@@ -142,6 +154,7 @@ export class FilesPanel {
     if (view.kind === 'pending') return known(m.pending.get(view.entry));
     if (view.kind === 'failing') return known(m.failingAll);
     if (view.kind === 'all') return m.totalFiles;
+    if (view.kind === 'trash') return null;
     return m.conflicts?.length ?? null;
   }
 
@@ -159,22 +172,105 @@ export class FilesPanel {
         el('th', { class: 'num', text: 'Size' }),
         el('th', { text: 'Owners (✓ up to date, … waiting)' }),
         failing ? el('th', { text: 'Why it fails' }) : null,
+        el('th'),
       ]),
     );
     clear(this.body);
+    const columns = failing ? 5 : 4;
     if (!files.length) {
-      this.body.append(el('tr', { class: 'none' }, [el('td', { class: 'empty', colspan: failing ? 4 : 3, text: this.emptyText(view) })]));
+      this.body.append(el('tr', { class: 'none' }, [el('td', { class: 'empty', colspan: columns, text: this.emptyText(view) })]));
     }
+    const shown = new Set<string>();
     for (const f of files) {
+      shown.add(f.fid);
       this.body.append(
         el('tr', { 'data-testid': `file-row-${f.filename}`, title: f.fid }, [
           el('td', { class: 'file', 'data-label': 'File' }, [filenameNode(f.filename)]),
           el('td', { class: 'num', 'data-label': 'Size', text: bytes(f.size) }),
           el('td', { class: 'owners', 'data-label': 'Owners' }, owners(f.owners, f.uptodate)),
           failing ? el('td', { class: 'reason', 'data-label': 'Why', text: f.reason ?? '' }) : null,
+          el('td', { class: 'actions' }, [this.versionsToggle(f.fid, f.filename, columns)]),
         ]),
       );
+      this.reopen(f.fid, columns);
     }
+    this.forgetClosed(shown);
+  }
+
+  /** The button that opens (or closes) a file's versions under its row. */
+  private versionsToggle(fid: string, filename: string, columns: number): HTMLElement {
+    return el('button', {
+      type: 'button',
+      class: 'link',
+      'data-testid': `versions-toggle-${filename}`,
+      text: 'Versions',
+      title: 'the versions the entries keep of what syncs overwrote or deleted',
+      'aria-expanded': String(this.versions.has(fid)),
+      onclick: (e) => {
+        const button = e.currentTarget as HTMLButtonElement;
+        const open = this.versions.get(fid);
+        if (open) {
+          open.row.remove();
+          this.versions.delete(fid);
+          button.setAttribute('aria-expanded', 'false');
+          return;
+        }
+        const row = new VersionsRow(this.api, fid, filename, columns, this.restored);
+        this.versions.set(fid, row);
+        button.closest('tr')?.after(row.row);
+        button.setAttribute('aria-expanded', 'true');
+        void row.load();
+      },
+    });
+  }
+
+  /** A file's versions, open before the list was drawn again: shown again under its row, read again. */
+  private reopen(fid: string, columns: number): void {
+    const open = this.versions.get(fid);
+    if (!open) return;
+    open.span(columns);
+    this.body.append(open.row);
+    void open.load();
+  }
+
+  /** Versions of files no longer in the list are closed. */
+  private forgetClosed(shown: Set<string>): void {
+    for (const fid of [...this.versions.keys()]) if (!shown.has(fid)) this.versions.delete(fid);
+  }
+
+  /** The trash: files deleted everywhere whose content some entry keeps as versions. */
+  private async showTrash(mine: number): Promise<void> {
+    const query = new URLSearchParams({ offset: String(this.offset), limit: String(PAGE + 1) });
+    const r = await this.api.get(`/trash?${query.toString()}`);
+    if (mine !== this.seq) return;
+    if (!r.ok) {
+      if (r.status !== 0) this.note.textContent = r.reason;
+      return;
+    }
+    const q = this.q.toLowerCase();
+    let files: TrashedFile[] = q ? r.body.files.filter((f) => f.filename.toLowerCase().includes(q)) : r.body.files;
+    const more = r.body.files.length > PAGE;
+    files = files.slice(0, PAGE);
+    clear(this.head).append(
+      el('tr', null, [el('th', { text: 'Deleted file' }), el('th', { text: 'Deleted' }), el('th', { class: 'num', text: 'Versions' }), el('th')]),
+    );
+    clear(this.body);
+    if (!files.length) this.body.append(el('tr', { class: 'none' }, [el('td', { class: 'empty', colspan: 4, text: this.emptyText(this.view) })]));
+    const shown = new Set<string>();
+    for (const f of files) {
+      shown.add(f.fid);
+      this.body.append(
+        el('tr', { 'data-testid': `trash-row-${f.filename}`, title: f.fid }, [
+          el('td', { class: 'file', 'data-label': 'File' }, [filenameNode(f.filename)]),
+          el('td', { class: 'kept', 'data-label': 'Deleted', text: new Date(f.deleted * 1000).toLocaleString() }),
+          el('td', { class: 'num', 'data-label': 'Versions', text: count(f.versions) }),
+          el('td', { class: 'actions' }, [this.versionsToggle(f.fid, f.filename, 4)]),
+        ]),
+      );
+      this.reopen(f.fid, 4);
+    }
+    this.forgetClosed(shown);
+    this.showRange(files.length, more, null);
   }
 
   private emptyText(view: FilesView): string {
@@ -182,6 +278,7 @@ export class FilesPanel {
     if (view.kind === 'pending') return `${view.entry} is waiting for no file${q}: it holds the latest version of every file it owns.`;
     if (view.kind === 'failing') return `No file${q} is failing.`;
     if (view.kind === 'conflicts') return `No conflict copy${q}.`;
+    if (view.kind === 'trash') return `The trash is empty${q ? ` of files${q}` : ''}: no file deleted everywhere has versions kept.`;
     return this.q ? `No file${q}.` : 'No files yet.';
   }
 

@@ -22,6 +22,8 @@ interface Row {
   root: HTMLElement;
   state: HTMLElement;
   holds: HTMLElement;
+  /** The ignore patterns it applies, when it has any. */
+  ignore: HTMLElement;
   rate: HTMLElement;
   message: HTMLElement;
   buttons: HTMLButtonElement[];
@@ -58,6 +60,11 @@ export class Overview {
         root: el('div', { class: 'row', 'data-testid': t, 'data-status': 'checking' }),
         state: el('div', { class: 'words', 'data-testid': `${t}-state`, text: 'Checking…' }),
         holds: el('div', { class: 'holds muted', 'data-testid': `${t}-holds`, text: '–' }),
+        ignore: el('div', {
+          class: 'ignore muted small',
+          'data-testid': `${t}-ignore`,
+          title: "the patterns of files this entry never syncs: the setup's, then its .ferryignore's",
+        }),
         rate: el('div', { class: 'rate', 'data-testid': `${t}-rate`, title: 'transfer rate into the entry', text: '–' }),
         message: el('div', { class: 'message', 'data-testid': `entry-${name}-message` }),
         buttons,
@@ -70,7 +77,7 @@ export class Overview {
           el('strong', { class: 'name', text: name }),
           el('span', { class: 'muted mono driver', text: entry.driver + (root ? ` · ${root}` : '') }),
         ]),
-        el('div', { class: 'what' }, [row.state, row.holds]),
+        el('div', { class: 'what' }, [row.state, row.holds, row.ignore]),
         row.rate,
         el('div', { class: 'buttons' }, [
           ...buttons,
@@ -128,6 +135,8 @@ export class Overview {
       row.holds.textContent = live ? holdingsText(facts.holdings) : 'holds –';
       row.holds.title = live && !facts.holdings && model.holdings === null ? 'too many files to count them all from the page' : '';
       row.rate.textContent = live && facts.rate > 0 ? `${bytes(facts.rate)}/s` : '';
+      const patterns = model.entries.find((e) => e.name === name)?.ignore ?? [];
+      row.ignore.textContent = patterns.length ? `ignores ${patterns.join('  ')}` : '';
       for (const b of row.buttons) b.disabled = !live || row.busy;
     }
     const overall = overallText(statuses, live);

@@ -4,25 +4,14 @@ import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, hasInternalSegment, unsafeReason } from '../paths.js';
+import type { EntryConfig } from '../entry-config.js';
 import { computeOwners } from '../rules/owners.js';
 import type { FerryEvent } from '../observe/event-log.js';
-import type { VersionPolicy } from '../versions/policy.js';
 import { EntryIgnores } from './entry-ignores.js';
 
 type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
-export interface EntryConfig {
-  name: string;
-  driver: string;
-  /** Options as written in the setup file (shown by the API). */
-  options: Record<string, unknown>;
-  /** Options with paths resolved (given to the worker). */
-  resolved: Record<string, unknown>;
-  /** The setup's ignore patterns for this entry: the top-level ones, then its own. */
-  ignore?: string[];
-  /** What it keeps of the content syncs overwrite or delete (null: "off"; absent: nothing). */
-  versions?: VersionPolicy | null;
-}
+export type { EntryConfig } from '../entry-config.js';
 
 /** Fewer deletions than this never count as a mass deletion. */
 export const MASS_DELETION_MIN = 10;

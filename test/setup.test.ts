@@ -24,6 +24,10 @@ const local = (root: unknown) => ({ driver: 'local_storage', options: { root } }
 
 /** What local_storage resolves the options it was not given to. */
 const DEFAULTS = { settle_ms: 2, rescan_interval: 3600, poll_interval: 30 };
+/** What an entry that says nothing of versions keeps: 30 days, 10 per file, 1 GiB. */
+const VERSIONS = { keepMs: 30 * 86_400_000, maxPerFile: 10, maxTotal: 2 ** 30, staggered: null };
+/** An entry's ignore patterns and versions policy, when the setup gives none. */
+const KEEPING = { ignore: [], versions: VERSIONS };
 
 /** The SetupError loading `content` gives. */
 function failure(content: unknown): SetupError {
@@ -51,18 +55,59 @@ describe('loadSetup', () => {
       file,
       name: 'example',
       entries: [
-        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS } },
+        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS }, ...KEEPING },
         {
           name: 'B',
           driver: 'local_storage',
           options: { root: '../elsewhere/B' },
           resolved: { root: path.resolve(dir, '../elsewhere/B'), ...DEFAULTS },
+          ...KEEPING,
         },
-        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS } },
+        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS }, ...KEEPING },
       ],
       rules: SPEC_RULES,
       maxDeleteShare: 0.5,
+      ignore: [],
     });
+  });
+
+  it('takes ignore patterns (top-level for every entry, then per entry) and a versions policy per entry', () => {
+    const setup = loadSetup(
+      write({
+        ignore: ['*.tmp'],
+        entries: {
+          A: { ...local('A'), ignore: ['build/', '!keep.tmp'], versions: { keep: '7d', max_total: '10MiB' } },
+          B: { ...local('B'), versions: 'off' },
+          C: { ...local('C'), versions: { staggered: [{ within: '1h' }, { within: '30d', every: '1d' }] } },
+        },
+      }),
+    );
+    expect(setup.ignore).toEqual(['*.tmp']);
+    expect(setup.entries.map((e) => [e.name, e.ignore, e.versions])).toEqual([
+      ['A', ['*.tmp', 'build/', '!keep.tmp'], { ...VERSIONS, keepMs: 7 * 86_400_000, maxTotal: 10 * 2 ** 20 }],
+      ['B', ['*.tmp'], null],
+      ['C', ['*.tmp'], { ...VERSIONS, staggered: [{ withinMs: 3_600_000, everyMs: 0 }, { withinMs: 30 * 86_400_000, everyMs: 86_400_000 }] }],
+    ]);
+  });
+
+  it('refuses bad ignore lists and versions policies, naming the field (and a close known key)', () => {
+    const A = local('A');
+    expect(failure({ entries: { A }, ignore: '*.tmp' }).message).toMatch(/: ignore: must be a list of patterns \(strings, in gitignore syntax\)$/);
+    expect(failure({ entries: { A }, ignore: ['*.tmp', 4] }).message).toMatch(/: ignore\[1\]: must be a string \(a pattern in gitignore syntax\)$/);
+    expect(failure({ entries: { A: { ...A, ignore: {} } } }).message).toMatch(/: entries\.A\.ignore: must be a list of patterns/);
+    expect(failure({ entries: { A: { ...A, ignore: ['ok', ''] } } }).message).toMatch(/: entries\.A\.ignore\[1\]: must not be empty$/);
+    expect(failure({ entries: { A: { ...A, ignores: [] } } }).message).toMatch(/: entries\.A\.ignores: unknown key \(did you mean "ignore"\?\)$/);
+    expect(failure({ entries: { A: { ...A, version: 'off' } } }).message).toMatch(/: entries\.A\.version: unknown key \(did you mean "versions"\?\)$/);
+    expect(failure({ entries: { A: { ...A, versions: 'on' } } }).message).toMatch(/: entries\.A\.versions: must be "off" or an object/);
+    expect(failure({ entries: { A: { ...A, versions: { kep: '1d' } } } }).message).toMatch(
+      /: entries\.A\.versions\.kep: unknown key \(did you mean "keep"\?\)$/,
+    );
+    expect(failure({ entries: { A: { ...A, versions: { keep: 'a while' } } } }).message).toMatch(/: entries\.A\.versions\.keep: must be a duration/);
+    expect(failure({ entries: { A: { ...A, versions: { max_total: 'big' } } } }).message).toMatch(/: entries\.A\.versions\.max_total: must be a size/);
+    expect(failure({ entries: { A: { ...A, versions: { staggered: [{ within: '1d', every: 'daily' }] } } } }).message).toMatch(
+      /: entries\.A\.versions\.staggered\[0\]\.every: must be a duration/,
+    );
+    expect(failure({ entries: { A }, ignor: [] }).message).toMatch(/: ignor: unknown key \(did you mean "ignore"\?\)$/);
   });
 
   it('takes max_delete_share from 0 to 1, and names it when it is wrong', async () => {

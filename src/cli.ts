@@ -139,9 +139,15 @@ let named: Command | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS };
-  for (const c of ALL) Object.assign(options, c.options ?? {});
+  for (const c of ALL) for (const [key, spec] of Object.entries(c.options ?? {})) if (!(key in GLOBAL_OPTIONS)) options[key] = spec;
+  // A command's own option named as a global one (`files restore --version ID`) is the command's
+  // when the command's words are given.
+  const shadowing = ALL.find(
+    (c) => Object.keys(c.options ?? {}).some((k) => k in GLOBAL_OPTIONS) && argv.some((_, i) => c.path.every((w, j) => argv[i + j] === w)),
+  );
+  if (shadowing) Object.assign(options, shadowing.options);
   const { values, positionals } = parseArgv(argv, options);
-  if (values.version) {
+  if (values.version === true) {
     process.stdout.write(`ferry ${version}\n`);
     return EXIT.ok;
   }

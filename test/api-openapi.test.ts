@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from '../src/daemon.js';
+import { fidOf } from '../src/paths.js';
 import { REPO, SPEC_RULES, tempDir, until, writeSetup } from './helpers.js';
 
 /**
@@ -101,6 +102,9 @@ const OPERATIONS: Record<string, [string, string[]]> = {
   'get /transfers': ['getTransfers', ['200']],
   'get /events': ['streamEvents', ['200', '400']],
   'get /conflicts': ['listConflicts', ['200']],
+  'get /files/{fid}/versions': ['listFileVersions', ['200', '404']],
+  'put /files/{fid}/versions/{id}/restore': ['restoreFileVersion', ['200', '400', '404', '409', '413', '415', '503']],
+  'get /trash': ['listTrash', ['200', '400']],
 };
 
 const operations = (d: Doc) =>
@@ -133,7 +137,7 @@ describe('GET /api/v1.0/openapi.json', () => {
 
   it('names its schemas under components and reuses them by $ref; enums where the values are known', () => {
     const schemas = doc.components.schemas as Record<string, Doc>;
-    for (const name of ['File', 'ListedFile', 'Files', 'Entry', 'Entries', 'EntryStatus', 'EntryAction', 'EntryStats', 'ProcessInfo', 'Rule', 'Rules', 'RulesDiff', 'Error', 'Ok', 'Transfers', 'Machines', 'Conflicts']) {
+    for (const name of ['File', 'ListedFile', 'Files', 'Entry', 'Entries', 'EntryStatus', 'EntryAction', 'EntryStats', 'ProcessInfo', 'Rule', 'Rules', 'RulesDiff', 'Error', 'Ok', 'Transfers', 'Machines', 'Conflicts', 'Version', 'Versions', 'Restored', 'TrashedFile', 'Trash']) {
       expect(schemas, name).toHaveProperty(name);
     }
     const ok = (p: string, method: string) => doc.paths[P + p][method].responses['200'].content['application/json'].schema;
@@ -158,6 +162,13 @@ describe('GET /api/v1.0/openapi.json', () => {
       oneOf: [{ $ref: '#/components/schemas/RulesActor' }, { $ref: '#/components/schemas/EntryActor' }],
     });
     expect(ok('/conflicts', 'get')).toEqual({ $ref: '#/components/schemas/Conflicts' });
+    expect(ok('/files/{fid}/versions', 'get')).toEqual({ $ref: '#/components/schemas/Versions' });
+    expect(schemas.Versions.properties.versions.items).toEqual({ $ref: '#/components/schemas/Version' });
+    expect(schemas.Version.properties.reason.enum).toEqual(['overwritten', 'deleted']);
+    expect(ok('/files/{fid}/versions/{id}/restore', 'put')).toEqual({ $ref: '#/components/schemas/Restored' });
+    expect(ok('/trash', 'get')).toEqual({ $ref: '#/components/schemas/Trash' });
+    expect(schemas.Trash.properties.files.items).toEqual({ $ref: '#/components/schemas/TrashedFile' });
+    expect(schemas.Entry.properties.ignore).toMatchObject({ type: 'array', items: { type: 'string' } });
     // The event stream is not JSON.
     expect(doc.paths[`${P}/events`].get.responses['200'].content).toEqual({ 'text/event-stream': { schema: { type: 'string' } } });
 
@@ -235,7 +246,13 @@ describe('GET /api/v1.0/openapi.json', () => {
     const record = async (daemon: Daemon, method: 'GET' | 'PUT', url: string, expected: number, options: { payload?: string; headers?: Record<string, string> } = {}) => {
       const res = await inject(daemon, method, url, options);
       expect(res.status, `${method} ${url}: ${JSON.stringify(res.body)}`).toBe(expected);
-      const route = url.split('?')[0]!.slice(P.length).replace(/\/entries\/[^/]+/, '/entries/{name}').replace(/\/files\/[^/]+\/metadata/, '/files/{fid}/metadata');
+      const route = url
+        .split('?')[0]!
+        .slice(P.length)
+        .replace(/\/entries\/[^/]+/, '/entries/{name}')
+        .replace(/\/files\/[^/]+\/metadata/, '/files/{fid}/metadata')
+        .replace(/\/files\/[^/]+\/versions\/[^/]+\/restore/, '/files/{fid}/versions/{id}/restore')
+        .replace(/\/files\/[^/]+\/versions$/, '/files/{fid}/versions');
       records.push({ path: route, method: method.toLowerCase(), status: res.status, media: res.media, body: res.body });
       return res.body;
     };
@@ -262,6 +279,23 @@ describe('GET /api/v1.0/openapi.json', () => {
     await record(plain, 'GET', `${P}/debug/machines`, 200);
     await record(plain, 'GET', `${P}/conflicts`, 200);
     await record(plain, 'GET', `${P}/openapi.json`, 200);
+    // Versions: v.txt made in B reaches A (everything goes to A); edited, then deleted in B, so
+    // that A keeps two versions and the file is in the trash; the newest is restored.
+    const v = fidOf('v.txt');
+    await fsp.writeFile(path.join(dir, 'B/v.txt'), 'one\n');
+    await until('v.txt in A', () => fs.existsSync(path.join(dir, 'A/v.txt')));
+    await fsp.writeFile(path.join(dir, 'B/v.txt'), 'two, longer\n');
+    await until('A to keep a version of v.txt', async () => (await inject(plain, 'GET', `${P}/files/${v}/versions`)).body.versions?.length === 1);
+    await fsp.rm(path.join(dir, 'B/v.txt'));
+    await until('v.txt in the trash', async () => (await inject(plain, 'GET', `${P}/trash`)).body.files.length === 1);
+    const versions = (await record(plain, 'GET', `${P}/files/${v}/versions`, 200)) as { versions: { id: number }[] };
+    expect(versions.versions).toHaveLength(2);
+    await record(plain, 'GET', `${P}/files/${fidOf('never.txt')}/versions`, 404);
+    await record(plain, 'GET', `${P}/trash`, 200);
+    await record(plain, 'GET', `${P}/trash?limit=x`, 400);
+    await record(plain, 'PUT', `${P}/files/${v}/versions/x/restore`, 400);
+    await record(plain, 'PUT', `${P}/files/${v}/versions/999999/restore`, 404);
+    await record(plain, 'PUT', `${P}/files/${v}/versions/${versions.versions[0]!.id}/restore`, 200);
     await record(plain, 'PUT', `${P}/entries/A/rescan`, 200);
     await record(plain, 'PUT', `${P}/entries/A/restart`, 200);
     await record(plain, 'PUT', `${P}/entries/A/stop`, 200);
@@ -270,6 +304,8 @@ describe('GET /api/v1.0/openapi.json', () => {
     await record(plain, 'PUT', `${P}/entries/A/stop`, 409);
     await record(plain, 'PUT', `${P}/entries/A/restart`, 409);
     await record(plain, 'PUT', `${P}/entries/A/rescan`, 409);
+    // A, which keeps the other version, is stopped.
+    await record(plain, 'PUT', `${P}/files/${v}/versions/${versions.versions[1]!.id}/restore`, 409);
     await record(plain, 'PUT', `${P}/entries/A/start?force=maybe`, 400);
     await record(plain, 'PUT', `${P}/entries/A/start`, 200);
     await record(plain, 'PUT', `${P}/entries/A/start`, 409);

@@ -168,7 +168,8 @@ describe('API 1.0: entries', () => {
   // As written in the setup, and the absolute root (root_path, an addition to the spec's fields).
   const entryA = { name: 'A', driver: 'local_storage', options: { root: 'A' } };
   const entryB = { name: 'B', driver: 'local_storage', options: { root: 'B' } };
-  const withRoot = (e: typeof entryA) => ({ ...e, root_path: path.join(h.dir, e.options.root) });
+  // And the ignore patterns in force (none in this setup).
+  const withRoot = (e: typeof entryA) => ({ ...e, root_path: path.join(h.dir, e.options.root), ignore: [] });
 
   const status = async (name: string) => (await h.call('GET', `${API}/entries/${name}/status`)).body.status;
   const pidOf = async (name: string): Promise<number> => {

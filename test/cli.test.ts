@@ -121,8 +121,8 @@ describe('ferry entries', () => {
     expect(json).toMatchObject({ code: 0, stderr: '' });
     const parsed = JSON.parse(json.stdout);
     expect(parsed.entries).toEqual([
-      { name: 'A', driver: 'local_storage', options: { root: 'A' }, root_path: path.join(dir, 'A'), status: 'active' },
-      { name: 'B', driver: 'local_storage', options: { root: 'B' }, root_path: path.join(dir, 'B'), status: 'active' },
+      { name: 'A', driver: 'local_storage', options: { root: 'A' }, root_path: path.join(dir, 'A'), ignore: [], status: 'active' },
+      { name: 'B', driver: 'local_storage', options: { root: 'B' }, root_path: path.join(dir, 'B'), ignore: [], status: 'active' },
     ]);
 
     // $FERRY_API instead of --api; --api wins over it.
@@ -138,6 +138,7 @@ describe('ferry entries', () => {
       ['driver:', 'local_storage'],
       ['root:', 'A'],
       ['root_path:', path.join(dir, 'A')],
+      ['ignore:', '-'],
     ]);
     const showJson = await ferry(['entries', 'show', 'B', '--json'], { api: d.url });
     expect(JSON.parse(showJson.stdout)).toEqual((await api(d.api, 'GET', '/entries/B')).body);
@@ -666,6 +667,85 @@ describe('ferry files', () => {
   });
 });
 
+describe('ferry files versions, files restore, trash', () => {
+  it('list the versions kept, the trash, and restore a file by path or fid, with the exit codes of each refusal', async () => {
+    const d = await boot([{ match: { path: '/' }, sync: ['A', 'B'] }]);
+    await put('A', 'v.txt', 'one\n');
+    await put('A', 'plain.txt', 'plain\n');
+    await until('the copies in B', () => read('B', 'v.txt') === 'one\n' && read('B', 'plain.txt') === 'plain\n');
+    await put('A', 'v.txt', 'two, longer\n');
+    await until('B to keep a version of v.txt', async () => (await api(d.api, 'GET', `/files/${fidOf('v.txt')}/versions`)).body.versions.length === 1);
+
+    // By path and by fid: ID ENTRY TIME (local date and time) SIZE REASON.
+    const byPath = await ferry(['files', 'versions', 'v.txt'], { api: d.url });
+    expect(byPath).toMatchObject({ code: 0, stderr: '' });
+    const [header, row] = cells(byPath.stdout);
+    expect(header).toEqual(['ID', 'ENTRY', 'TIME', 'SIZE', 'REASON']);
+    expect(row).toEqual([expect.stringMatching(/^\d+$/), 'B', expect.stringMatching(/^\d{4}-\d\d-\d\d$/), expect.stringMatching(/^\d\d:\d\d:\d\d$/), '4', 'overwritten']);
+    expect(await ferry(['files', 'versions', fidOf('v.txt')], { api: d.url })).toEqual(byPath);
+    const json = await ferry(['files', 'versions', '/v.txt', '--json'], { api: d.url });
+    expect(JSON.parse(json.stdout)).toEqual((await api(d.api, 'GET', `/files/${fidOf('v.txt')}/versions`)).body);
+    expect(await ferry(['files', 'versions', 'plain.txt'], { api: d.url })).toEqual({ code: 0, stdout: 'no versions of plain.txt are kept\n', stderr: '' });
+    expect(await ferry(['files', 'versions', 'no/such.txt'], { api: d.url })).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `ferry: file no/such.txt not found (fid ${fidOf('no/such.txt')})\n`,
+    });
+    expect(await ferry(['trash'], { api: d.url })).toEqual({ code: 0, stdout: 'the trash is empty\n', stderr: '' });
+
+    // Deleted everywhere: in the trash, its versions still found by its path.
+    await fsp.rm(at('A', 'v.txt'));
+    await until('v.txt in the trash', async () => (await api(d.api, 'GET', '/trash')).body.files.length === 1);
+    const trash = await ferry(['trash'], { api: d.url });
+    expect(trash).toMatchObject({ code: 0, stderr: '' });
+    expect(cells(trash.stdout)).toEqual([
+      ['FID', 'FILENAME', 'DELETED', 'VERSIONS'],
+      [fidOf('v.txt'), 'v.txt', expect.stringMatching(/^\d{4}-/), expect.stringMatching(/^\d\d:/), '2'],
+    ]);
+    expect(JSON.parse((await ferry(['trash', '--json'], { api: d.url })).stdout)).toEqual((await api(d.api, 'GET', '/trash')).body);
+    expect(JSON.parse((await ferry(['trash', '--all', '--json'], { api: d.url })).stdout)).toEqual((await api(d.api, 'GET', '/trash')).body);
+    const versions = (await api(d.api, 'GET', `/files/${fidOf('v.txt')}/versions`)).body.versions as { id: number; reason: string }[];
+    expect(versions.map((v) => v.reason)).toEqual(['deleted', 'overwritten']);
+
+    // The refusals: exit 1 with the daemon's reason; bad usage exit 2.
+    expect(await ferry(['files', 'restore', 'v.txt', '--version', '999999'], { api: d.url })).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `ferry: version 999999 of file ${fidOf('v.txt')} not found\n`,
+    });
+    expect(await ferry(['files', 'restore', 'plain.txt'], { api: d.url })).toEqual({ code: 1, stdout: '', stderr: 'ferry: no versions of plain.txt are kept\n' });
+    expect(await ferry(['files', 'restore', 'no/such.txt'], { api: d.url })).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `ferry: file no/such.txt not found (fid ${fidOf('no/such.txt')})\n`,
+    });
+    expect(await ferry(['files', 'restore', 'v.txt', '--version', 'x'], { api: d.url })).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: "ferry: --version: must be a whole number 1 or more (got x)\nTry 'ferry files restore --help'.\n",
+    });
+    expect((await ferry(['files', 'restore'], { api: d.url })).code).toBe(2);
+    expect((await ferry(['trash', '--limit', '0'], { api: d.url })).code).toBe(2);
+    // The global --version still prints the version.
+    expect(await ferry(['--version'])).toEqual({ code: 0, stdout: `ferry ${version}\n`, stderr: '' });
+    expect((await ferry(['entries', 'stop', 'B'], { api: d.url })).code).toBe(0);
+    expect(await ferry(['files', 'restore', 'v.txt'], { api: d.url })).toEqual({ code: 1, stdout: '', stderr: 'ferry: entry B is not running\n' });
+    expect((await ferry(['entries', 'start', 'B'], { api: d.url })).code).toBe(0);
+
+    // The newest by default: the content as deleted, back in B and in A.
+    const restored = await ferry(['files', 'restore', 'v.txt'], { api: d.url });
+    expect(restored).toEqual({ code: 0, stdout: `restored v.txt from version ${versions[0]!.id} in B; it syncs to every owner\n`, stderr: '' });
+    expect(read('B', 'v.txt')).toBe('two, longer\n');
+    await until('v.txt back in A', () => read('A', 'v.txt') === 'two, longer\n');
+    expect(await ferry(['trash'], { api: d.url })).toEqual({ code: 0, stdout: 'the trash is empty\n', stderr: '' });
+    // An older one by its id, by fid, --json: the API's answer.
+    const older = await ferry(['files', 'restore', fidOf('v.txt'), '--version', String(versions[1]!.id), '--json'], { api: d.url });
+    expect(older.code).toBe(0);
+    expect(JSON.parse(older.stdout)).toEqual({ status: 'ok', fid: fidOf('v.txt'), filename: 'v.txt', entry: 'B', id: versions[1]!.id, time: expect.any(Number) });
+    await until('the first content back in A and B', () => read('A', 'v.txt') === 'one\n' && read('B', 'v.txt') === 'one\n');
+  });
+});
+
 describe('ferry: options and help in its own words', () => {
   it('every option fault is said by ferry, never by node\'s parser: exit 2, one line, then the help to read', async () => {
     const nowhere = 'http://127.0.0.1:9';
@@ -704,7 +784,7 @@ describe('ferry: options and help in its own words', () => {
       entries: ['ferry entries ', 'ferry entries show NAME', 'ferry entries status NAME', 'ferry entries stats NAME', 'ferry entries start NAME…',
         'ferry entries stop NAME…', 'ferry entries restart NAME…', 'ferry entries rescan NAME…', 'ferry entries wait NAME'],
       rules: ['ferry rules ', 'ferry rules set FILE|-', 'ferry rules reload', 'ferry rules diff'],
-      files: ['ferry files ', 'ferry files show FID|PATH'],
+      files: ['ferry files ', 'ferry files show FID|PATH', 'ferry files versions FID|PATH', 'ferry files restore FID|PATH'],
     };
     for (const [group, commands] of Object.entries(groups)) {
       const run = await ferry([group, '--help']);

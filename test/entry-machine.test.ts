@@ -76,6 +76,9 @@ describe('entry machine', () => {
       rescansAsked: 0,
       rescansDone: 0,
       sample: null,
+      restoresAsked: 0,
+      restored: [],
+      ignore: null,
     });
     expect(workers).toHaveLength(0);
   });
@@ -337,6 +340,36 @@ describe('entry machine', () => {
     last().sendBack({ type: 'worker.ready', pid: 1 });
     actor.send({ type: 'jobs.available' });
     expect(last().received).toEqual([{ type: 'jobs.available' }]);
+  });
+
+  it('numbers restores and forwards them to the worker only while running; keeps their results and the ignore patterns', () => {
+    const { actor, last } = startEntry();
+    const restore = { type: 'entry.restore', key: 'a.txt/20261129-083001-123.deleted' } as const;
+    expect(actor.getSnapshot().can(restore)).toBe(false);
+    actor.send({ type: 'entry.start' });
+    expect(actor.getSnapshot().can(restore)).toBe(false);
+    last().sendBack({ type: 'worker.ignore', patterns: ['*.log'] });
+    last().sendBack({ type: 'worker.ready', pid: 1 });
+    expect(actor.getSnapshot().can(restore)).toBe(true);
+    actor.send(restore);
+    actor.send(restore);
+    expect(last().received).toEqual([
+      { type: 'worker.restore', id: 1, key: restore.key },
+      { type: 'worker.restore', id: 2, key: restore.key },
+    ]);
+    last().sendBack({ type: 'worker.restored', id: 2, error: null, missing: false });
+    last().sendBack({ type: 'worker.restored', id: 1, error: 'no version a.txt/…', missing: true });
+    expect(actor.getSnapshot().context).toMatchObject({
+      restoresAsked: 2,
+      restored: [
+        { id: 2, error: null, missing: false },
+        { id: 1, error: 'no version a.txt/…', missing: true },
+      ],
+      ignore: ['*.log'],
+    });
+    // The patterns stay known once stopped (the API shows the last ones).
+    actor.send({ type: 'entry.stop' });
+    expect(actor.getSnapshot().context.ignore).toEqual(['*.log']);
   });
 
   it('samples the worker only while it runs, and keeps the last sample in its context', () => {

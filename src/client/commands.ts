@@ -169,7 +169,7 @@ export const commands: Command[] = [
     path: ['entries', 'show'],
     synopsis: 'ferry entries show NAME',
     brief: "an entry's driver and options, as the setup writes them",
-    summary: "Show an entry's driver and options, as the setup file writes them, and its absolute root.",
+    summary: "Show an entry's driver and options, as the setup file writes them, its absolute root, and the ignore patterns it applies.",
     minArgs: 1,
     maxArgs: 1,
     async run(ctx) {
@@ -177,7 +177,9 @@ export const commands: Command[] = [
       if (ctx.json) printJson(ctx, entry);
       else {
         const rootPath: [string, unknown][] = entry.root_path === undefined ? [] : [['root_path', entry.root_path]];
-        ctx.out(fields([['name', entry.name], ['driver', entry.driver], ...Object.entries(entry.options), ...rootPath]));
+        // The patterns in force, as gitignore writes them: one after the other.
+        const ignore: [string, unknown][] = [['ignore', entry.ignore?.length ? entry.ignore.join('  ') : '-']];
+        ctx.out(fields([['name', entry.name], ['driver', entry.driver], ...Object.entries(entry.options), ...rootPath, ...ignore]));
       }
       return EXIT.ok;
     },
@@ -459,7 +461,7 @@ export const commands: Command[] = [
   {
     path: ['files', 'restore'],
     synopsis: 'ferry files restore FID|PATH [--version ID]',
-    brief: 'put a version of a file back (the newest, or --version ID); it syncs to every owner',
+    brief: 'put back a version of a file: the newest, or --version ID',
     summary:
       'Put a version of a file back in the entry that keeps it, as a new change that syncs to every owner: the newest version, ' +
       'or the one --version names (an ID of "ferry files versions"). What the file holds there is kept as a version first. ' +

@@ -102,10 +102,10 @@ describe('versions', () => {
     await put('A', 'docs/big.bin', newBig);
     await until('the edits in B', () => holds('B', 'f.txt', 'second\n')() && holds('B', 'docs/big.bin', newBig)());
 
-    const small = await until('the version of f.txt listed', async () => {
+    const small = (await until('the version of f.txt listed', async () => {
       const list = await versionsOf(d, 'f.txt');
       return list.length === 1 ? list : null;
-    });
+    }))!;
     expect(small[0]).toEqual({ id: expect.any(Number), entry: 'B', time: expect.any(Number), size: 6, reason: 'overwritten' });
     expect(small[0]!.time).toBeGreaterThanOrEqual(t0 - 1);
     expect([...versionsOnDisk('B', 'f.txt').values()].map(String)).toEqual(['first\n']);
@@ -191,17 +191,17 @@ describe('versions', () => {
     await until('the initial sync', holds('B', 'r.txt', 'one\n'));
     await put('A', 'r.txt', 'two\n');
     await until('the edit in B', holds('B', 'r.txt', 'two\n'));
-    const [one] = await until('a version', async () => {
+    const [one] = (await until('a version', async () => {
       const list = await versionsOf(d, 'r.txt');
       return list.length === 1 ? list : null;
-    });
+    }))!;
     expect((await api(d.api, 'PUT', `/files/${fidOf('r.txt')}/versions/${one!.id}/restore`)).status).toBe(200);
     await until('one again in A and B', () => holds('A', 'r.txt', 'one\n')() && holds('B', 'r.txt', 'one\n')());
     // Both "two"s are versions now: B's (replaced by the restore) and A's (replaced by the sync).
-    const versions = await until('two versions of "two"', async () => {
+    const versions = (await until('two versions of "two"', async () => {
       const list = await versionsOf(d, 'r.txt');
       return list.length === 2 ? list : null;
-    });
+    }))!;
     expect(versions.map((v) => [v.entry, v.reason]).sort()).toEqual([
       ['A', 'overwritten'],
       ['B', 'overwritten'],
@@ -219,10 +219,10 @@ describe('versions', () => {
       await until(`v${n} in B`, holds('B', 'k.txt', `v${n}\n`));
     }
     // v0, v1 and v2 were replaced in B: the two newest are kept, v0 was dropped as v2 came.
-    const kept = await until('two versions', async () => {
+    const kept = (await until('two versions', async () => {
       const list = await versionsOf(d, 'k.txt');
       return list.length === 2 && versionsOnDisk('B', 'k.txt').size === 2 ? list : null;
-    });
+    }))!;
     expect([...versionsOnDisk('B', 'k.txt').values()].map(String).sort()).toEqual(['v1\n', 'v2\n']);
     expect(kept[0]!.time).toBeGreaterThanOrEqual(kept[1]!.time);
     // Two seconds on, the policy drops them, on disk and in the catalogue; the file stays.

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fidOf } from '../src/paths.js';
 import { api, CLI, REPO, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon } from './helpers.js';
 
 /**
@@ -173,6 +174,50 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
     await page.getByTestId('file-row-backedup/report.pdf').getByText('B ✓').waitFor();
     await page.getByTestId('event-log').getByText('A changed dropped.txt').first().waitFor();
     await page.getByTestId('overview-A-holds').getByText('holds 4 of 4 files').waitFor();
+  });
+
+  it('shows a file’s versions, lists it in the Trash once deleted everywhere, and restores it: back in A and B byte for byte', async () => {
+    const report = 'backedup/report.pdf';
+    const inA = path.join(dir, 'A', report);
+    const inB = path.join(dir, 'B', report);
+    const original = fs.readFileSync(inB);
+    // Edited in A: B keeps what it held as a version, shown under the file's row.
+    const edited = Buffer.alloc(150_000, 8);
+    await fsp.writeFile(inA, edited);
+    await until('the edit in B', () => fs.readFileSync(inB).equals(edited));
+    await page.getByTestId('files-tab-all').click();
+    const toggle = page.getByTestId(`versions-toggle-${report}`);
+    const versions = page.getByTestId(`versions-${report}`);
+    await toggle.click();
+    await versions.getByText('overwritten by a sync').waitFor();
+    await toggle.click();
+    await versions.waitFor({ state: 'detached' });
+
+    // Deleted in A: gone from B too, kept there as a version; the Trash lists it.
+    await fsp.rm(inA);
+    await until('the deletion in B', () => !fs.existsSync(inB));
+    await page.getByTestId('files-tab-trash').getByText('Trash (1)').waitFor();
+    await page.getByTestId('files-tab-trash').click();
+    await page.getByTestId(`trash-row-${report}`).waitFor();
+    await toggle.click();
+    await versions.getByText('deleted by a sync').waitFor();
+    const { body } = await api(daemon.api, 'GET', `/files/${fidOf(report)}/versions`);
+    expect(body.versions.map((v: { reason: string; entry: string }) => `${v.entry} ${v.reason}`)).toEqual(['B deleted', 'B overwritten']);
+    await page.getByTestId(`version-row-${body.versions[1].id}`).waitFor();
+
+    // Restore, from the page: the newest version, as it was deleted.
+    await page.getByTestId(`version-restore-${body.versions[0].id}`).click();
+    await page.getByTestId('files-note').getByText(`restored ${report} in B; it syncs to every owner`).waitFor();
+    expect(fs.readFileSync(inB).equals(edited)).toBe(true);
+    await until('the restored file in A', () => fs.existsSync(inA) && fs.readFileSync(inA).equals(edited));
+    // The trash is empty again; the older version is still kept, byte for byte.
+    await page.getByTestId('files-tab-trash').getByText('Trash (0)').waitFor();
+    const kept = path.join(dir, 'B/.ferry-versions', report);
+    expect(fs.readdirSync(kept).map((n) => fs.readFileSync(path.join(kept, n)).equals(original))).toEqual([true]);
+    await page.getByTestId('files-tab-all').click();
+    await page.getByTestId(`file-row-${report}`).getByText('B ✓').waitFor();
+    await page.getByTestId('overview-A-holds').getByText('holds 4 of 4 files').waitFor();
+    await words('B').getByText('Up to date').waitFor();
   });
 
   it("feeds mermaid's own parser the statecharts of both machines, from the API, the CLI and the page: one drawing", async () => {

@@ -36,13 +36,19 @@ export class FilesPanel {
   private readonly search = $('files-search') as HTMLInputElement;
   /** The files whose versions are open, by fid: kept open as the list is drawn again. */
   private readonly versions = new Map<string, VersionsRow>();
+  /** A restore done: said above the list (the file may leave the list it was restored from). */
+  private readonly restored: (message: string) => void;
 
   constructor(
     private readonly api: Api,
     private readonly model: Model,
     /** Told once a version was restored: what depends on the files is read again. */
-    private readonly restored: () => void = () => undefined,
+    onRestored: () => void = () => undefined,
   ) {
+    this.restored = (message) => {
+      this.note.textContent = message;
+      onRestored();
+    };
     this.prev.addEventListener('click', () => {
       this.offset = Math.max(0, this.offset - PAGE);
       void this.refresh();

@@ -21,8 +21,8 @@ export class VersionsRow {
     private readonly fid: string,
     private readonly filename: string,
     colspan: number,
-    /** Told once a restore is done: the lists are read again. */
-    private readonly restored: () => void,
+    /** Told once a restore is done, with what to say: the lists are read again (this row may leave with its file). */
+    private readonly restored: (message: string) => void,
   ) {
     this.list = el('div', { class: 'versions-list', 'data-testid': `versions-${filename}` }, [el('span', { class: 'muted', text: 'Loading…' })]);
     this.message = el('div', { class: 'message', 'data-testid': `versions-message-${filename}` });
@@ -81,8 +81,9 @@ export class VersionsRow {
     const r = await this.api.call('PUT', `/files/${encodeURIComponent(this.fid)}/versions/${v.id}/restore`);
     button.disabled = false;
     if (r.ok) {
-      setMessage(this.message, 'ok', `restored ${this.filename} in ${v.entry}; it syncs to every owner`);
-      this.restored();
+      const text = `restored ${this.filename} in ${v.entry}; it syncs to every owner`;
+      setMessage(this.message, 'ok', text);
+      this.restored(text);
     } else {
       setMessage(this.message, 'error', r.reason, r.status === 0 ? 'unreachable' : undefined);
     }

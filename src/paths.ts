@@ -25,7 +25,8 @@ export function isInternalName(name: string): boolean {
 
 /** Whether any segment of a relative path is one of Ferry's own names. */
 export function hasInternalSegment(filename: string): boolean {
-  return filename.split('/').some(isInternalName);
+  // Most paths hold no `.ferry` at all: they are not split.
+  return filename.includes('.ferry') && filename.split('/').some(isInternalName);
 }
 
 const MAX_PATH_BYTES = 4096;

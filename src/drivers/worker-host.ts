@@ -108,6 +108,8 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
     send({ type: 'fatal', reason: `unknown driver ${message.driver}` });
     return stop(3);
   }
+  /** Whether the driver said which ignore patterns it applies (local_storage adds its .ferryignore's). */
+  let toldIgnore = false;
   try {
     const factory = await spec.load();
     driver = factory({
@@ -121,10 +123,16 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       watchState: (state) => send({ type: 'watch', state }),
       ignore: message.ignore ?? [],
       versions: message.versions ?? null,
-      ignoreChanged: (patterns) => send({ type: 'ignore', patterns }),
+      ignoreChanged: (patterns) => {
+        toldIgnore = true;
+        send({ type: 'ignore', patterns });
+      },
       versionsChanged: (change) => send({ type: 'versions', change }),
     });
     await driver.start();
+    // A driver that says nothing of patterns applies the setup's: the daemon is told so, and
+    // stores them, before the entry is ready.
+    if (!toldIgnore) send({ type: 'ignore', patterns: message.ignore ?? [] });
   } catch (err) {
     const reason = err instanceof DriverRefusal ? err.message : `driver failed to start: ${(err as Error).message}`;
     send({ type: 'fatal', reason });

@@ -44,12 +44,23 @@ export function patternsOfFile(text: string): string[] {
 /** Whether two lists of patterns are the same, in order. */
 export const samePatterns = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((p, i) => p === b[i]);
 
+/**
+ * The package remembers the answer for every path (and parent folder) it is asked about: a
+ * matcher is made anew after this many questions, so that memory does not grow with the tree.
+ */
+const ANSWERS_KEPT = 20_000;
+
 /** A matcher of the patterns an entry applies, in order (a later `!pattern` takes back an earlier one). */
 export class IgnoreRules {
-  private readonly matcher: Ignore;
+  private matcher: Ignore;
+  private asked = 0;
 
   constructor(readonly patterns: readonly string[]) {
-    this.matcher = ignore({ allowRelativePaths: true }).add([...patterns]);
+    this.matcher = this.make();
+  }
+
+  private make(): Ignore {
+    return ignore({ allowRelativePaths: true }).add([...this.patterns]);
   }
 
   /** A matcher, or null when there is nothing to ignore (the common case costs nothing). */
@@ -62,6 +73,10 @@ export class IgnoreRules {
    * `folder`: it is a folder, so that `build/` (folders only) matches it too.
    */
   ignores(rel: string, folder = false): boolean {
+    if (++this.asked > ANSWERS_KEPT) {
+      this.asked = 0;
+      this.matcher = this.make();
+    }
     try {
       return this.matcher.ignores(folder ? `${rel}/` : rel);
     } catch {

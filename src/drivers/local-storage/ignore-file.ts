@@ -37,6 +37,11 @@ export class LocalIgnore {
     return true;
   }
 
+  /** Whether any pattern is in force. */
+  get any(): boolean {
+    return this.rules !== null;
+  }
+
   ignores(rel: string, folder = false): boolean {
     return this.rules !== null && this.rules.ignores(rel, folder);
   }

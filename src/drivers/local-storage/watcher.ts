@@ -249,11 +249,14 @@ export class LocalWatcher implements WatchHooks {
       return true;
     }
     // Asked first without stats: a pattern for folders only (`build/`) is tested once they come.
-    const relPath = this.relative(p);
-    if (relPath !== null && this.ignore.ignores(relPath, s?.isDirectory() ?? false)) return true;
-    if (s === undefined) return false;
-    if (s.isDirectory()) {
+    if (this.ignore.any && s === undefined) {
       const rel = this.relative(p);
+      return rel !== null && this.ignore.ignores(rel);
+    }
+    if (s === undefined) return false;
+    const rel = this.relative(p);
+    if (rel !== null && this.ignore.ignores(rel, s.isDirectory())) return true;
+    if (s.isDirectory()) {
       if (rel !== null && !this.live) {
         const stats = 'mtimeMs' in s ? s : lstatOrNull(p);
         this.tree.addFolder(rel, stats ? folderRecOf(stats) : null);
@@ -261,7 +264,6 @@ export class LocalWatcher implements WatchHooks {
       return false;
     }
     if (!this.live) {
-      const rel = this.relative(p);
       const stats = rel === null ? null : 'mtimeMs' in s ? s : lstatOrNull(p);
       if (rel !== null && stats) {
         const rec = this.recordOf(rel, stats);

@@ -1,5 +1,5 @@
 import { assign, sendTo, setup, type CallbackActorLogic } from 'xstate';
-import type { WatchState, WorkerReport } from './reports.js';
+import type { ConnectionState, WatchState, WorkerReport } from './reports.js';
 
 /**
  * One entry: supervises the child process that runs the entry's driver.
@@ -28,6 +28,8 @@ export interface EntryContext {
   force: boolean;
   /** What the worker watches, and what it cannot (rescanned at an interval instead). */
   watch: WatchState | null;
+  /** Whether a remote driver reaches its server (null: a local one, or not said yet). */
+  connection: ConnectionState | null;
   /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
   rescansAsked: number;
   rescansDone: number;
@@ -50,7 +52,9 @@ export type EntryEvent =
   /** Sent to the worker actor: the rescan numbered `id`. */
   | { type: 'worker.rescan'; id: number }
   | { type: 'worker.rescanned'; id: number }
-  | { type: 'worker.watch'; state: WatchState };
+  | { type: 'worker.watch'; state: WatchState }
+  /** A remote driver's connection to its server came up or went down (with why). */
+  | { type: 'worker.connection'; state: ConnectionState };
 
 export const entryMachine = setup({
   types: {
@@ -80,6 +84,7 @@ export const entryMachine = setup({
       rescansDone: ({ context, event }) => Math.max(context.rescansDone, (event as Extract<EntryEvent, { type: 'worker.rescanned' }>).id),
     }),
     recordWatch: assign({ watch: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.watch' }>).state }),
+    recordConnection: assign({ connection: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.connection' }>).state }),
     announceReady: sendTo(
       ({ system }) => system.get('rules'),
       ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
@@ -103,7 +108,7 @@ export const entryMachine = setup({
       pid: null,
       startedAt: null,
     })),
-    clearProcess: assign({ pid: null, startedAt: null, watch: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null, connection: null }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
     clearForce: assign({ force: false }),
@@ -121,6 +126,7 @@ export const entryMachine = setup({
     startedAt: null,
     force: false,
     watch: null,
+    connection: null,
     rescansAsked: 0,
     rescansDone: 0,
   }),
@@ -163,6 +169,7 @@ export const entryMachine = setup({
       on: {
         'worker.report': { actions: 'forwardToRules' },
         'worker.watch': { actions: 'recordWatch' },
+        'worker.connection': { actions: 'recordConnection' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },
         'entry.refuse': { target: 'stopped', actions: 'recordFailure' },

@@ -70,6 +70,7 @@ describe('entry machine', () => {
       startedAt: null,
       force: false,
       watch: null,
+      connection: null,
       rescansAsked: 0,
       rescansDone: 0,
     });

@@ -6,6 +6,7 @@ import { entrySchema, entryStatusSchema, nameParams } from '../schemas.js';
 import type { EntryConfig } from '../../sync/engine.js';
 import { processInfo } from '../../process-stats.js';
 import type { EntryContext } from '../../../machines/entry.js';
+import { publicOptions } from '../../drivers/registry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
@@ -24,7 +25,7 @@ const refusal: Record<Control, (name: string) => string> = {
 
 const now = () => Date.now() / 1000;
 
-const describe = (e: EntryConfig) => ({ name: e.name, driver: e.driver, options: e.options });
+const describe = (e: EntryConfig) => ({ name: e.name, driver: e.driver, options: publicOptions(e.driver, e.options) });
 
 /** The entry's status as the API shows it: the top-level state of its actor. */
 export function statusOf(actor: AnyActorRef): string {
@@ -63,7 +64,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     { schema: { params: nameParams, response: { 200: entryStatusSchema, 404: errorSchema } } },
     async (request) => {
       const { actor } = find(request.params.name);
-      const { lastError, watch } = actor.getSnapshot().context as EntryContext;
+      const { lastError, watch, connection } = actor.getSnapshot().context as EntryContext;
       const failing = ctx.store.failingJobs(request.params.name);
       // Said only when there is something to say: why it stopped or restarts, what fails, or
       // what its watcher cannot watch.
@@ -71,6 +72,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
         lastError,
         failing.count > 0 ? `${failing.count} job(s) failing and retried; last error: ${failing.lastError}` : null,
         watch?.reason ?? null,
+        connection?.reason ?? null,
       ].filter((r): r is string => !!r);
       const reason = lastError ?? (reasons.length > 0 ? reasons.join('; ') : null);
       return { name: request.params.name, status: statusOf(actor), time: now(), ...(reason ? { reason } : {}) };
@@ -106,6 +108,17 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
               name: { type: 'string' },
               status: { type: 'string', const: 'ok' },
               time: { type: 'number' },
+              // Beyond 1.0, remote entries only: whether the server is reached, and bytes copied in.
+              connection: {
+                type: 'object',
+                properties: {
+                  endpoint: { type: 'string' },
+                  connected: { type: 'boolean' },
+                  reason: { type: ['string', 'null'] },
+                  bytes_transferred: { type: 'integer' },
+                  files_transferred: { type: 'integer' },
+                },
+              },
             },
           },
           404: errorSchema,
@@ -117,14 +130,18 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
       const { name } = request.params;
       const { actor } = find(name);
       const snapshot = actor.getSnapshot();
-      const { pid, startedAt, restarts } = snapshot.context as EntryContext;
+      const { pid, startedAt, restarts, connection } = snapshot.context as EntryContext;
       if (!snapshot.matches({ active: 'running' }) || pid === null || startedAt === null) {
         throw new ApiError(409, `entry ${name} is not running`);
       }
       const info = await processInfo(pid, startedAt).catch(() => {
         throw new ApiError(409, `entry ${name} is not running`);
       });
-      return { info: { ...info, restarts }, name, status: 'ok', time: now() };
+      const counters = ctx.board.count(name);
+      const link = connection
+        ? { connection: { ...connection, bytes_transferred: counters.bytesTransferred, files_transferred: counters.filesTransferred } }
+        : {};
+      return { info: { ...info, restarts }, name, status: 'ok', time: now(), ...link };
     },
   );
 

@@ -1,0 +1,231 @@
+/**
+ * Real servers for the remote drivers' tests, on loopback ports: Debian's OpenSSH server (sshd
+ * with its own config, host key and a generated user key in a temporary folder) and s3rver (as a
+ * child process, so that a test can kill it). Each can be killed and started again on the same
+ * port and data, to inject a fault.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO, until } from './helpers.js';
+
+export const SSHD = '/usr/sbin/sshd';
+export const hasSshd = fs.existsSync(SSHD) && fs.existsSync('/usr/bin/ssh-keygen');
+const S3RVER = path.join(REPO, 'node_modules/s3rver/bin/s3rver.js');
+export const hasS3rver = fs.existsSync(S3RVER);
+/** s3rver's fixed credentials. */
+export const S3RVER_KEY = 'S3RVER';
+
+/** A free TCP port on 127.0.0.1 (free when asked; the server takes it right after). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Every process whose parent chain leads to `pid` (from /proc), deepest last. */
+function descendants(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of parents.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function killTree(child: ChildProcess | null, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // The listener and every session it forked (each connection's sshd and its sftp-server).
+  for (const pid of [child.pid!, ...descendants(child.pid!)]) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+  return exited;
+}
+
+export interface SshServer {
+  host: string;
+  port: number;
+  /** The folder SFTP entries keep (the root option): under the server's temporary folder. */
+  dir: string;
+  /** The user's private key (key_file) and the user name. */
+  keyFile: string;
+  username: string;
+  /** The host key's fingerprint as `ssh-keygen -l` prints it. */
+  fingerprint: string;
+  /** A known_hosts file that holds the host key. */
+  knownHosts: string;
+  /** sshd's stderr so far (-e). */
+  log(): string;
+  /** Kills sshd and every session it runs (SIGKILL): connections drop mid-transfer. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port, keys and folder. */
+  start(): Promise<void>;
+  /** Gives the server a new host key (takes effect at the next start). */
+  rekey(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function keygen(file: string): string {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ferry-test', '-f', file]);
+  const printed = execFileSync('ssh-keygen', ['-l', '-f', `${file}.pub`], { encoding: 'utf8' });
+  return printed.split(/\s+/)[1];
+}
+
+/** Starts sshd on a free loopback port with its own keys, config and a data folder. */
+export async function startSshd(): Promise<SshServer> {
+  const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'ferry-sshd-'));
+  const dir = path.join(base, 'data');
+  await fsp.mkdir(dir);
+  const hostKey = path.join(base, 'host_key');
+  let fingerprint = keygen(hostKey);
+  const userKey = path.join(base, 'user_key');
+  keygen(userKey);
+  await fsp.copyFile(`${userKey}.pub`, path.join(base, 'authorized_keys'));
+  const port = await freePort();
+  const knownHosts = path.join(base, 'known_hosts');
+  const writeKnownHosts = async () => {
+    const pub = (await fsp.readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/);
+    await fsp.writeFile(knownHosts, `[127.0.0.1]:${port} ${pub[0]} ${pub[1]}\n`);
+  };
+  await writeKnownHosts();
+  const config = path.join(base, 'sshd_config');
+  await fsp.writeFile(
+    config,
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${hostKey}`,
+      `PidFile ${path.join(base, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${path.join(base, 'authorized_keys')}`,
+      'PermitRootLogin yes',
+      'PasswordAuthentication yes',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'MaxStartups 100',
+      'MaxSessions 100',
+      'Subsystem sftp internal-sftp',
+      '',
+    ].join('\n'),
+  );
+  await fsp.mkdir('/run/sshd', { recursive: true });
+  let child: ChildProcess | null = null;
+  let stderr = '';
+  const start = async () => {
+    child = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (d) => (stderr += d));
+    const c = child;
+    await until('sshd listening', async () => {
+      if (c.exitCode !== null) throw new Error(`sshd exited: ${stderr}`);
+      return listening(port);
+    }, 10_000, 20);
+  };
+  await start();
+  return {
+    host: '127.0.0.1',
+    port,
+    dir,
+    keyFile: userKey,
+    username: os.userInfo().username,
+    get fingerprint() {
+      return fingerprint;
+    },
+    knownHosts,
+    log: () => stderr,
+    kill: () => killTree(child),
+    start,
+    async rekey() {
+      await fsp.rm(hostKey, { force: true });
+      await fsp.rm(`${hostKey}.pub`, { force: true });
+      fingerprint = keygen(hostKey);
+      return fingerprint;
+    },
+    async stop() {
+      await killTree(child);
+      await fsp.rm(base, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface S3Server {
+  endpoint: string;
+  port: number;
+  bucket: string;
+  /** s3rver's data folder: the bucket's objects and multipart uploads, as files. */
+  dir: string;
+  kill(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts s3rver as a child process on a free loopback port, with one bucket. */
+export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ferry-s3rver-'));
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let stderr = '';
+  const start = async () => {
+    child = spawn(
+      process.execPath,
+      [S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.on('data', (d) => (stderr += d));
+    const c = child;
+    await until('s3rver listening', async () => {
+      if (c.exitCode !== null) throw new Error(`s3rver exited: ${stderr}`);
+      return listening(port);
+    }, 15_000, 20);
+  };
+  await start();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    bucket,
+    dir,
+    kill: () => killTree(child),
+    start,
+    async stop() {
+      await killTree(child);
+      await fsp.rm(dir, { recursive: true, force: true });
+    },
+  };
+}

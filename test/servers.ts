@@ -229,3 +229,139 @@ export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
     },
   };
 }
+
+/** One remote entry's storage as a test sees it (behind Ferry's back): what a user would do there. */
+export interface RemoteStorage {
+  driver: 'sftp' | 's3';
+  /** The entry's options (secrets by reference). */
+  options: Record<string, unknown>;
+  put(rel: string, content: string | Buffer): Promise<void>;
+  read(rel: string): Promise<Buffer | null>;
+  remove(rel: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** Every file (Ferry's own names left out but temporaries): relative path → content. */
+  files(): Promise<Map<string, Buffer>>;
+  /** Ferry's temporary and partial names found in the storage. */
+  temporaries(): Promise<string[]>;
+}
+
+/** A fresh folder `sub` on the SFTP server as an entry's root: the test reaches it through the file system. */
+export async function sftpStorage(server: SshServer, sub: string, extra: Record<string, unknown> = {}): Promise<RemoteStorage> {
+  const root = path.join(server.dir, sub);
+  await fsp.mkdir(root, { recursive: true });
+  const at = (rel: string) => path.join(root, rel);
+  const walk = async (dir: string, rel: string, out: Map<string, Buffer>, internal: string[]) => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(path.join(dir, e.name), r, out, internal);
+      else if (e.name.startsWith('.ferry-')) internal.push(r);
+      else out.set(r, await fsp.readFile(path.join(dir, e.name)));
+    }
+  };
+  return {
+    driver: 'sftp',
+    options: {
+      host: server.host,
+      port: server.port,
+      username: server.username,
+      root,
+      key_file: server.keyFile,
+      host_key: server.fingerprint,
+      poll_interval: 0.5,
+      ...extra,
+    },
+    async put(rel, content) {
+      await fsp.mkdir(path.dirname(at(rel)), { recursive: true });
+      await fsp.writeFile(at(rel), content);
+    },
+    read: (rel) => fsp.readFile(at(rel)).catch(() => null),
+    remove: (rel) => fsp.rm(at(rel)),
+    async rename(from, to) {
+      await fsp.mkdir(path.dirname(at(to)), { recursive: true });
+      await fsp.rename(at(from), at(to));
+    },
+    async files() {
+      const out = new Map<string, Buffer>();
+      await walk(root, '', out, []);
+      return out;
+    },
+    async temporaries() {
+      const internal: string[] = [];
+      await walk(root, '', new Map(), internal);
+      return internal.filter((n) => n !== '.ferry-entry');
+    },
+  };
+}
+
+/** A fresh prefix in s3rver's bucket as an entry's storage: the test reaches it with its own S3 client. */
+export async function s3Storage(server: S3Server, prefix: string, extra: Record<string, unknown> = {}): Promise<RemoteStorage> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const s3 = await import('@aws-sdk/client-s3');
+  process.env.FERRY_TEST_S3_ID = S3RVER_KEY;
+  process.env.FERRY_TEST_S3_SECRET = S3RVER_KEY;
+  const client = new s3.S3Client({
+    region: 'us-east-1',
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const Bucket = server.bucket;
+  const key = (rel: string) => `${prefix}/${rel}`;
+  const all = async () => {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.send(new s3.ListObjectsV2Command({ Bucket, Prefix: `${prefix}/`, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) keys.push(o.Key!.slice(prefix.length + 1));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
+  };
+  const read = async (rel: string) => {
+    try {
+      const got = await client.send(new s3.GetObjectCommand({ Bucket, Key: key(rel) }));
+      return Buffer.from(await got.Body!.transformToByteArray());
+    } catch {
+      return null;
+    }
+  };
+  return {
+    driver: 's3',
+    options: {
+      bucket: Bucket,
+      prefix,
+      endpoint: server.endpoint,
+      force_path_style: true,
+      access_key_id_env: 'FERRY_TEST_S3_ID',
+      secret_access_key_env: 'FERRY_TEST_S3_SECRET',
+      poll_interval: 0.5,
+      ...extra,
+    },
+    async put(rel, content) {
+      const Body = Buffer.isBuffer(content) ? content : Buffer.from(content);
+      await client.send(new s3.PutObjectCommand({ Bucket, Key: key(rel), Body, ContentLength: Body.length }));
+    },
+    read,
+    async remove(rel) {
+      await client.send(new s3.DeleteObjectCommand({ Bucket, Key: key(rel) }));
+    },
+    async rename(from, to) {
+      await client.send(new s3.CopyObjectCommand({ Bucket, Key: key(to), CopySource: `${Bucket}/${key(from)}` }));
+      await client.send(new s3.DeleteObjectCommand({ Bucket, Key: key(from) }));
+    },
+    async files() {
+      const out = new Map<string, Buffer>();
+      for (const rel of await all()) {
+        if (rel.split('/').some((s) => s.startsWith('.ferry-'))) continue;
+        const b = await read(rel);
+        if (b) out.set(rel, b);
+      }
+      return out;
+    },
+    async temporaries() {
+      return (await all()).filter((rel) => rel.split('/').pop()!.startsWith('.ferry-') && rel !== '.ferry-entry');
+    },
+  };
+}

@@ -101,6 +101,8 @@ export class S3Backend implements RemoteBackend {
     if (options.secret_access_key_env && secret === undefined) {
       throw new DriverRefusal(`secret_access_key_env: the environment variable ${options.secret_access_key_env} is not set`);
     }
+    // The SDK warns on Node 20 about its releases after January 2027; this one is pinned.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const agent = { keepAlive: true, maxSockets: 64 };
     this.client = new S3Client({
       region: options.region,

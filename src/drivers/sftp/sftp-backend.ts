@@ -42,11 +42,21 @@ interface Session {
   client: Client;
   sftp: SFTPWrapper;
   posixRename: boolean;
+  /**
+   * Rejects when the connection is lost. ssh2 never answers a request in flight when its
+   * connection drops (nor one made after), so every call races this.
+   */
+  lost: Promise<never>;
 }
 
-function call<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
+type Callback<T> = (err: Error | null | undefined, value?: T) => void;
+
+/** One SFTP request as a promise, failed at once if the session's connection is lost. */
+function call<T>(s: Session, fn: (cb: Callback<T>) => void): Promise<T> {
+  return Promise.race([new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T)))), s.lost]);
 }
+
+const lostError = () => Object.assign(new Error('connection lost'), { code: 'ECONNRESET' });
 
 const sftpCode = (err: unknown) => (err as { code?: unknown } | null)?.code;
 /** SFTP status 2: no such file. */
@@ -76,9 +86,10 @@ export class SftpBackend implements RemoteBackend {
 
   async connect(): Promise<void> {
     this.closed = false;
-    const { sftp } = await this.sftp();
+    const s = await this.sftp();
+    const { sftp } = s;
     // The root must be there: a missing one is the wrong server or an unmounted disk.
-    const st = await call<Stats>((cb) => sftp.stat(this.root, cb)).catch((err) => {
+    const st = await call<Stats>(s, (cb) => sftp.stat(this.root, cb)).catch((err) => {
       if (isMissing(err)) throw new DriverRefusal(`root ${this.root} does not exist on ${this.endpoint}`);
       throw err;
     });
@@ -134,20 +145,26 @@ export class SftpBackend implements RemoteBackend {
         client.end();
         reject(keyProblem !== null ? new HostKeyRefusal(keyProblem) : err);
       };
+      let markLost: (err: Error) => void = () => {};
+      const lost = new Promise<never>((_, reject) => (markLost = reject));
+      lost.catch(() => {});
       client.once('ready', () => {
         client.sftp((err, sftp) => {
           if (err) return fail(err);
           settled = true;
           const extensions = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
-          resolve({ client, sftp, posixRename: 'posix-rename@openssh.com' in extensions });
+          resolve({ client, sftp, posixRename: 'posix-rename@openssh.com' in extensions, lost });
         });
       });
+      client.on('end', () => markLost(lostError()));
       client.on('error', (err) => {
+        markLost(lostError());
         if (!settled) fail(err);
         else this.dropSession(client);
       });
       client.on('close', () => {
-        if (!settled) fail(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
+        markLost(lostError());
+        if (!settled) fail(lostError());
         this.dropSession(client);
       });
       client.connect({
@@ -213,21 +230,21 @@ export class SftpBackend implements RemoteBackend {
     return this.root === '/' ? abs.slice(1) : abs.slice(this.root.length + 1);
   }
 
-  private async mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
+  private async mkdirp(s: Session, dir: string): Promise<void> {
     if (dir === this.root || this.folders.has(dir)) return;
-    await this.mkdirp(sftp, posix.dirname(dir));
-    await call((cb) => sftp.mkdir(dir, cb)).catch(async (err) => {
-      const st = await call<Stats>((cb) => sftp.stat(dir, cb)).catch(() => null);
+    await this.mkdirp(s, posix.dirname(dir));
+    await call(s, (cb) => s.sftp.mkdir(dir, cb)).catch(async (err) => {
+      const st = await call<Stats>(s, (cb) => s.sftp.stat(dir, cb)).catch(() => null);
       if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw err;
     });
     this.folders.add(dir);
   }
 
   /** Removes empty folders from `dir` up to the root (a folder that is not empty stops it). */
-  private async prune(sftp: SFTPWrapper, dir: string): Promise<void> {
+  private async prune(s: Session, dir: string): Promise<void> {
     while (dir !== this.root && dir.startsWith(this.root === '/' ? '/' : this.root + '/')) {
       try {
-        await call((cb) => sftp.rmdir(dir, cb));
+        await call(s, (cb) => s.sftp.rmdir(dir, cb));
       } catch {
         return;
       }
@@ -239,8 +256,8 @@ export class SftpBackend implements RemoteBackend {
   // ---- the read side ----
 
   async stat(rel: string): Promise<RemoteStat | null> {
-    const { sftp } = await this.sftp();
-    const st = await call<Stats>((cb) => sftp.lstat(this.abs(rel), cb)).catch((err) => {
+    const s = await this.sftp();
+    const st = await call<Stats>(s, (cb) => s.sftp.lstat(this.abs(rel), cb)).catch((err) => {
       if (isMissing(err)) return null;
       throw err;
     });
@@ -248,17 +265,17 @@ export class SftpBackend implements RemoteBackend {
   }
 
   async open(rel: string, offset: number): Promise<Readable> {
-    const { sftp } = await this.sftp();
-    return this.openAbs(sftp, this.abs(rel), offset);
+    const s = await this.sftp();
+    return this.openAbs(s, this.abs(rel), offset);
   }
 
-  private async openAbs(sftp: SFTPWrapper, file: string, offset: number): Promise<Readable> {
-    const handle = await call<Buffer>((cb) => sftp.open(file, 'r', cb));
-    const st = await call<Stats>((cb) => sftp.fstat(handle, cb)).catch(async (err) => {
-      await call((cb) => sftp.close(handle, cb)).catch(() => {});
+  private async openAbs(s: Session, file: string, offset: number): Promise<Readable> {
+    const handle = await call<Buffer>(s, (cb) => s.sftp.open(file, 'r', cb));
+    const st = await call<Stats>(s, (cb) => s.sftp.fstat(handle, cb)).catch(async (err) => {
+      await call(s, (cb) => s.sftp.close(handle, cb)).catch(() => {});
       throw err;
     });
-    return sftpReadStream(sftp, handle, offset, st.size, () => sftp.close(handle, () => {}));
+    return sftpReadStream(s.sftp, handle, offset, st.size, () => s.sftp.close(handle, () => {}), s.lost);
   }
 
   async list(): Promise<ScannedFile[]> {
@@ -267,11 +284,12 @@ export class SftpBackend implements RemoteBackend {
   }
 
   async listing(): Promise<Listing> {
-    const { sftp } = await this.sftp();
+    const s = await this.sftp();
+    const { sftp } = s;
     const files = new Map<string, RemoteStat>();
     const internal: Listing['internal'] = [];
     const readdir = (dir: string) =>
-      call<{ filename: string; attrs: Stats }[]>((cb) => sftp.readdir(dir, cb)).catch((err) => {
+      call<{ filename: string; attrs: Stats }[]>(s, (cb) => sftp.readdir(dir, cb)).catch((err) => {
         if (dir === this.root && isMissing(err)) throw new DriverRefusal(`root ${this.root} does not exist on ${this.endpoint}`);
         // A folder removed while the tree was listed: its files are gone.
         if (isMissing(err)) return [];
@@ -325,10 +343,11 @@ export class SftpBackend implements RemoteBackend {
   // ---- the write side ----
 
   async upload(plan: UploadPlan): Promise<RemoteStat> {
-    const { sftp, posixRename } = await this.sftp();
+    const s = await this.sftp();
+    const { sftp, posixRename } = s;
     const target = this.abs(plan.rel);
     const dir = posix.dirname(target);
-    await this.mkdirp(sftp, dir);
+    await this.mkdirp(s, dir);
     // A large file goes through a partial file named after the version it copies: a copy cut
     // short (server, connection or worker gone) resumes from what the server holds.
     const resumable = plan.size >= RESUMABLE_MIN;
@@ -338,9 +357,9 @@ export class SftpBackend implements RemoteBackend {
     );
     let offset = 0;
     if (resumable) {
-      const existing = await call<Stats>((cb) => sftp.stat(tmp, cb)).catch(() => null);
+      const existing = await call<Stats>(s, (cb) => sftp.stat(tmp, cb)).catch(() => null);
       if (existing && existing.size <= plan.size) offset = existing.size;
-      else if (existing) await call((cb) => sftp.unlink(tmp, cb)).catch(() => {});
+      else if (existing) await call(s, (cb) => sftp.unlink(tmp, cb)).catch(() => {});
     }
     let keep = resumable;
     let committed = false;
@@ -349,12 +368,12 @@ export class SftpBackend implements RemoteBackend {
       // partial file already holds: a digest of the source against one of the finished copy.
       const sourceHash = offset > 0 ? createHash('sha256') : null;
       if (offset > 0) plan.log('info', `resuming the copy of ${plan.rel} at ${offset} of ${plan.size} bytes`, { path: plan.rel, offset });
-      const handle = await call<Buffer>((cb) => sftp.open(tmp, offset > 0 ? 'r+' : 'w', cb));
+      const handle = await call<Buffer>(s, (cb) => sftp.open(tmp, offset > 0 ? 'r+' : 'w', cb));
       try {
         const source = await plan.open(0 + (sourceHash ? 0 : offset));
         let skip = sourceHash ? offset : 0;
         plan.progress(offset);
-        const writer = new SftpWriteStream(sftp, handle, offset, (n) => plan.progress(n));
+        const writer = new SftpWriteStream(sftp, handle, offset, (n) => plan.progress(n), s.lost);
         await pipeline(
           source,
           new Transform({
@@ -373,18 +392,18 @@ export class SftpBackend implements RemoteBackend {
           { signal: plan.signal },
         );
         const seconds = Math.floor(plan.mtime / 1000);
-        await call((cb) => sftp.futimes(handle, seconds, seconds, cb));
+        await call(s, (cb) => sftp.futimes(handle, seconds, seconds, cb));
       } finally {
-        await call((cb) => sftp.close(handle, cb)).catch(() => {});
+        await call(s, (cb) => sftp.close(handle, cb)).catch(() => {});
       }
-      const written = await call<Stats>((cb) => sftp.stat(tmp, cb));
+      const written = await call<Stats>(s, (cb) => sftp.stat(tmp, cb));
       if (written.size !== plan.size) {
         keep = false;
         throw new Error(`copy of ${plan.rel} has ${written.size} bytes, expected ${plan.size}; not committed`);
       }
       if (sourceHash) {
         const copy = createHash('sha256');
-        for await (const chunk of await this.openAbs(sftp, tmp, 0)) copy.update(chunk as Buffer);
+        for await (const chunk of await this.openAbs(s, tmp, 0)) copy.update(chunk as Buffer);
         if (copy.digest('hex') !== sourceHash.digest('hex')) {
           keep = false;
           plan.log('warn', `integrity check failed for ${plan.rel}: the resumed copy differs from the source; copying again`);
@@ -397,10 +416,10 @@ export class SftpBackend implements RemoteBackend {
         keep = false;
         throw err;
       }
-      if (posixRename) await call((cb) => sftp.ext_openssh_rename(tmp, target, cb));
+      if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(tmp, target, cb));
       else {
-        await call((cb) => sftp.unlink(target, cb)).catch(() => {});
-        await call((cb) => sftp.rename(tmp, target, cb));
+        await call(s, (cb) => sftp.unlink(target, cb)).catch(() => {});
+        await call(s, (cb) => sftp.rename(tmp, target, cb));
       }
       committed = true;
       const st = await this.stat(plan.rel);
@@ -410,40 +429,44 @@ export class SftpBackend implements RemoteBackend {
       if (err instanceof StaleJob) keep = false;
       throw err;
     } finally {
-      if (!keep && !committed) await call((cb) => sftp.unlink(tmp, cb)).catch(() => {});
+      if (!keep && !committed) await call(s, (cb) => sftp.unlink(tmp, cb)).catch(() => {});
     }
   }
 
   async remove(rel: string): Promise<void> {
-    const { sftp } = await this.sftp();
+    const s = await this.sftp();
+    const { sftp } = s;
     const file = this.abs(rel);
-    await call((cb) => sftp.unlink(file, cb)).catch((err) => {
+    await call(s, (cb) => sftp.unlink(file, cb)).catch((err) => {
       if (!isMissing(err)) throw err;
     });
-    await this.prune(sftp, posix.dirname(file));
+    await this.prune(s, posix.dirname(file));
   }
 
   async rename(from: string, to: string): Promise<void> {
-    const { sftp, posixRename } = await this.sftp();
+    const s = await this.sftp();
+    const { sftp, posixRename } = s;
     const a = this.abs(from);
     const b = this.abs(to);
-    await this.mkdirp(sftp, posix.dirname(b));
-    if (posixRename) await call((cb) => sftp.ext_openssh_rename(a, b, cb));
-    else await call((cb) => sftp.rename(a, b, cb));
-    await this.prune(sftp, posix.dirname(a));
+    await this.mkdirp(s, posix.dirname(b));
+    if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(a, b, cb));
+    else await call(s, (cb) => sftp.rename(a, b, cb));
+    await this.prune(s, posix.dirname(a));
   }
 
   async removeInternal(rel: string): Promise<void> {
-    const { sftp } = await this.sftp();
-    await call((cb) => sftp.unlink(this.abs(rel), cb)).catch((err) => {
+    const s = await this.sftp();
+    const { sftp } = s;
+    await call(s, (cb) => sftp.unlink(this.abs(rel), cb)).catch((err) => {
       if (!isMissing(err)) throw err;
     });
   }
 
   async writeMarker(): Promise<void> {
-    const { sftp } = await this.sftp();
-    const handle = await call<Buffer>((cb) => sftp.open(this.abs(MARKER), 'w', cb));
-    await call((cb) => sftp.close(handle, cb));
+    const s = await this.sftp();
+    const { sftp } = s;
+    const handle = await call<Buffer>(s, (cb) => sftp.open(this.abs(MARKER), 'w', cb));
+    await call(s, (cb) => sftp.close(handle, cb));
   }
 }
 

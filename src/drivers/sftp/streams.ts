@@ -16,8 +16,8 @@ function requestSize(sftp: SFTPWrapper, which: '_maxReadLen' | '_maxWriteLen'): 
   return typeof n === 'number' && n > 0 ? n : 32 * 1024;
 }
 
-function readAt(sftp: SFTPWrapper, handle: Buffer, position: number, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+function readAt(sftp: SFTPWrapper, handle: Buffer, position: number, length: number, lost: Promise<never>): Promise<Buffer> {
+  const read = new Promise<Buffer>((resolve, reject) => {
     const buf = Buffer.allocUnsafe(length);
     sftp.read(handle, buf, 0, length, position, (err, bytesRead) => {
       if (err) {
@@ -27,16 +27,17 @@ function readAt(sftp: SFTPWrapper, handle: Buffer, position: number, length: num
       } else resolve(buf.subarray(0, bytesRead));
     });
   });
+  return Promise.race([read, lost]);
 }
 
 /** Exactly `length` bytes at `position`, or fewer only at the end of the file. */
-async function readFull(sftp: SFTPWrapper, handle: Buffer, position: number, length: number): Promise<Buffer> {
-  const first = await readAt(sftp, handle, position, length);
+async function readFull(sftp: SFTPWrapper, handle: Buffer, position: number, length: number, lost: Promise<never>): Promise<Buffer> {
+  const first = await readAt(sftp, handle, position, length, lost);
   if (first.length === length || first.length === 0) return first;
   const parts = [first];
   let got = first.length;
   while (got < length) {
-    const more = await readAt(sftp, handle, position + got, length - got);
+    const more = await readAt(sftp, handle, position + got, length - got, lost);
     if (more.length === 0) break;
     parts.push(more);
     got += more.length;
@@ -48,7 +49,15 @@ async function readFull(sftp: SFTPWrapper, handle: Buffer, position: number, len
  * The bytes of an open file from `start` to `size` (its size when opened), read a window of
  * requests ahead. `onClose` runs once, when the stream ends or is destroyed.
  */
-export function sftpReadStream(sftp: SFTPWrapper, handle: Buffer, start: number, size: number, onClose: () => void): Readable {
+export function sftpReadStream(
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  start: number,
+  size: number,
+  onClose: () => void,
+  /** Rejects when the connection is lost (ssh2 then never answers the reads in flight). */
+  lost: Promise<never>,
+): Readable {
   const chunk = requestSize(sftp, '_maxReadLen');
   const depth = Math.max(1, Math.floor(WINDOW_BYTES / chunk));
   async function* chunks() {
@@ -58,7 +67,7 @@ export function sftpReadStream(sftp: SFTPWrapper, handle: Buffer, start: number,
       for (;;) {
         while (window.length < depth && next < size) {
           const len = Math.min(chunk, size - next);
-          const p = readFull(sftp, handle, next, len);
+          const p = readFull(sftp, handle, next, len, lost);
           p.catch(() => {}); // awaited below, in order; a stream destroyed early leaves it unawaited
           window.push(p);
           next += len;
@@ -94,9 +103,17 @@ export class SftpWriteStream extends Writable {
     private readonly sftp: SFTPWrapper,
     private readonly handle: Buffer,
     start: number,
-    private readonly progress: (position: number) => void = () => {},
+    private readonly progress: (position: number) => void,
+    /** Rejects when the connection is lost: ssh2 then never answers the writes in flight. */
+    lost: Promise<never>,
   ) {
     super({ highWaterMark: 1 << 20 });
+    lost.catch((err: Error) => {
+      this.failure ??= err;
+      this.inflight = 0;
+      this.inflightBytes = 0;
+      this.wake();
+    });
     this.position = start;
     this.acknowledged = start;
     this.piece = requestSize(sftp, '_maxWriteLen');

@@ -175,10 +175,10 @@ describe('loadSetup', () => {
   it('refuses an entry without a known driver', () => {
     expect(failure({ entries: { A: 'local' } }).message).toMatch(/: entries\.A: must be an object/);
     expect(failure({ entries: { A: { options: { root: 'A' } } } }).message).toMatch(
-      /: entries\.A\.driver: missing \(known drivers: local_storage\)$/,
+      /: entries\.A\.driver: missing \(known drivers: local_storage, sftp, s3\)$/,
     );
     expect(failure({ entries: { A: { driver: 'ftp', options: {} } } }).message).toMatch(
-      /: entries\.A\.driver: unknown driver "ftp" \(known drivers: local_storage\)$/,
+      /: entries\.A\.driver: unknown driver "ftp" \(known drivers: local_storage, sftp, s3\)$/,
     );
   });
 

@@ -8,6 +8,21 @@ import type { ConnectionState, WatchState, WorkerReport } from './reports.js';
  * (a real child process) and the back-off delay through `.provide()`.
  */
 
+/** A sample of the worker process, taken every couple of seconds while it runs. */
+export interface WorkerSample {
+  /** The API's stats `info` (spec fields, and pid). */
+  info: { age: number; cpu: number; create_time: number; ctime: string; mem: number; mem_info1: string; mem_info2: string; started: number; pid: number };
+  /** Resident memory, bytes. */
+  rss: number;
+  /** CPU time used so far, seconds. */
+  cpuSeconds: number;
+}
+
+export interface SamplerInput {
+  pid: number;
+  startedAt: number;
+}
+
 export interface EntryInput {
   name: string;
   /** Whether this start was forced (given to the worker actor). */
@@ -33,6 +48,8 @@ export interface EntryContext {
   /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
   rescansAsked: number;
   rescansDone: number;
+  /** The last sample of the running worker (null until the first, and while none runs). */
+  sample: WorkerSample | null;
 }
 
 export type EntryEvent =
@@ -43,6 +60,8 @@ export type EntryEvent =
   | { type: 'worker.ready'; pid: number }
   | { type: 'worker.exited'; code: number | null; signal: string | null }
   | { type: 'worker.failed'; reason: string }
+  /** The store cannot record changes: the worker is stopped and started again after a back-off. */
+  | { type: 'entry.suspend'; reason: string }
   /** The rules actor refuses what the worker's rescan found (mass deletion): stop and say why. */
   | { type: 'entry.refuse'; reason: string }
   | { type: 'worker.report'; report: WorkerReport }
@@ -53,6 +72,7 @@ export type EntryEvent =
   | { type: 'worker.rescan'; id: number }
   | { type: 'worker.rescanned'; id: number }
   | { type: 'worker.watch'; state: WatchState }
+  | { type: 'worker.sampled'; sample: WorkerSample }
   /** A remote driver's connection to its server came up or went down (with why). */
   | { type: 'worker.connection'; state: ConnectionState };
 
@@ -65,6 +85,9 @@ export const entryMachine = setup({
   actors: {
     // Implemented in src/entry-worker.ts: forks the driver's worker process.
     worker: {} as CallbackActorLogic<EntryEvent, EntryInput>,
+    // Implemented in src/worker-sampler.ts: samples the worker process (CPU over the interval,
+    // memory) every couple of seconds, so that the API reads stats from this snapshot.
+    sampler: {} as CallbackActorLogic<EntryEvent, SamplerInput>,
   },
   delays: {
     // Grows with consecutive failures; implemented in src.
@@ -91,7 +114,7 @@ export const entryMachine = setup({
     ),
     recordReady: assign(({ event }) => {
       const e = event as Extract<EntryEvent, { type: 'worker.ready' }>;
-      return { pid: e.pid, startedAt: Date.now() };
+      return { pid: e.pid, startedAt: Date.now(), sample: null };
     }),
     recordExit: assign(({ context, event }) => {
       const e = event as Extract<EntryEvent, { type: 'worker.exited' }>;
@@ -101,14 +124,24 @@ export const entryMachine = setup({
         lastError: `worker exited unexpectedly (${e.signal ? `signal ${e.signal}` : `code ${e.code}`})`,
         pid: null,
         startedAt: null,
+        sample: null,
       };
     }),
+    recordSuspension: assign(({ context, event }) => ({
+      failures: context.failures + 1,
+      lastError: (event as Extract<EntryEvent, { type: 'entry.suspend' }>).reason,
+      pid: null,
+      startedAt: null,
+      sample: null,
+    })),
     recordFailure: assign(({ event }) => ({
       lastError: (event as Extract<EntryEvent, { type: 'worker.failed' | 'entry.refuse' }>).reason,
       pid: null,
       startedAt: null,
+      sample: null,
     })),
-    clearProcess: assign({ pid: null, startedAt: null, watch: null, connection: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null, connection: null }),
+    recordSample: assign({ sample: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.sampled' }>).sample }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
     clearForce: assign({ force: false }),
@@ -129,6 +162,7 @@ export const entryMachine = setup({
     connection: null,
     rescansAsked: 0,
     rescansDone: 0,
+    sample: null,
   }),
   initial: 'stopped',
   states: {
@@ -155,7 +189,12 @@ export const entryMachine = setup({
           },
         },
         running: {
-          description: 'The worker is ready: changes are reported and jobs are dispatched to it.',
+          description: 'The worker is ready: changes are reported and jobs are dispatched to it; its process is sampled.',
+          invoke: {
+            id: 'sampler',
+            src: 'sampler',
+            input: ({ context }) => ({ pid: context.pid!, startedAt: context.startedAt! }),
+          },
           after: {
             stableAfter: { actions: 'markStable' },
           },
@@ -163,6 +202,7 @@ export const entryMachine = setup({
             'jobs.available': { actions: 'forwardToWorker' },
             'entry.rescan': { actions: ['askRescan', 'sendRescan'] },
             'worker.rescanned': { actions: 'recordRescanned' },
+            'worker.sampled': { actions: 'recordSample' },
           },
         },
       },
@@ -171,6 +211,7 @@ export const entryMachine = setup({
         'worker.watch': { actions: 'recordWatch' },
         'worker.connection': { actions: 'recordConnection' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
+        'entry.suspend': { target: 'restarting', actions: 'recordSuspension' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },
         'entry.refuse': { target: 'stopped', actions: 'recordFailure' },
         'entry.stop': { target: 'stopped' },
@@ -178,7 +219,8 @@ export const entryMachine = setup({
       },
     },
     restarting: {
-      description: 'The worker died unexpectedly; it is started again after a growing delay.',
+      description:
+        'The worker died unexpectedly, or the store could not record its changes; it is started again after a growing delay.',
       after: {
         backoff: { target: 'active' },
       },

@@ -23,21 +23,41 @@ export interface RulesInput {
   active: Rule[];
 }
 
+/** For one file whose owners a set of rules would change: the entries it would gain and lose. */
+export interface RulesChange {
+  fid: string;
+  filename: string;
+  gain: string[];
+  lose: string[];
+}
+
 export interface RulesContext {
   entries: string[];
   staged: Rule[];
   active: Rule[];
   lastError: string | null;
+  /** Previews asked (rules.preview), each numbered, and the last one computed. */
+  previewsAsked: number;
+  preview: { id: number; rules: Rule[]; changes: RulesChange[] } | null;
 }
 
 export type RulesEvent =
   | WorkerReport
   | { type: 'rules.stage'; rules: Rule[] }
   | { type: 'rules.reload' }
+  /** Compute what reloading the staged rules would change (a preview, kept in the context). */
+  | { type: 'rules.preview' }
+  | { type: `xstate.done.actor.preview.${number}`; output: { id: number; rules: Rule[]; changes: RulesChange[] } }
   | { type: 'entry.ready'; entry: string }
   | { type: 'jobs.queued'; entries: string[] }
   /** Recording a report was refused (a mass deletion): the entry stops, with this reason. */
-  | { type: 'entry.refused'; entry: string; reason: string };
+  | { type: 'entry.refused'; entry: string; reason: string }
+  /**
+   * The store could not record a change (a full or failing disk): every entry pauses, so that
+   * nothing more is done that the store cannot record; each rescans against the store when it
+   * starts again, which finds whatever was not recorded.
+   */
+  | { type: 'store.failed'; reason: string };
 
 export const rulesMachine = setup({
   types: {
@@ -49,6 +69,8 @@ export const rulesMachine = setup({
     // Implemented in src: applies the given rules to every known file; resolves to the
     // names of the entries that got new jobs.
     applyRules: {} as PromiseActorLogic<string[], { rules: Rule[] }>,
+    // Implemented in src: what applying the given rules to every known file would change.
+    previewRules: {} as PromiseActorLogic<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>,
   },
   guards: {
     stagedDiffers: ({ context }) => JSON.stringify(context.staged) !== JSON.stringify(context.active),
@@ -73,6 +95,22 @@ export const rulesMachine = setup({
       const refuse: { type: 'entry.refuse'; reason: string } = { type: 'entry.refuse', reason: e.reason };
       if (entry) enqueue.sendTo(entry, refuse);
     }),
+    suspendEntries: enqueueActions(({ event, enqueue, system, context }) => {
+      const reason = (event as Extract<RulesEvent, { type: 'store.failed' }>).reason;
+      for (const name of context.entries) {
+        const entry = system.get(`entry:${name}`);
+        const suspend: { type: 'entry.suspend'; reason: string } = { type: 'entry.suspend', reason };
+        if (entry) enqueue.sendTo(entry, suspend);
+      }
+    }),
+    startPreview: enqueueActions(({ enqueue, context }) => {
+      const id = context.previewsAsked + 1;
+      enqueue.assign({ previewsAsked: id });
+      enqueue.spawnChild('previewRules', { id: `preview.${id}`, input: { id, rules: context.staged } });
+    }),
+    keepPreview: assign({
+      preview: ({ event }) => (event as { output: { id: number; rules: Rule[]; changes: RulesChange[] } }).output,
+    }),
     // A newly ready entry can serve as a source: every entry may now have work it could not do.
     announceToAll: enqueueActions(({ enqueue, system, context }) => {
       for (const name of context.entries) {
@@ -83,7 +121,14 @@ export const rulesMachine = setup({
 }).createMachine({
   id: 'rules',
   description: 'Holds the staged and active rules and turns every change into jobs for the entries.',
-  context: ({ input }) => ({ entries: input.entries, staged: input.staged, active: input.active, lastError: null }),
+  context: ({ input }) => ({
+    entries: input.entries,
+    staged: input.staged,
+    active: input.active,
+    lastError: null,
+    previewsAsked: 0,
+    preview: null,
+  }),
   initial: 'ready',
   on: {
     'file.changed': { actions: 'recordReport' },
@@ -95,6 +140,9 @@ export const rulesMachine = setup({
     'jobs.queued': { actions: 'announceJobs' },
     'entry.ready': { actions: 'announceToAll' },
     'entry.refused': { actions: 'refuseEntry' },
+    'store.failed': { actions: 'suspendEntries' },
+    'rules.preview': { actions: 'startPreview' },
+    'xstate.done.actor.preview.*': { actions: 'keepPreview' },
   },
   states: {
     ready: {

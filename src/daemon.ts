@@ -6,10 +6,11 @@ import type { Logger } from 'pino';
 import pidusage from 'pidusage';
 import { daemonMachine } from '../machines/daemon.js';
 import { entryMachine } from '../machines/entry.js';
-import { rulesMachine, type Rule } from '../machines/rules.js';
-import { buildApp } from './api/app.js';
+import { rulesMachine, type Rule, type RulesChange } from '../machines/rules.js';
+import { buildServer } from './api/server.js';
 import { isLoopback } from './api/access.js';
 import { workerActor } from './entry-worker.js';
+import { samplerActor } from './worker-sampler.js';
 import { validateRules } from './rules/validate.js';
 import { checkPlaces, loadSetup, writeSetupRules, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
@@ -54,6 +55,22 @@ function listenError(err: unknown, host: string, port: number): Error {
   const shown = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   if (code && code in why) return new UsageError(`cannot listen on ${shown}: ${why[code]}`);
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * The reason to show when `err` is the store failing to write (a full disk, an I/O error, a
+ * read-only or locked database), or null when it is anything else.
+ */
+export function storeFailure(err: unknown): string | null {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null;
+  const message = (err as Error).message;
+  if (code.startsWith('SQLITE_FULL')) return `the store's disk is full: ${message}`;
+  if (code.startsWith('SQLITE_IOERR')) return `the store's disk failed: ${message}`;
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_BUSY')) {
+    return `the store cannot be written: ${message}`;
+  }
+  return null;
 }
 
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
@@ -147,6 +164,12 @@ export class Daemon {
 
     let daemon: Daemon | null = null;
     const provided = daemonMachine.provide({
+      actions: {
+        reportActorError: (_, { actor, error }) => {
+          log.error({ actor, err: error instanceof Error ? error.message : String(error) }, `actor ${actor} failed; starting it again`);
+          events.emit({ type: 'actor', actor, error: error instanceof Error ? error.message : String(error) });
+        },
+      },
       actors: {
         rules: rulesMachine.provide({
           actions: {
@@ -155,9 +178,17 @@ export class Daemon {
                 const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
                 if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
               } catch (err) {
-                if (!(err instanceof MassDeletionRefused)) throw err;
-                log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
-                self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
+                if (err instanceof MassDeletionRefused) {
+                  log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
+                  self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
+                  return;
+                }
+                const failure = storeFailure(err);
+                if (!failure) throw err;
+                // Not recorded: the entries pause, and each rescans against the store when it
+                // starts again, which finds what this report said.
+                log.error({ err: (err as Error).message }, failure);
+                self.send({ type: 'store.failed', reason: failure });
               }
             },
             persistStaged: ({ event }) => {
@@ -165,6 +196,9 @@ export class Daemon {
             },
           },
           actors: {
+            previewRules: fromPromise<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>(
+              async ({ input }) => ({ ...input, changes: engine.diff(input.rules) }),
+            ),
             applyRules: fromPromise<string[], { rules: Rule[] }>(async ({ input }) => {
               // The setup file first: if it cannot be written, nothing has changed. If the store
               // then failed, the next start would see the file's rules differ and apply them.
@@ -187,6 +221,7 @@ export class Daemon {
               events,
               track: (exited) => daemon!.track(exited),
             }),
+            sampler: samplerActor(),
           },
           delays: {
             backoff: ({ context }) => restartDelay(context.failures),
@@ -223,11 +258,10 @@ export class Daemon {
         });
       },
     });
-    const app = await buildApp({
+    const app = await buildServer({
       system: root.system,
       entries,
       store,
-      diffRules: (rules) => engine.diff(rules),
       events,
       board,
       logger: log,

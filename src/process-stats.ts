@@ -48,9 +48,26 @@ export async function virtualMemory(pid: number): Promise<number> {
 
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
 
-export async function processInfo(pid: number, startedAt: number): Promise<ProcessInfo> {
+/** A sample of a process: the API's `info`, and the raw figures /metrics exports. */
+export interface ProcessSample {
+  info: ProcessInfo;
+  /** Resident memory, bytes. */
+  rss: number;
+  /** CPU time used so far, seconds. */
+  cpuSeconds: number;
+}
+
+export async function processSample(pid: number, startedAt: number): Promise<ProcessSample> {
   const usage = await pidusage(pid);
   const vms = await virtualMemory(pid).catch(() => 0);
+  return { info: toInfo(pid, startedAt, usage, vms), rss: usage.memory, cpuSeconds: usage.ctime / 1000 };
+}
+
+export async function processInfo(pid: number, startedAt: number): Promise<ProcessInfo> {
+  return (await processSample(pid, startedAt)).info;
+}
+
+function toInfo(pid: number, startedAt: number, usage: pidusage.Status, vms: number): ProcessInfo {
   return {
     age: usage.elapsed / 1000,
     cpu: round(usage.cpu, 1),

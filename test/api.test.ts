@@ -165,8 +165,10 @@ describe('API 1.0: files', () => {
 describe('API 1.0: entries', () => {
   const h = apiHarness();
 
+  // As written in the setup, and the absolute root (root_path, an addition to the spec's fields).
   const entryA = { name: 'A', driver: 'local_storage', options: { root: 'A' } };
   const entryB = { name: 'B', driver: 'local_storage', options: { root: 'B' } };
+  const withRoot = (e: typeof entryA) => ({ ...e, root_path: path.join(h.dir, e.options.root) });
 
   const status = async (name: string) => (await h.call('GET', `${API}/entries/${name}/status`)).body.status;
   const pidOf = async (name: string): Promise<number> => {
@@ -178,15 +180,15 @@ describe('API 1.0: entries', () => {
   it('GET /entries lists every entry as written in the setup', async () => {
     const res = await h.call('GET', `${API}/entries`);
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ entries: [entryA, entryB] });
+    expect(res.body).toEqual({ entries: [withRoot(entryA), withRoot(entryB)] });
   });
 
   it('GET /entries/:name describes one entry; an unknown one is a 404', async () => {
     const a = await h.call('GET', `${API}/entries/A`);
     expect(a.status).toBe(200);
-    expect(a.body).toEqual(entryA);
+    expect(a.body).toEqual(withRoot(entryA));
     const b = await h.call('GET', `${API}/entries/B`);
-    expect(b.body).toEqual(entryB);
+    expect(b.body).toEqual(withRoot(entryB));
 
     const c = await h.call('GET', `${API}/entries/C`);
     expect(c.status).toBe(404);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromCallback, setup, spawnChild, type AnyEventObject } from 'xstate';
-import { entryMachine, type EntryEvent, type EntryInput } from '../machines/entry.js';
+import { entryMachine, type EntryEvent, type EntryInput, type SamplerInput } from '../machines/entry.js';
 import { rulesMachine } from '../machines/rules.js';
 import { daemonMachine } from '../machines/daemon.js';
 import type { WorkerReport } from '../machines/reports.js';
@@ -27,13 +27,16 @@ function fakeWorkers() {
   return { workers, logic, last: () => workers[workers.length - 1]! };
 }
 
+/** A `sampler` that samples nothing: the test sends `worker.sampled` itself where it matters. */
+const noSampler = fromCallback<EntryEvent, SamplerInput>(() => () => {});
+
 const BACKOFF_PER_FAILURE = 1000;
 const STABLE_AFTER = 10_000;
 
 function startEntry() {
   const fake = fakeWorkers();
   const machine = entryMachine.provide({
-    actors: { worker: fake.logic },
+    actors: { worker: fake.logic, sampler: noSampler },
     delays: {
       backoff: ({ context }) => BACKOFF_PER_FAILURE * context.failures,
       stableAfter: STABLE_AFTER,
@@ -73,6 +76,7 @@ describe('entry machine', () => {
       connection: null,
       rescansAsked: 0,
       rescansDone: 0,
+      sample: null,
     });
     expect(workers).toHaveLength(0);
   });
@@ -336,6 +340,38 @@ describe('entry machine', () => {
     expect(last().received).toEqual([{ type: 'jobs.available' }]);
   });
 
+  it('samples the worker only while it runs, and keeps the last sample in its context', () => {
+    const samplers: { input: unknown; stopped: boolean; sendBack: (e: EntryEvent) => void }[] = [];
+    const fake = fakeWorkers();
+    const machine = entryMachine.provide({
+      actors: {
+        worker: fake.logic,
+        sampler: fromCallback<EntryEvent, { pid: number; startedAt: number }>(({ input, sendBack }) => {
+          const s = { input, stopped: false, sendBack };
+          samplers.push(s);
+          return () => void (s.stopped = true);
+        }),
+      },
+    });
+    const actor = createActor(machine, { input: { name: 'A' } });
+    actor.start();
+    actor.send({ type: 'entry.start' });
+    expect(samplers).toHaveLength(0); // starting: no process to sample yet
+    vi.setSystemTime(new Date('2026-01-02T03:04:05Z'));
+    fake.last().sendBack({ type: 'worker.ready', pid: 42 });
+    expect(samplers).toEqual([{ input: { pid: 42, startedAt: Date.parse('2026-01-02T03:04:05Z') }, stopped: false, sendBack: expect.any(Function) }]);
+    const sample = {
+      info: { age: 2, cpu: 37.5, create_time: 1, ctime: '0:00.75', mem: 0.2, mem_info1: '51M', mem_info2: '1.2G', started: 1, pid: 42 },
+      rss: 51 << 20,
+      cpuSeconds: 0.75,
+    };
+    samplers[0]!.sendBack({ type: 'worker.sampled', sample });
+    expect(actor.getSnapshot().context.sample).toEqual(sample);
+    actor.send({ type: 'entry.stop' });
+    expect(samplers[0]!.stopped).toBe(true);
+    expect(actor.getSnapshot().context.sample).toBeNull();
+  });
+
   describe('within an actor system', () => {
     /** A system with a recording `rules` actor and one entry `entry:A`. */
     function startSystem() {
@@ -347,7 +383,7 @@ describe('entry machine', () => {
       const parent = setup({
         actors: {
           rules: recordingRules,
-          entry: entryMachine.provide({ actors: { worker: fake.logic } }),
+          entry: entryMachine.provide({ actors: { worker: fake.logic, sampler: noSampler } }),
         },
       }).createMachine({
         entry: [
@@ -393,7 +429,7 @@ describe('entry machine', () => {
       const recordReport = vi.fn();
       const machine = daemonMachine.provide({
         actors: {
-          entry: entryMachine.provide({ actors: { worker: fake.logic } }),
+          entry: entryMachine.provide({ actors: { worker: fake.logic, sampler: noSampler } }),
           rules: rulesMachine.provide({
             actions: {
               recordReport: ({ event, self }) => {

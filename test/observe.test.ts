@@ -580,6 +580,8 @@ async function untilMetrics(d: RunningDaemon, what: string, check: (m: Metrics) 
 describe('GET /metrics', () => {
   it('answers the Prometheus text format with the entries, files, transfers, queues and processes', async () => {
     const d = await daemon();
+    // Workers are sampled from the moment they are ready: the first samples come at once.
+    await untilMetrics(d, 'both workers sampled', (m) => ['A', 'B'].every((e) => sample(m, 'ferry_worker_resident_memory_bytes', { entry: e })! > 0));
     const { text, type } = await metricsText(d);
     expect(type).toBe('text/plain; version=0.0.4; charset=utf-8');
     const m = parseMetrics(text);
@@ -879,7 +881,7 @@ describe('toMermaid and statePath', () => {
     const { createActor } = await import('xstate');
     const actor = createActor(
       entryMachine.provide({
-        actors: { worker: (await import('xstate')).fromCallback(() => () => {}) },
+        actors: { worker: (await import('xstate')).fromCallback(() => () => {}), sampler: (await import('xstate')).fromCallback(() => () => {}) },
       }),
       { input: { name: 'A' } },
     ).start();

@@ -127,7 +127,7 @@ describe('the SFTP host key check', () => {
 
 describe('the remote drivers’ options', () => {
   const sftp = (o: Record<string, unknown>) => drivers.sftp.resolveOptions(o, '/setup');
-  const s3 = (o: Record<string, unknown>) => drivers.s3.resolveOptions(o);
+  const s3 = (o: Record<string, unknown>) => drivers.s3.resolveOptions(o, '/setup');
 
   it('sftp: defaults filled, paths resolved against the setup, unknown and missing options refused', () => {
     expect(sftp({ host: 'h', username: 'u', root: '/srv', key_file: 'keys/id' })).toEqual({

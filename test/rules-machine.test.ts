@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromCallback, fromPromise, waitFor, type Actor } from 'xstate';
-import { rulesMachine, type Rule, type RulesEvent, type RulesInput } from '../machines/rules.js';
+import { rulesMachine, type Rule, type RulesChange, type RulesEvent, type RulesInput } from '../machines/rules.js';
 import { entryMachine, type EntryEvent, type EntryInput } from '../machines/entry.js';
 import { daemonMachine } from '../machines/daemon.js';
 import type { WorkerReport } from '../machines/reports.js';
@@ -65,7 +65,37 @@ describe('rules machine', () => {
     const { actor } = startRules({ staged: PDFS_TO_B });
     const snapshot = actor.getSnapshot();
     expect(snapshot.value).toBe('ready');
-    expect(snapshot.context).toEqual({ entries: ['A', 'B'], staged: PDFS_TO_B, active: EVERYTHING_TO_A, lastError: null });
+    expect(snapshot.context).toEqual({
+      entries: ['A', 'B'],
+      staged: PDFS_TO_B,
+      active: EVERYTHING_TO_A,
+      lastError: null,
+      previewsAsked: 0,
+      preview: null,
+    });
+  });
+
+  it('computes a preview of the staged rules on rules.preview, numbered, in any state', async () => {
+    const calls: { id: number; rules: Rule[] }[] = [];
+    const machine = fakes().machine.provide({
+      actors: {
+        previewRules: fromPromise<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>(async ({ input }) => {
+          calls.push(input);
+          return { ...input, changes: [{ fid: 'f', filename: 'backedup/a.pdf', gain: ['B'], lose: [] }] };
+        }),
+      },
+    });
+    const actor = start(createActor(machine, { input: { entries: ['A', 'B'], staged: PDFS_TO_B, active: EVERYTHING_TO_A } }));
+    actor.send({ type: 'rules.preview' });
+    expect(actor.getSnapshot().context.previewsAsked).toBe(1);
+    const done = await waitFor(actor, (s) => s.context.preview !== null, { timeout: 1000 });
+    expect(calls).toEqual([{ id: 1, rules: PDFS_TO_B }]);
+    expect(done.context.preview).toEqual({
+      id: 1,
+      rules: PDFS_TO_B,
+      changes: [{ fid: 'f', filename: 'backedup/a.pdf', gain: ['B'], lose: [] }],
+    });
+    expect(done.value).toBe('ready');
   });
 
   it('stages rules: context.staged changes and they are persisted; the active rules stay', () => {
@@ -199,7 +229,7 @@ describe('rules machine', () => {
       const machine = daemonMachine.provide({
         actors: {
           rules: f.machine,
-          entry: entryMachine.provide({ actors: { worker } }),
+          entry: entryMachine.provide({ actors: { worker, sampler: fromCallback(() => () => {}) } }),
         },
       });
       const root = start(

@@ -1,17 +1,15 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import type { FastifyPluginAsync, RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { ActorSystem } from 'xstate';
 import type { EntryConfig } from '../sync/engine.js';
 import type { Catalogue } from '../store/catalogue.js';
-import type { Rule } from '../../machines/rules.js';
-import type { RulesDiff } from '../sync/engine.js';
+import type { EventLog } from '../observe/event-log.js';
+import type { TransferBoard } from '../observe/transfer-board.js';
 import { openApiRoutes } from './routes/openapi.js';
 import { observeRoutes } from './routes/observe.js';
 import { conflictsRoutes } from './routes/conflicts.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { dashboardRoutes } from './routes/dashboard.js';
-import type { EventLog } from '../observe/event-log.js';
-import type { TransferBoard } from '../observe/transfer-board.js';
 import { installErrorHandling } from './errors.js';
 import { installAccessControl } from './access.js';
 import { filesRoutes } from './routes/files.js';
@@ -26,8 +24,6 @@ export interface ApiContext {
   system: ActorSystem<any>;
   entries: ReadonlyMap<string, EntryConfig>;
   store: Catalogue;
-  /** What applying these rules would change (a read-only query). */
-  diffRules: (rules: Rule[]) => RulesDiff;
   events: EventLog;
   board: TransferBoard;
   logger?: Logger;
@@ -37,18 +33,12 @@ export interface ApiContext {
   cors?: string;
 }
 
-/** Request bodies are small JSON documents (rules); anything bigger is refused. */
-const BODY_LIMIT = 1 << 20;
-
-export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: ctx.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
-    // Requests are logged at debug level by the hook below, not at info by Fastify.
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: BODY_LIMIT,
-    // Route params and querystrings are parsed strictly: "?limit=1&limit=2" is not a number.
-    routerOptions: { ignoreTrailingSlash: true },
-  });
+/**
+ * The whole application as one Fastify plugin (as fastify/demo's app.ts): error handling, access
+ * control, the API under /api/v1.0, /metrics and the dashboard. It is registered on the server
+ * that `server.ts` builds and listens with; tests may register it on any Fastify instance.
+ */
+export const ferryApp: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
   installErrorHandling(app);
   installAccessControl(app, { token: ctx.token, cors: ctx.cors });
   // Hooks in callback style (no promise per request), and the request log only where it is
@@ -69,7 +59,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
       // Every route of the API, as registered with its schemas, for the OpenAPI description.
       const routes: RouteOptions[] = [];
       api.addHook('onRoute', (route) => void routes.push(route));
-      await api.register(openApiRoutes, { routes });
+      await api.register(openApiRoutes, { routes, token: Boolean(ctx.token) });
       await api.register(filesRoutes, ctx);
       await api.register(entriesRoutes, ctx);
       await api.register(rulesRoutes, ctx);
@@ -80,5 +70,7 @@ export async function buildApp(ctx: ApiContext): Promise<FastifyInstance> {
   );
   await app.register(metricsRoutes, ctx);
   await app.register(dashboardRoutes, ctx);
-  return app;
-}
+};
+// Not encapsulated (what fastify-plugin does): the error handler, the not-found handler and the
+// hooks above apply to the server it is registered on.
+(ferryApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;

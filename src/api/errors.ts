@@ -13,11 +13,7 @@ export class ApiError extends Error {
 
 export const errorBody = (reason: string) => ({ reason, status: 'error' as const });
 
-export const errorSchema = {
-  type: 'object',
-  required: ['reason', 'status'],
-  properties: { reason: { type: 'string' }, status: { type: 'string', const: 'error' } },
-} as const;
+export { errorSchema } from './schemas.js';
 
 /** The one place errors become responses: the spec's body, and never a stack trace. */
 export function installErrorHandling(app: FastifyInstance): void {

@@ -25,3 +25,26 @@ export function parseDuration(text: string): number | null {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
   return n * unit;
 }
+
+/** A moment as a person reads it, in local time: `2026-11-29 08:30:01`. */
+export function localDateTime(epochSeconds: number): string {
+  const d = new Date(epochSeconds * 1000);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+/** A length of time in its two largest units: `12 s`, `3 min 12 s`, `2 h 5 min`, `4 d 1 h`. */
+export function humanDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** The API's short sizes (`18M`, `1.5G`, `512B`, as psutil showed them) in binary units: `18 MiB`. */
+export function binarySize(short: string): string {
+  const m = /^(\d+(?:\.\d+)?)([BKMGTP])$/.exec(short);
+  if (!m) return short;
+  return `${m[1]} ${m[2] === 'B' ? 'B' : `${m[2]}iB`}`;
+}

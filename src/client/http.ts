@@ -35,42 +35,60 @@ export class ApiClient {
     try {
       parsed = new URL(url);
     } catch {
-      throw usage(`--api: not a URL: ${url}`);
+      throw usage(`--api: must be an http or https URL (got ${url})`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw usage(`--api: not an http URL: ${url}`);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw usage(`--api: must be an http or https URL (got ${url})`);
     this.base = url.replace(/\/+$/, '');
   }
 
   async request<T = unknown>(method: string, route: string, body?: unknown): Promise<T> {
     const url = `${this.base}/api/v1.0${route}`;
-    let response: Response;
+    let response: { status: number; text: string };
     try {
-      response = await fetch(url, {
-        method,
-        headers: {
-          accept: 'application/json',
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(120_000),
-      });
+      response = await send(url, method, {
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      }, body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       throw new CliError(EXIT.unreachable, `cannot reach the daemon at ${this.base} (${why}); is it running?`);
     }
-    const text = await response.text();
     let json: unknown;
     try {
-      json = text ? JSON.parse(text) : null;
+      json = response.text ? JSON.parse(response.text) : null;
     } catch {
       throw new CliError(EXIT.unreachable, `${url} did not answer with JSON (is ${this.base} a Ferry daemon?)`);
     }
-    if (!response.ok) {
+    if (response.status < 200 || response.status > 299) {
       const reason = (json as { reason?: string } | null)?.reason ?? `HTTP ${response.status}`;
       throw new CliError(EXIT.refused, reason);
     }
     return json as T;
   }
+}
+
+/** How long one request may take: a rescan or a rules reload of many files takes a while. */
+const REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * One HTTP request with node:http (node:https for https URLs, loaded only then): a client
+ * command makes a few requests and exits, and the global fetch alone (undici) would take longer
+ * to load than the command takes to run.
+ */
+async function send(url: string, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
+  const target = new URL(url);
+  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request(target, { method, headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) } });
+    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.end(body);
+  });
 }

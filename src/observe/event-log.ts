@@ -11,7 +11,9 @@ export type FerryEvent =
       /** For a conflict: the name the entry's conflicting copy was kept under. */
       conflict?: string;
     }
-  | { type: 'progress'; entry: string; job: number; path: string; bytes: number; size: number };
+  | { type: 'progress'; entry: string; job: number; path: string; bytes: number; size: number }
+  /** An actor failed; the daemon started it again. */
+  | { type: 'actor'; actor: string; error: string };
 
 export type LoggedEvent = FerryEvent & { id: number; time: number };
 

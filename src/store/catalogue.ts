@@ -454,4 +454,76 @@ export class Catalogue {
     if (!this.db.readonly) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
+
+  // ---- Filtered listings (GET /files?pending=…&failing=…&q=…): read-only queries ------------
+
+  /** The statements of `findFiles`, one per combination of filters, prepared on first use. */
+  private readonly filteredListings = new Map<string, Database.Statement>();
+
+  /**
+   * A page of the files that match every filter given, ordered by filename. Each filter starts
+   * from an index, never from a walk of every file it does not need:
+   * - `pending`: files the entry owns and does not hold in their latest version. Candidates are
+   *   the entry's jobs (an index range of jobs_one_per_file: the sync engine queues a job for
+   *   every owner that lacks the latest version), each checked against owners and uptodate.
+   * - `failing`: files with a job that failed and waits to be retried, with `reason`, the last
+   *   error of the latest such job. Candidates come from the partial index jobs_failing, which
+   *   holds failing jobs only.
+   * - `q`: the filename contains the text, ASCII letters in any case (LIKE, with `%`, `_` and
+   *   `\` escaped). Alone, it walks files_listing in filename order and stops once the page is
+   *   full; with another filter, it narrows that filter's candidates.
+   */
+  findFiles(
+    filter: { pending?: string; failing?: boolean; q?: string },
+    offset: number,
+    limit: number,
+  ): (FileRecord & { reason?: string })[] {
+    const pending = filter.pending !== undefined;
+    const failing = filter.failing === true;
+    const q = filter.q !== undefined && filter.q !== '';
+    if (!pending && !failing && !q) return this.listFiles(offset, limit);
+    const key = `${+pending}${+failing}${+q}`;
+    let statement = this.filteredListings.get(key);
+    if (!statement) {
+      statement = this.db.prepare(Catalogue.filteredListingSql(pending, failing, q));
+      this.filteredListings.set(key, statement);
+    }
+    const rows = statement.all({
+      // Entry names are [A-Za-z0-9_.-]+: quoted, one is found in the JSON list as it is.
+      ...(pending ? { pending: filter.pending, quoted: JSON.stringify(filter.pending) } : {}),
+      ...(q ? { like: `%${filter.q!.replace(/[\\%_]/g, '\\$&')}%` } : {}),
+      limit,
+      offset,
+    }) as (FileRow & { reason: string | null })[];
+    return rows.map(({ reason, ...row }) => ({ ...toFile(row)!, ...(reason === null ? {} : { reason }) }));
+  }
+
+  /** The SQL of one combination of `findFiles`' filters (see there). */
+  private static filteredListingSql(pending: boolean, failing: boolean, q: boolean): string {
+    // The last error of the file's latest failing job: at most one job per entry for a file.
+    const latestError = `(SELECT e.last_error FROM jobs AS e WHERE e.fid = f.fid AND e.last_error IS NOT NULL
+                          ORDER BY e.id DESC LIMIT 1)`;
+    const where = ['f.deleted = 0'];
+    if (q) where.push("f.filename LIKE @like ESCAPE '\\'");
+    let from: string;
+    let reason = 'NULL';
+    if (pending) {
+      // CROSS JOIN keeps the entry's jobs as the outer loop: the index range drives the query.
+      from = 'jobs AS j CROSS JOIN files AS f ON f.fid = j.fid';
+      where.unshift('j.entry = @pending');
+      where.push('instr(f.owners, @quoted) > 0', 'instr(f.uptodate, @quoted) = 0');
+      if (failing) {
+        reason = latestError;
+        where.push('EXISTS (SELECT 1 FROM jobs AS e WHERE e.fid = f.fid AND e.last_error IS NOT NULL)');
+      }
+    } else if (failing) {
+      // INDEXED BY: left to itself, SQLite walks every job through jobs_by_fid to group them.
+      from = `(SELECT fid, max(id) AS id FROM jobs INDEXED BY jobs_failing WHERE last_error IS NOT NULL GROUP BY fid) AS fj
+              CROSS JOIN files AS f ON f.fid = fj.fid`;
+      reason = latestError;
+    } else {
+      from = 'files AS f';
+    }
+    return `SELECT f.*, ${reason} AS reason FROM ${from} WHERE ${where.join(' AND ')} ORDER BY f.filename LIMIT @limit OFFSET @offset`;
+  }
 }

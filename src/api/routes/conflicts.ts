@@ -1,38 +1,19 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import type { ApiContext } from '../app.js';
+import type { SchemaTypes } from '../json-schema.js';
+import { conflictsSchema } from '../schemas.js';
 import { parseConflictName } from '../../drivers/conflict-name.js';
 
 /** `GET /conflicts`: the conflict copies Ferry kept, each with the file it was a version of. */
-export const conflictsRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
+export const conflictsRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {
   app.get(
     '/conflicts',
     {
       schema: {
-        response: {
-          200: {
-            type: 'object',
-            required: ['conflicts'],
-            properties: {
-              conflicts: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  required: ['fid', 'filename', 'original', 'entry', 'time', 'size', 'owners', 'uptodate'],
-                  properties: {
-                    fid: { type: 'string' },
-                    filename: { type: 'string' },
-                    original: { type: 'string' },
-                    entry: { type: 'string' },
-                    time: { type: 'number' },
-                    size: { type: 'integer' },
-                    owners: { type: 'array', items: { type: 'string' } },
-                    uptodate: { type: 'array', items: { type: 'string' } },
-                  },
-                },
-              },
-            },
-          },
-        },
+        operationId: 'listConflicts',
+        tags: ['files'],
+        summary: 'The conflict copies kept, with the file, entry and time each one records.',
+        response: { 200: conflictsSchema },
       },
     },
     async () => ({

@@ -1,16 +1,29 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import { waitFor, type AnyActorRef } from 'xstate';
 import type { ApiContext } from '../app.js';
-import { ApiError, errorSchema } from '../errors.js';
-import { entrySchema, entryStatusSchema, nameParams } from '../schemas.js';
+import { ApiError } from '../errors.js';
+import type { SchemaTypes } from '../json-schema.js';
+import {
+  entriesSchema,
+  entryActionSchema,
+  entrySchema,
+  entryStatsSchema,
+  entryStatusSchema,
+  errorSchema,
+  nameParams,
+  startQuery,
+  type Entry,
+  type EntryState,
+} from '../schemas.js';
 import type { EntryConfig } from '../../sync/engine.js';
-import { processInfo } from '../../process-stats.js';
 import type { EntryContext } from '../../../machines/entry.js';
-import { publicOptions } from '../../drivers/registry.js';
+import { drivers, publicOptions } from '../../drivers/registry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
 
+/** How long stats wait for the first sample of a worker that has just started. */
+const SAMPLE_TIMEOUT_MS = 5000;
 /** How long a rescan may take before the API answers 503 (it goes on): a million files take a while. */
 const RESCAN_TIMEOUT_MS = 600_000;
 
@@ -25,15 +38,22 @@ const refusal: Record<Control, (name: string) => string> = {
 
 const now = () => Date.now() / 1000;
 
-const describe = (e: EntryConfig) => ({ name: e.name, driver: e.driver, options: publicOptions(e.driver, e.options) });
+/** The entry as written in the setup (secrets given inline masked), and (local roots) the absolute folder it keeps. */
+const describe = (e: EntryConfig): Entry => {
+  const folder = drivers[e.driver]?.folder?.(e.resolved);
+  return { name: e.name, driver: e.driver, options: publicOptions(e.driver, e.options), ...(folder ? { root_path: folder } : {}) };
+};
 
 /** The entry's status as the API shows it: the top-level state of its actor. */
-export function statusOf(actor: AnyActorRef): string {
+export function statusOf(actor: AnyActorRef): EntryState {
   const value = actor.getSnapshot().value as string | Record<string, unknown>;
-  return typeof value === 'string' ? value : Object.keys(value)[0];
+  return (typeof value === 'string' ? value : Object.keys(value)[0]) as EntryState;
 }
 
-export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
+/** Errors every PUT can meet before its handler runs: a body that is not JSON, too big, or of another type. */
+const bodyErrors = { 400: errorSchema, 413: errorSchema, 415: errorSchema } as const;
+
+export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {
   const find = (name: string) => {
     const config = ctx.entries.get(name);
     const actor = config && ctx.system.get(`entry:${name}`);
@@ -45,23 +65,40 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     '/entries',
     {
       schema: {
-        response: {
-          200: { type: 'object', required: ['entries'], properties: { entries: { type: 'array', items: entrySchema } } },
-        },
+        operationId: 'listEntries',
+        tags: ['entries'],
+        summary: 'List all the entries.',
+        response: { 200: entriesSchema },
       },
     },
     async () => ({ entries: [...ctx.entries.values()].map(describe) }),
   );
 
-  app.get<{ Params: { name: string } }>(
+  app.get(
     '/entries/:name',
-    { schema: { params: nameParams, response: { 200: entrySchema, 404: errorSchema } } },
+    {
+      schema: {
+        operationId: 'getEntry',
+        tags: ['entries'],
+        summary: 'Return the description of a given entry.',
+        params: nameParams,
+        response: { 200: entrySchema, 404: errorSchema },
+      },
+    },
     async (request) => describe(find(request.params.name).config),
   );
 
-  app.get<{ Params: { name: string } }>(
+  app.get(
     '/entries/:name/status',
-    { schema: { params: nameParams, response: { 200: entryStatusSchema, 404: errorSchema } } },
+    {
+      schema: {
+        operationId: 'getEntryStatus',
+        tags: ['entries'],
+        summary: 'Return the status of a given entry: active, stopped or restarting.',
+        params: nameParams,
+        response: { 200: entryStatusSchema, 404: errorSchema },
+      },
+    },
     async (request) => {
       const { actor } = find(request.params.name);
       const { lastError, watch, connection } = actor.getSnapshot().context as EntryContext;
@@ -79,78 +116,49 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     },
   );
 
-  app.get<{ Params: { name: string } }>(
+  app.get(
     '/entries/:name/stats',
     {
       schema: {
+        operationId: 'getEntryStats',
+        tags: ['entries'],
+        summary: "Return the stats of a given entry's worker process.",
         params: nameParams,
-        response: {
-          200: {
-            type: 'object',
-            required: ['info', 'name', 'status', 'time'],
-            properties: {
-              info: {
-                type: 'object',
-                required: ['age', 'cpu', 'create_time', 'ctime', 'mem', 'mem_info1', 'mem_info2', 'started', 'pid', 'restarts'],
-                properties: {
-                  age: { type: 'number' },
-                  cpu: { type: 'number' },
-                  create_time: { type: 'number' },
-                  ctime: { type: 'string' },
-                  mem: { type: 'number' },
-                  mem_info1: { type: 'string' },
-                  mem_info2: { type: 'string' },
-                  started: { type: 'number' },
-                  pid: { type: 'integer' },
-                  restarts: { type: 'integer' },
-                },
-              },
-              name: { type: 'string' },
-              status: { type: 'string', const: 'ok' },
-              time: { type: 'number' },
-              // Beyond 1.0, remote entries only: whether the server is reached, and bytes copied in.
-              connection: {
-                type: 'object',
-                properties: {
-                  endpoint: { type: 'string' },
-                  connected: { type: 'boolean' },
-                  reason: { type: ['string', 'null'] },
-                  bytes_transferred: { type: 'integer' },
-                  files_transferred: { type: 'integer' },
-                },
-              },
-            },
-          },
-          404: errorSchema,
-          409: errorSchema,
-        },
+        response: { 200: entryStatsSchema, 404: errorSchema, 409: errorSchema },
       },
     },
     async (request) => {
       const { name } = request.params;
       const { actor } = find(name);
-      const snapshot = actor.getSnapshot();
-      const { pid, startedAt, restarts, connection } = snapshot.context as EntryContext;
-      if (!snapshot.matches({ active: 'running' }) || pid === null || startedAt === null) {
-        throw new ApiError(409, `entry ${name} is not running`);
-      }
-      const info = await processInfo(pid, startedAt).catch(() => {
-        throw new ApiError(409, `entry ${name} is not running`);
-      });
+      const running = (s: { matches(v: unknown): boolean }) => s.matches({ active: 'running' });
+      if (!running(actor.getSnapshot())) throw new ApiError(409, `entry ${name} is not running`);
+      // The entry's sampler has its first figures half a second after the worker is ready.
+      const settled = await waitFor(actor, (s) => !running(s) || (s.context as EntryContext).sample !== null, {
+        timeout: SAMPLE_TIMEOUT_MS,
+      }).catch(() => actor.getSnapshot());
+      const { sample, restarts, connection } = settled.context as EntryContext;
+      if (!running(settled) || sample === null) throw new ApiError(409, `entry ${name} is not running`);
+      const { info } = sample;
+      // Remote entries: whether the server is reached, and what was copied in.
       const counters = ctx.board.count(name);
       const link = connection
         ? { connection: { ...connection, bytes_transferred: counters.bytesTransferred, files_transferred: counters.filesTransferred } }
         : {};
-      return { info: { ...info, restarts }, name, status: 'ok', time: now(), ...link };
+      return { info: { ...info, restarts }, name, status: 'ok' as const, time: now(), ...link };
     },
   );
 
-  app.put<{ Params: { name: string } }>(
+  app.put(
     '/entries/:name/rescan',
     {
       schema: {
+        operationId: 'rescanEntry',
+        tags: ['entries'],
+        summary:
+          "Compare the entry's whole storage with the store now, by stat, and answer once what was found is recorded and queued " +
+          '(every entry also does so every rescan_interval seconds: a watcher misses the events the kernel drops).',
         params: nameParams,
-        response: { 200: entryStatusSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
+        response: { 200: entryActionSchema, ...bodyErrors, 404: errorSchema, 409: errorSchema, 503: errorSchema },
       },
     },
     async (request) => {
@@ -168,27 +176,33 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
         throw new ApiError(503, `the rescan of ${name} did not finish within ${RESCAN_TIMEOUT_MS / 1000} s; it goes on`);
       });
       if ((settled.context as EntryContext).rescansDone < asked) throw new ApiError(409, `entry ${name} is not running`);
-      return { name, status: 'ok', time: now() };
+      return { name, status: 'ok' as const, time: now() };
     },
   );
 
+  const controls = {
+    start: { operationId: 'startEntry', summary: 'Start a given entry.' },
+    stop: { operationId: 'stopEntry', summary: 'Stop a given entry.' },
+    restart: { operationId: 'restartEntry', summary: 'Stop and start a given entry.' },
+  } as const;
   for (const control of ['start', 'stop', 'restart'] as const) {
-    app.put<{ Params: { name: string }; Querystring: { force?: boolean } }>(
+    app.put(
       `/entries/:name/${control}`,
       {
         schema: {
+          ...controls[control],
+          tags: ['entries'],
           params: nameParams,
-          ...(control === 'start'
-            ? { querystring: { type: 'object', properties: { force: { type: 'boolean', default: false } } } }
-            : {}),
-          response: { 200: entryStatusSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
+          ...(control === 'start' ? { querystring: startQuery } : {}),
+          response: { 200: entryActionSchema, ...bodyErrors, 404: errorSchema, 409: errorSchema, 503: errorSchema },
         },
       },
       async (request) => {
         const { name } = request.params;
         const { actor } = find(name);
         // A forced start applies what a start otherwise refuses: mass deletions.
-        const event = control === 'start' && request.query.force ? { type: 'entry.start', force: true } : { type: `entry.${control}` };
+        const force = control === 'start' && (request.query as { force?: boolean }).force === true;
+        const event = force ? { type: 'entry.start', force: true } : { type: `entry.${control}` };
         if (!actor.getSnapshot().can(event)) throw new ApiError(409, refusal[control](name));
         actor.send(event);
         const target = control === 'stop' ? 'stopped' : 'active';
@@ -203,7 +217,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
           const reason = (settled.context as { lastError: string | null }).lastError ?? statusOf(actor);
           throw new ApiError(409, `entry ${name} could not start: ${reason}`);
         }
-        return { name, status: 'ok', time: now() };
+        return { name, status: 'ok' as const, time: now() };
       },
     );
   }

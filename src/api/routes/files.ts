@@ -1,13 +1,13 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import type { ApiContext } from '../app.js';
-import { ApiError, errorSchema } from '../errors.js';
-import { fileSchema } from '../schemas.js';
+import { ApiError } from '../errors.js';
+import type { SchemaTypes } from '../json-schema.js';
+import { MAX_LIMIT, errorSchema, fidParams, fileSchema, filesQuery, filesSchema, type File, type ListedFile } from '../schemas.js';
 import type { FileRecord } from '../../store/catalogue.js';
 
-/** The most files one page returns; a larger `limit` is capped to it. */
-export const MAX_LIMIT = 1000;
+export { MAX_LIMIT };
 
-const fileJson = (f: FileRecord) => ({
+const fileJson = (f: FileRecord): File => ({
   fid: f.fid,
   filename: f.filename,
   size: f.size,
@@ -15,36 +15,39 @@ const fileJson = (f: FileRecord) => ({
   uptodate: f.uptodate,
 });
 
-export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
-  app.get<{ Querystring: { offset: number; limit: number } }>(
+export const filesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {
+  app.get(
     '/files',
     {
       schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            offset: { type: 'integer', minimum: 0, default: 0 },
-            limit: { type: 'integer', minimum: 0, default: 20 },
-          },
-          additionalProperties: false,
-        },
-        response: {
-          200: { type: 'object', required: ['files'], properties: { files: { type: 'array', items: fileSchema } } },
-          400: errorSchema,
-        },
+        operationId: 'listFiles',
+        tags: ['files'],
+        summary: 'List the files, ordered by filename: a page of those that match every filter given.',
+        description:
+          '`offset` (default 0) and `limit` (default 20, capped at 1000) page through the files that match ' +
+          '`pending`, `failing` and `q`, all optional and combinable.',
+        querystring: filesQuery,
+        response: { 200: filesSchema, 400: errorSchema, 404: errorSchema },
       },
     },
     async (request) => {
-      const { offset, limit } = request.query;
-      return { files: ctx.store.listFiles(offset, Math.min(limit, MAX_LIMIT)).map(fileJson) };
+      const { offset, limit, pending, failing, q } = request.query;
+      if (pending !== undefined && !ctx.entries.has(pending)) throw new ApiError(404, `entry ${pending} not found`);
+      const page = ctx.store.findFiles({ pending, failing, q }, offset ?? 0, Math.min(limit ?? 20, MAX_LIMIT));
+      return {
+        files: page.map((f): ListedFile => (f.reason === undefined ? fileJson(f) : { ...fileJson(f), reason: f.reason })),
+      };
     },
   );
 
-  app.get<{ Params: { fid: string } }>(
+  app.get(
     '/files/:fid/metadata',
     {
       schema: {
-        params: { type: 'object', required: ['fid'], properties: { fid: { type: 'string' } } },
+        operationId: 'getFileMetadata',
+        tags: ['files'],
+        summary: 'Return the metadata of a file.',
+        params: fidParams,
         response: { 200: fileSchema, 404: errorSchema },
       },
     },

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AnyActorRef } from 'xstate';
-import pidusage from 'pidusage';
 import type { ApiContext } from '../app.js';
 import type { EntryContext } from '../../../machines/entry.js';
 import { statePath } from '../../observe/mermaid.js';
@@ -33,11 +32,10 @@ export const metricsRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     const workerMemory: Sample[] = [];
     const workerCpu: Sample[] = [];
     for (const e of entries) {
-      if (e.context.pid === null) continue;
-      const usage = await pidusage(e.context.pid).catch(() => null);
-      if (!usage) continue;
-      workerMemory.push([{ entry: e.name }, usage.memory]);
-      workerCpu.push([{ entry: e.name }, usage.ctime / 1000]);
+      const sample = e.context.sample;
+      if (!sample) continue;
+      workerMemory.push([{ entry: e.name }, sample.rss]);
+      workerCpu.push([{ entry: e.name }, sample.cpuSeconds]);
     }
     const usage = process.cpuUsage();
     const memory = process.memoryUsage();

@@ -1,7 +1,9 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import type { AnyActorRef } from 'xstate';
 import type { ApiContext } from '../app.js';
-import { ApiError, errorSchema } from '../errors.js';
+import { ApiError } from '../errors.js';
+import type { SchemaTypes } from '../json-schema.js';
+import { errorSchema, eventsQuery, machinesSchema, transfersSchema, type Machines } from '../schemas.js';
 import { entryMachine, type EntryContext } from '../../../machines/entry.js';
 import { rulesMachine, type RulesContext } from '../../../machines/rules.js';
 import { statePath, toMermaid } from '../../observe/mermaid.js';
@@ -12,23 +14,30 @@ const HEARTBEAT_MS = 15_000;
 
 /** Definitions as JSON (state nodes become their ids), computed once. */
 const definitions = {
-  entry: JSON.parse(JSON.stringify(entryMachine.toJSON())) as unknown,
-  rules: JSON.parse(JSON.stringify(rulesMachine.toJSON())) as unknown,
+  entry: JSON.parse(JSON.stringify(entryMachine.toJSON())) as Record<string, unknown>,
+  rules: JSON.parse(JSON.stringify(rulesMachine.toJSON())) as Record<string, unknown>,
 };
+
+const EVENTS_DESCRIPTION =
+  'A text/event-stream. Each event has an `id`, an `event` (its type) and `data`, one JSON object with `id`, ' +
+  '`time` (epoch seconds) and `type`: `transition` (`actor`, `entry`, `from`, `to`, `event`), `file` (`kind`: ' +
+  'changed, transferred, deleted, moved or conflict; `entry`, `path`, and `from` or `conflict`) or `progress` ' +
+  '(`entry`, `job`, `path`, `bytes`, `size`). A `gap` event (`since`, `firstId`) says events were lost. ' +
+  'The Last-Event-ID header, or ?since=ID, resumes after an id; with a token, ?access_token= may carry it.';
 
 const sse = (event: LoggedEvent) => `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 
-export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) => {
+export const observeRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {
   /** Every live actor with its state and a summary of its context. */
-  const actors = () => {
-    const list: unknown[] = [];
+  const actors = (): Machines['actors'] => {
+    const list: Machines['actors'] = [];
     const rules = ctx.system.get('rules') as AnyActorRef;
     const rs = rules.getSnapshot();
     const rc = rs.context as RulesContext;
     list.push({
       id: 'rules',
       machine: 'rules',
-      state: rs.value,
+      state: rs.value as string | Record<string, unknown>,
       path: statePath(rs.value),
       context: { staged: rc.staged.length, active: rc.active.length, lastError: rc.lastError },
     });
@@ -39,7 +48,7 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
         id: `entry:${name}`,
         machine: 'entry',
         entry: name,
-        state: s.value,
+        state: s.value as string | Record<string, unknown>,
         path: statePath(s.value),
         context: {
           queue: ctx.store.countJobs(name),
@@ -55,65 +64,31 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
     return list;
   };
 
-  app.get('/debug/machines', async () => ({
-    machines: definitions,
-    mermaid: { entry: toMermaid(definitions.entry), rules: toMermaid(definitions.rules) },
-    actors: actors(),
-  }));
+  app.get(
+    '/debug/machines',
+    {
+      schema: {
+        operationId: 'getMachines',
+        tags: ['observe'],
+        summary: "Each machine's definition (toJSON and mermaid) and every running actor's state and context summary.",
+        response: { 200: machinesSchema },
+      },
+    },
+    async () => ({
+      machines: definitions,
+      mermaid: { entry: toMermaid(definitions.entry), rules: toMermaid(definitions.rules) },
+      actors: actors(),
+    }),
+  );
 
   app.get(
     '/transfers',
     {
       schema: {
-        response: {
-          200: {
-            type: 'object',
-            required: ['entries'],
-            properties: {
-              entries: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  required: ['name', 'queued', 'running', 'waiting'],
-                  properties: {
-                    name: { type: 'string' },
-                    queued: { type: 'integer' },
-                    running: {
-                      type: 'array',
-                      items: {
-                        type: 'object',
-                        properties: {
-                          id: { type: 'integer' },
-                          kind: { type: 'string' },
-                          filename: { type: 'string' },
-                          source: { type: ['string', 'null'] },
-                          bytes: { type: 'integer' },
-                          size: { type: 'integer' },
-                          rate: { type: 'integer' },
-                          started: { type: 'number' },
-                        },
-                      },
-                    },
-                    waiting: {
-                      type: 'array',
-                      items: {
-                        type: 'object',
-                        properties: {
-                          id: { type: 'integer' },
-                          kind: { type: 'string' },
-                          filename: { type: 'string' },
-                          size: { type: 'integer' },
-                          attempts: { type: 'integer' },
-                          lastError: { type: ['string', 'null'] },
-                        },
-                      },
-                    },
-                  },
-                },
-              },
-            },
-          },
-        },
+        operationId: 'getTransfers',
+        tags: ['observe'],
+        summary: 'Queued and running jobs per entry, with bytes done, size and rate.',
+        response: { 200: transfersSchema },
       },
     },
     async () => ({
@@ -133,11 +108,17 @@ export const observeRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
   app.addHook('preClose', async () => {
     for (const end of streams) end();
   });
-  app.get<{ Querystring: { since?: number } }>(
+  app.get(
     '/events',
     {
       schema: {
-        querystring: { type: 'object', properties: { since: { type: 'integer', minimum: 0 } } },
+        operationId: 'streamEvents',
+        tags: ['observe'],
+        summary: 'Server-Sent Events: transitions, file events and transfer progress; ?since=ID resumes after an id.',
+        description: EVENTS_DESCRIPTION,
+        stream: { mediaType: 'text/event-stream', description: 'A stream of Server-Sent Events, open until the client leaves' },
+        querystring: eventsQuery,
+        // The stream itself is written by hand (text/event-stream): only its errors are JSON.
         response: { 400: errorSchema },
       },
     },

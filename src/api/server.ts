@@ -1,0 +1,21 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { ferryApp, type ApiContext } from './app.js';
+
+/** Request bodies are small JSON documents (rules); anything bigger is refused. */
+export const BODY_LIMIT = 1 << 20;
+
+/**
+ * The server the daemon listens with (as fastify/demo's server.ts): Fastify's own options, and
+ * the application plugin registered on it. Listening is left to the caller.
+ */
+export async function buildServer(ctx: ApiContext): Promise<FastifyInstance> {
+  const server = Fastify({
+    loggerInstance: ctx.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
+    // Requests are logged at debug level by the app's hook, not at info by Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  await server.register(ferryApp, ctx);
+  return server;
+}

@@ -10,7 +10,18 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO, until } from './helpers.js';
+import { fileURLToPath } from 'node:url';
+
+// Not from helpers.ts: the benchmark uses these servers too, outside vitest.
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+async function until(what: string, check: () => Promise<boolean>, timeout: number, every: number): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
 
 export const SSHD = '/usr/sbin/sshd';
 export const hasSshd = fs.existsSync(SSHD) && fs.existsSync('/usr/bin/ssh-keygen');

@@ -25,6 +25,7 @@ import { DriverRefusal, StaleJob } from '../driver.js';
 import type { Listing, RemoteBackend, RemoteStat, UploadPlan } from '../remote/backend.js';
 import { MARKER } from '../remote/remote-driver.js';
 import { partialId } from '../remote/partials.js';
+import { StatBatcher } from './stat-batcher.js';
 
 export interface S3Options {
   bucket: string;
@@ -88,6 +89,7 @@ export class S3Backend implements RemoteBackend {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly stats: StatBatcher;
 
   constructor(options: S3Options) {
     this.bucket = options.bucket;
@@ -123,6 +125,18 @@ export class S3Backend implements RemoteBackend {
         httpsAgent: new https.Agent(agent),
       },
     });
+    this.stats = new StatBatcher(
+      (key) => this.headStat(key),
+      async (prefix, token) => {
+        const page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+        );
+        return {
+          items: (page.Contents ?? []).map((o) => ({ key: o.Key ?? '', stat: objectStat(o.Size, o.LastModified, o.ETag) })),
+          next: page.IsTruncated ? page.NextContinuationToken : undefined,
+        };
+      },
+    );
   }
 
   // ---- the connection ----
@@ -193,11 +207,15 @@ export class S3Backend implements RemoteBackend {
 
   // ---- the read side ----
 
-  async stat(rel: string): Promise<RemoteStat | null> {
+  /** HEAD, or (several keys of one folder asked at once) a listing of them: see StatBatcher. */
+  stat(rel: string): Promise<RemoteStat | null> {
+    return this.stats.stat(this.key(rel));
+  }
+
+  private async headStat(key: string): Promise<RemoteStat | null> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
-      const etag = unquote(head.ETag);
-      return { size: head.ContentLength ?? 0, mtime: seconds(head.LastModified), ino: etag || null, etag };
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return objectStat(head.ContentLength, head.LastModified, head.ETag);
     } catch (err) {
       if (isMissing(err)) return null;
       throw err;
@@ -245,8 +263,7 @@ export class S3Backend implements RemoteBackend {
           continue;
         }
         if (segments.some(isInternalName)) continue;
-        const etag = unquote(o.ETag);
-        files.set(rel, { size: o.Size ?? 0, mtime: seconds(o.LastModified), ino: etag || null, etag });
+        files.set(rel, objectStat(o.Size, o.LastModified, o.ETag));
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -453,6 +470,12 @@ export class S3Backend implements RemoteBackend {
   async writeMarker(): Promise<void> {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(MARKER), Body: Buffer.alloc(0), ContentLength: 0 }));
   }
+}
+
+/** An object's stat, the same from a listing and from HEAD; the ETag is its identity (`ino`): a copy keeps it. */
+function objectStat(size: number | undefined, modified: Date | undefined, etag: string | undefined): RemoteStat {
+  const tag = unquote(etag);
+  return { size: size ?? 0, mtime: seconds(modified), ino: tag || null, etag: tag };
 }
 
 /** The ETag a server returns for a plain upload or a part is its MD5: a mismatch means bytes were damaged on the way. */

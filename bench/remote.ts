@@ -212,10 +212,9 @@ async function s3Target(s3: S3Server): Promise<Target> {
       return Buffer.from(await got.Body!.transformToByteArray());
     },
     async remove(root) {
-      const all = await keys(root);
-      for (let i = 0; i < all.length; i += 32) {
-        await Promise.all(all.slice(i, i + 32).map((o) => client.send(new sdk.DeleteObjectCommand({ Bucket, Key: o.Key }))));
-      }
+      // One at a time: s3rver removes emptied folders after a delete, and concurrent deletes in
+      // one folder race there (InternalError).
+      for (const o of await keys(root)) await client.send(new sdk.DeleteObjectCommand({ Bucket, Key: o.Key }));
     },
     async fill(root, count, folders) {
       const body = bytesFor('poll', 1024);
@@ -231,14 +230,21 @@ async function s3Target(s3: S3Server): Promise<Target> {
 }
 
 async function check(target: Target, root: string, a: string, expected: Map<string, number>): Promise<void> {
-  const got = await target.list(root);
+  const got = await target.list(root).catch((err: Error) => {
+    throw new Error(`listing: ${err.message}`);
+  });
   const problems: string[] = [];
   for (const [rel, size] of expected) if (got.get(rel) !== size) problems.push(`${rel}: ${got.get(rel) ?? 'missing'}`);
   for (const rel of got.keys()) if (!expected.has(rel)) problems.push(`extra ${rel}`);
   // A sample of the files compared byte for byte.
   const names = [...expected.keys()];
   for (let i = 0; i < names.length && problems.length === 0; i += Math.max(1, Math.floor(names.length / 16))) {
-    const [x, y] = await Promise.all([fsp.readFile(path.join(a, names[i])), target.read(root, names[i])]);
+    const [x, y] = await Promise.all([
+      fsp.readFile(path.join(a, names[i])),
+      target.read(root, names[i]).catch((err: Error) => {
+        throw new Error(`reading ${names[i]}: ${err.message}`);
+      }),
+    ]);
     if (!x.equals(y)) problems.push(`${names[i]}: content differs`);
   }
   if (problems.length) throw new Error(`${target.kind} differs from A (${problems.length}): ${problems.slice(0, 5).join('; ')}`);
@@ -280,8 +286,12 @@ async function copyCase(b: RemoteBench, target: Target, set: { name: string; cou
       } else {
         seconds = await timed('rclone', ['copy', a, ...target.rclone(root)], rcloneEnv!);
       }
-      await check(target, root, a, expected);
-      await target.remove(root);
+      await check(target, root, a, expected).catch((err: Error) => {
+        throw new Error(`checking ${tool}'s copy: ${err.message}`);
+      });
+      await target.remove(root).catch((err: Error) => {
+        throw new Error(`removing ${tool}'s copy: ${err.message}`);
+      });
       times[tool].push(seconds);
       console.log(`  run ${run} ${tool.padEnd(11)} ${seconds.toFixed(2)} s`);
     }

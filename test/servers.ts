@@ -216,7 +216,9 @@ export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
   const start = async () => {
     child = spawn(
       process.execPath,
-      [S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket],
+      // s3rver makes its listings' continuation tokens with DES, which OpenSSL 3 keeps in its
+      // legacy provider: without it any listing of more than 1,000 keys fails (InternalError).
+      ['--openssl-legacy-provider', S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child.stderr!.on('data', (d) => (stderr += d));

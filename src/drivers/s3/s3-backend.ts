@@ -125,6 +125,19 @@ export class S3Backend implements RemoteBackend {
         httpsAgent: new https.Agent(agent),
       },
     });
+    // Uploads are signed without hashing their body again (UNSIGNED-PAYLOAD, as rclone does):
+    // their integrity is the Content-MD5 the server checks and the ETag checked back.
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const command = (context as { commandName?: string }).commandName;
+        const request = args.request as { headers?: Record<string, string> };
+        if ((command === 'PutObjectCommand' || command === 'UploadPartCommand') && request.headers) {
+          request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        }
+        return next(args);
+      },
+      { step: 'build', name: 'ferryUnsignedPayload' },
+    );
     this.stats = new StatBatcher(
       (key) => this.headStat(key),
       async (prefix, token) => {

@@ -61,13 +61,15 @@ export class RemoteDriver implements Driver {
     this.live = true;
     try {
       await this.backend.connect();
+      await this.firstScan();
     } catch (err) {
+      // The storage must not be used as it is (a host key that changed, no root, another
+      // storage than the store knows): the entry refuses to start.
       if (err instanceof DriverRefusal) throw err;
       // Not reached: the entry runs all the same, says why in its status, and keeps trying.
       this.lost(err);
       return;
     }
-    await this.firstScan();
     this.up();
   }
 

@@ -311,6 +311,8 @@ export class SftpBackend implements RemoteBackend {
         } else if (type === S_IFREG) files.set(this.relOf(abs), statOf(attrs));
       }
     };
+    // The folders seen are the ones that exist: one removed on the server is made again by the next copy.
+    this.folders.clear();
     // Several folders listed at once, over the one session.
     const queue = [this.root];
     await new Promise<void>((resolve, reject) => {
@@ -368,7 +370,14 @@ export class SftpBackend implements RemoteBackend {
       // partial file already holds: a digest of the source against one of the finished copy.
       const sourceHash = offset > 0 ? createHash('sha256') : null;
       if (offset > 0) plan.log('info', `resuming the copy of ${plan.rel} at ${offset} of ${plan.size} bytes`, { path: plan.rel, offset });
-      const handle = await call<Buffer>(s, (cb) => sftp.open(tmp, offset > 0 ? 'r+' : 'w', cb));
+      const openTmp = () => call<Buffer>(s, (cb) => sftp.open(tmp, offset > 0 ? 'r+' : 'w', cb));
+      const handle = await openTmp().catch(async (err) => {
+        if (!isMissing(err)) throw err;
+        // The folder went since it was made or seen (removed on the server): made again.
+        this.folders.clear();
+        await this.mkdirp(s, dir);
+        return openTmp();
+      });
       try {
         const source = await plan.open(0 + (sourceHash ? 0 : offset));
         let skip = sourceHash ? offset : 0;

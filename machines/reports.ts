@@ -9,10 +9,13 @@ export interface FileStat {
   mtime: number;
   /** An identity that survives a rename on the same storage (inode), when the driver has one. */
   ino: string | null;
-  /** Status change time in milliseconds, when the driver has one. */
-  ctime?: number;
-  /** Permission bits (st_mode & 0o7777), when the driver has them. */
+  /** Permission bits (`st_mode & 0o7777`), when the storage has them: a change of them is a change. */
   mode?: number;
+  /**
+   * Status-change time in milliseconds, when the storage has one. Recorded, never propagated: a
+   * report that differs from what the store holds only by it (or by `ino`) changes nothing else.
+   */
+  ctime?: number;
 }
 
 /** How much of an entry's storage its watcher watches; what it cannot is rescanned at an interval (`reason` says why). */
@@ -52,10 +55,14 @@ export type WorkerReport =
   | { type: 'file.deleted'; entry: string; path: string }
   | { type: 'file.moved'; entry: string; from: string; path: string; stat: FileStat }
   /**
-   * Part of a start-up scan too large for one message: the chunks and the final
-   * `entry.scanned` that follows them are one scan.
+   * Part of a start-up scan: a scan is zero or more `scan.chunk` reports (up to 10,000 files
+   * each) and then the `entry.scanned` that ends it, with the last files. The first chunk after
+   * an `entry.scanned` (or after the worker started) begins a new scan.
    */
   | { type: 'scan.chunk'; entry: string; files: ScannedFile[] }
-  /** `force`: the entry was started with --force, so mass deletions found by the scan apply. */
+  /**
+   * The end of a start-up scan, with its last files (all of them when no chunk came before).
+   * `force`: the entry was started with --force, so mass deletions found by the scan apply.
+   */
   | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };

@@ -5,17 +5,19 @@ import { fromCallback, type ActorSystem } from 'xstate';
 import type { Logger } from 'pino';
 import type { EntryEvent, EntryInput } from '../machines/entry.js';
 import type { FromWorker, ToWorker } from './drivers/protocol.js';
+import type { WorkerReport } from '../machines/reports.js';
 import type { EntryConfig, SyncEngine } from './sync/engine.js';
 import type { Catalogue } from './store/catalogue.js';
 import type { EventLog } from './observe/event-log.js';
 import type { TransferBoard } from './observe/transfer-board.js';
 
 /**
- * Jobs one worker runs at once: copies overlap, so the disk is never idle, and the jobs and
- * reports of many small files share each message and each catalogue transaction. Large files
- * are bounded by their bytes instead: a few at a time (and always one).
+ * Jobs one worker has at once: copies overlap, so the disk is never idle, and the jobs and
+ * reports of many small files share each message and each catalogue transaction (a worker
+ * reports what it finished every few hundred jobs, and is given as many new ones at once).
+ * Large files are bounded by their bytes instead: a few at a time (and always one).
  */
-const JOBS_IN_FLIGHT = 64;
+const JOBS_IN_FLIGHT = 1024;
 const BYTES_IN_FLIGHT = 128 << 20;
 /** How long a worker has to exit after SIGTERM before its process group is killed. */
 const KILL_AFTER_MS = 3000;
@@ -91,6 +93,8 @@ export function workerActor(deps: WorkerDeps) {
     let alive = true;
     let dueTimer: NodeJS.Timeout | null = null;
 
+    // A scan its previous worker left unfinished is forgotten: this one's starts afresh.
+    deps.engine.workerStarted(config.name);
     const child = fork(WORKER_SCRIPT, [], {
       detached: true, // its own process group, killed as a whole
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -167,6 +171,49 @@ export function workerActor(deps: WorkerDeps) {
       });
     };
 
+    /**
+     * The reports of one message, recorded straight into the engine in one catalogue
+     * transaction (the finished jobs among them set-based); the rules actor would only pass
+     * them on. The entries with new work are told, as the rules actor would tell them.
+     */
+    const record = (all: WorkerReport[]) => {
+      // A worker on its way out may be replaced by the next one already: the scan it had begun
+      // is left to the next one's, which would otherwise be mixed with it.
+      const reports = stopping ? all.filter((r) => r.type !== 'scan.chunk' && r.type !== 'entry.scanned') : all;
+      let finished = false;
+      for (const report of reports) {
+        // A worker speaks for its own entry only.
+        report.entry = config.name;
+        if (report.type === 'entry.scanned') report.force = input.force === true;
+        if (report.type === 'job.finished') {
+          finished = true;
+          landed(report.jobId);
+          const { outcome } = report;
+          deps.board.finish(config.name, report.jobId, outcome.ok, !outcome.ok && outcome.reason === 'error');
+        }
+      }
+      let result: ReturnType<SyncEngine['handleBatch']>;
+      try {
+        result = deps.store.grouped(() => deps.engine.handleBatch(reports));
+      } catch (err) {
+        // Nothing of the message was recorded: its jobs go back to the queue, to be done again.
+        log.error({ err }, 'could not record what the worker reported');
+        deps.engine.requeue(reports.flatMap((r) => (r.type === 'job.finished' ? [r.jobId] : [])));
+        pumpSoon();
+        return;
+      }
+      const { touched, refused } = result;
+      if (refused) {
+        log.warn({ entry: refused.entry, missing: refused.missing, total: refused.total }, refused.message);
+        if (!stopping) sendBack({ type: 'entry.refuse', reason: refused.message });
+      }
+      for (const name of touched) {
+        if (name === config.name) pumpSoon();
+        else system.get(`entry:${name}`)?.send({ type: 'jobs.available' });
+      }
+      if (finished) pumpSoon();
+    };
+
     child.on('message', (message: FromWorker) => {
       switch (message.type) {
         case 'log':
@@ -205,23 +252,7 @@ export function workerActor(deps: WorkerDeps) {
           deps.events.emit({ type: 'file', kind: 'conflict', entry: config.name, path: message.path, conflict: message.conflict });
           break;
         case 'reports':
-          // The reports of one message are recorded in one catalogue transaction (each
-          // report's own transaction nests in it): one commit for a batch of finished copies.
-          deps.store.transaction(() => {
-            for (const original of message.reports) {
-              // A worker speaks for its own entry only.
-              const report = { ...original, entry: config.name };
-              if (report.type === 'entry.scanned') report.force = input.force === true;
-              if (report.type === 'job.finished') {
-                landed(report.jobId);
-                const { outcome } = report;
-                deps.board.finish(config.name, report.jobId, outcome.ok, !outcome.ok && outcome.reason === 'error');
-              }
-              if (stopping) system.get('rules')?.send(report);
-              else sendBack({ type: 'worker.report', report });
-              if (report.type === 'job.finished') pumpSoon();
-            }
-          });
+          record(message.reports);
           break;
       }
     });

@@ -127,7 +127,7 @@ describe('owners', () => {
       { entry: 'B', kind: 'upload', state: 'queued', version: 1, fromFilename: null, preserve: false },
     ]);
     expect(store.replicasOf(fidOf('backedup/x.pdf'))).toEqual([
-      { entry: 'A', fid: fidOf('backedup/x.pdf'), filename: 'backedup/x.pdf', version: 1, size: 100, mtime: 1000, ino: '11' },
+      { entry: 'A', fid: fidOf('backedup/x.pdf'), filename: 'backedup/x.pdf', version: 1, size: 100, mtime: 1000, ino: '11', mode: null, ctime: null },
     ]);
   });
 
@@ -321,12 +321,106 @@ describe('uploads', () => {
     ]);
   });
 
+  it('an older edit of a copy that was behind does not become the latest: it is replaced, kept as its own conflict copy', () => {
+    const { changed, settle, take } = makeEngine(ALL_TO_EVERYONE);
+    changed('A', 'doc.txt', stat(10, 1000));
+    settle();
+    changed('A', 'doc.txt', stat(11, 3000, '7')); // B and C are behind: their uploads are queued
+    expect(jobs('doc.txt')).toMatchObject([
+      { entry: 'B', version: 2, preserve: false },
+      { entry: 'C', version: 2, preserve: false },
+    ]);
+
+    // B edits its old copy before it got A's edit, but its edit is the older of the two.
+    expect(changed('B', 'doc.txt', stat(12, 2000, '8'))).toEqual([]);
+    expect(file('doc.txt')).toMatchObject({ version: 2, size: 11, uptodate: ['A'] });
+    // B's copy is recorded as it is now, still behind; only B's upload keeps its copy aside.
+    expect(store.replica('B', fidOf('doc.txt'))).toMatchObject({ version: 1, size: 12, mtime: 2000, ino: '8' });
+    expect(jobs('doc.txt')).toMatchObject([
+      { entry: 'B', kind: 'upload', version: 2, preserve: true },
+      { entry: 'C', kind: 'upload', version: 2, preserve: false },
+    ]);
+    // The upload to B expects B's copy as it is now, and replaces it with A's.
+    expect(take('B')).toMatchObject([{ kind: 'upload', sourceStat: stat(11, 3000, '7'), expect: stat(12, 2000, '8'), preserve: true }]);
+  });
+
+  it('a file made in two entries before either saw the other: the newer keeps the name, whatever the order of the reports', () => {
+    const { changed } = makeEngine(ALL_TO_A_AND_B);
+    changed('B', 'doc.txt', stat(5, 2000)); // the newer, reported first: A's upload is queued
+    expect(changed('A', 'doc.txt', stat(6, 1000))).toEqual([]);
+    expect(file('doc.txt')).toMatchObject({ version: 1, size: 5, uptodate: ['B'] });
+    expect(holders('doc.txt')).toEqual(['A@0', 'B@1']);
+    expect(jobs('doc.txt')).toMatchObject([{ entry: 'A', kind: 'upload', version: 1, preserve: true }]);
+  });
+
+  it('equal modification times: the smaller entry name keeps the name', () => {
+    const first = makeEngine(ALL_TO_A_AND_B);
+    first.changed('B', 'x.txt', stat(5, 1000));
+    first.changed('A', 'x.txt', stat(6, 1000)); // A < B: A's becomes the latest
+    expect(file('x.txt')).toMatchObject({ version: 2, size: 6, uptodate: ['A'] });
+    expect(jobs('x.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2, preserve: true }]);
+
+    first.changed('A', 'y.txt', stat(6, 1000));
+    first.changed('B', 'y.txt', stat(5, 1000)); // B > A: A's stays the latest
+    expect(file('y.txt')).toMatchObject({ version: 1, size: 6, uptodate: ['A'] });
+    expect(jobs('y.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1, preserve: true }]);
+  });
+
   it('an edit of an up-to-date copy does not preserve', () => {
     const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
     changed('A', 'doc.txt', stat(10, 1000));
     settle();
     changed('B', 'doc.txt', stat(12, 3000));
     expect(jobs('doc.txt')).toMatchObject([{ entry: 'A', kind: 'upload', version: 2, preserve: false }]);
+  });
+});
+
+describe('metadata: permission bits, inode, ctime', () => {
+  const withMode = (size: number, mtime: number, ino: string, mode: number, ctime: number): FileStat => ({ size, mtime, ino, mode, ctime });
+
+  it('a chmod (same size and mtime, other mode) is a new version that propagates, with the mode', () => {
+    const { changed, settle, take } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    settle();
+    expect(changed('A', 'f.txt', withMode(10, 1000, '1', 0o600, 5000))).toEqual(['B']);
+    expect(file('f.txt')).toMatchObject({ version: 2, uptodate: ['A'] });
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ version: 2, mode: 0o600, ctime: 5000 });
+    const [command] = take('B');
+    expect(command).toMatchObject({ kind: 'upload', sourceStat: { size: 10, mtime: 1000, mode: 0o600 }, expect: { size: 10, mtime: 1000, mode: 0o644 } });
+  });
+
+  it('a new inode or ctime alone is recorded, nothing more', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    settle();
+    const before = file('f.txt');
+    expect(changed('A', 'f.txt', withMode(10, 1000, '2', 0o644, 7000))).toEqual([]);
+    expect(file('f.txt')).toEqual(before);
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ version: 1, ino: '2', ctime: 7000 });
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+  });
+
+  it('a mode reported where the store had none (an older store) is recorded, not a change', () => {
+    const { changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', stat(10, 1000, '1'));
+    settle();
+    expect(changed('A', 'f.txt', withMode(10, 1000, '1', 0o640, 3000))).toEqual([]);
+    expect(file('f.txt')).toMatchObject({ version: 1 });
+    expect(store.replica('A', fidOf('f.txt'))).toMatchObject({ mode: 0o640, ctime: 3000 });
+  });
+
+  it('a rescan finds a chmod made while the entry was stopped', () => {
+    const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'f.txt', withMode(10, 1000, '1', 0o644, 1000));
+    changed('A', 'g.txt', withMode(10, 1000, '2', 0o644, 1000));
+    settle();
+    expect(scanned('A', [
+      { path: 'f.txt', ...withMode(10, 1000, '1', 0o755, 2000) },
+      { path: 'g.txt', ...withMode(10, 1000, '2', 0o644, 2000) },
+    ])).toEqual(['B']);
+    expect(file('f.txt')).toMatchObject({ version: 2 });
+    expect(file('g.txt')).toMatchObject({ version: 1 });
+    expect(store.replica('A', fidOf('g.txt'))).toMatchObject({ ctime: 2000 });
   });
 });
 
@@ -616,6 +710,132 @@ describe('rescans', () => {
     expect(engine.isMassDeletion(10, 20)).toBe(false);
     engine.maxDeleteShare = 0.9;
     expect(engine.isMassDeletion(10, 19)).toBe(false);
+  });
+});
+
+describe('rescans in chunks (scan.chunk … entry.scanned), compared in SQL', () => {
+  const chunked = (engine: SyncEngine, entry: Name, files: ScannedFile[], size: number, force = false) => {
+    const touched = new Set<string>();
+    let i = 0;
+    for (; files.length - i > size; i += size) {
+      for (const t of engine.handle({ type: 'scan.chunk', entry, files: files.slice(i, i + size) })) touched.add(t);
+    }
+    for (const t of engine.handle({ type: 'entry.scanned', entry, files: files.slice(i), force })) touched.add(t);
+    return [...touched].sort();
+  };
+  /** What the temporary scan table holds (nothing once a scan ended). */
+  const scanRows = () => (store.db.prepare('SELECT count(*) FROM temp.scan').pluck().get() as number);
+
+  it('chunks and the final report are one scan: new, changed, deleted and moved files, as one report finds them', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 10; i++) changed('A', `keep${i}.txt`, stat(10, 1, String(i)));
+    changed('A', 'edit.txt', stat(20, 1, '20'));
+    changed('A', 'gone.txt', stat(30, 1, '30'));
+    changed('A', 'old.txt', stat(40, 1, '40'));
+    settle();
+
+    const files: ScannedFile[] = [
+      ...Array.from({ length: 10 }, (_, i) => ({ path: `keep${i}.txt`, ...stat(10, 1, String(i)) })),
+      { path: 'edit.txt', ...stat(21, 2, '20') },
+      { path: 'new-name.txt', ...stat(40, 1, '40') },
+      { path: 'fresh.txt', ...stat(50, 1, '50') },
+    ];
+    expect(chunked(engine, 'A', files, 3)).toEqual(['B']);
+    expect(listed()).toEqual(['edit.txt', 'fresh.txt', ...Array.from({ length: 10 }, (_, i) => `keep${i}.txt`), 'new-name.txt']);
+    expect(jobs('keep3.txt')).toEqual([]);
+    expect(jobs('edit.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 2 }]);
+    expect(jobs('fresh.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    expect(file('fresh.txt')).toMatchObject({ version: 1, owners: ['A', 'B'], uptodate: ['A'], size: 50 });
+    expect(store.replica('A', fidOf('fresh.txt'))).toMatchObject({ version: 1, size: 50, mtime: 1, ino: '50' });
+    expect(jobs('gone.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('new-name.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: 'old.txt' }]);
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a start where nothing changed changes nothing, and only records a new inode or ctime', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 25; i++) changed('A', `d/f${i}.txt`, { size: i, mtime: 1000 + i, ino: String(i), mode: 0o644, ctime: 5 });
+    settle();
+    const before = store.listFiles(0, 100);
+    const files = store.replicasOfEntry('A').map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino, mode: r.mode!, ctime: r.ctime! }));
+    files[3] = { ...files[3]!, ino: 'new', ctime: 9 };
+    expect(chunked(engine, 'A', files, 10)).toEqual([]);
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+    expect(store.replica('A', fidOf(files[3]!.path))).toMatchObject({ ino: 'new', ctime: 9, version: 1 });
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a chunk after an entry.scanned begins a new scan; a worker start forgets a scan left unfinished', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'a.txt', stat(1, 1, '1'));
+    changed('A', 'b.txt', stat(2, 1, '2'));
+    settle();
+    const a = { path: 'a.txt', ...stat(1, 1, '1') };
+    const b = { path: 'b.txt', ...stat(2, 1, '2') };
+    expect(chunked(engine, 'A', [a, b], 1)).toEqual([]);
+    // A worker that listed a.txt, then died; the next one lists b.txt only: a.txt was deleted.
+    engine.handle({ type: 'scan.chunk', entry: 'A', files: [a] });
+    engine.workerStarted('A');
+    expect(engine.handle({ type: 'entry.scanned', entry: 'A', files: [b] })).toEqual(['B']);
+    expect(jobs('a.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(scanRows()).toBe(0);
+  });
+
+  it('a chunked scan that finds most files gone is refused with the counts, changes nothing, and leaves nothing behind', () => {
+    const { engine, changed, settle } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 30; i++) changed('A', `f${i}.txt`, stat(10, 1, String(100 + i)));
+    settle();
+    const before = store.listFiles(0, 100);
+    const replicasBefore = store.replicasOfEntry('A');
+    const kept = replicasBefore.slice(0, 12).map((r) => ({ path: r.filename, size: r.size, mtime: r.mtime, ino: r.ino }));
+    // One of the gone files shows up under a new name (same inode and size): a move, not a deletion.
+    const movedFrom = replicasBefore[20]!;
+    kept.push({ path: 'renamed.txt', size: movedFrom.size, mtime: movedFrom.mtime, ino: movedFrom.ino });
+    let refusal: unknown;
+    try {
+      chunked(engine, 'A', kept, 5);
+    } catch (err) {
+      refusal = err;
+    }
+    expect(refusal).toBeInstanceOf(MassDeletionRefused);
+    expect(refusal).toMatchObject({ entry: 'A', missing: 17, total: 30 });
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.replicasOfEntry('A')).toEqual(replicasBefore);
+    expect(store.countJobs('A') + store.countJobs('B')).toBe(0);
+    expect(scanRows()).toBe(0);
+
+    // Forced, it applies: the move as a move, the rest as deletions.
+    chunked(engine, 'A', kept, 5, true);
+    expect(jobs('renamed.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: movedFrom.filename }]);
+    expect(store.countJobs('B')).toBe(18);
+  });
+
+  it('a batch of reports records finished uploads set-based, as one report at a time would', () => {
+    const { engine, changed, take } = makeEngine(ALL_TO_EVERYONE);
+    for (let i = 0; i < 40; i++) changed('A', `f${i}.txt`, stat(i, 1000 + i, String(i)));
+    const commands = take('B', everyoneRuns, 100);
+    expect(commands).toHaveLength(40);
+    // One finished job of them is stale: it goes back to the queue.
+    const reports: WorkerReport[] = commands.map((c, i) =>
+      i === 5
+        ? { type: 'job.finished', entry: 'B', jobId: c.id, outcome: { ok: false, reason: 'stale', message: 'changed' } }
+        : { type: 'job.finished', entry: 'B', jobId: c.id, outcome: { ok: true, stat: stat(i, 1000 + i, `b${i}`) } },
+    );
+    const { touched, refused } = engine.handleBatch(reports);
+    expect(refused).toBeNull();
+    expect(touched).toEqual(['B']);
+    for (let i = 0; i < 40; i++) {
+      const p = commands[i]!.path;
+      if (i === 5) {
+        expect(file(p)).toMatchObject({ uptodate: ['A'] });
+        expect(jobs(p)).toMatchObject([{ entry: 'B', state: 'queued' }, { entry: 'C', state: 'queued' }]);
+      } else {
+        expect(file(p)).toMatchObject({ owners: ['A', 'B', 'C'], uptodate: ['A', 'B'] });
+        expect(store.replica('B', fidOf(p))).toMatchObject({ version: 1, ino: `b${i}` });
+        expect(jobs(p)).toMatchObject([{ entry: 'C', kind: 'upload' }]);
+      }
+    }
   });
 });
 

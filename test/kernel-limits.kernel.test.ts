@@ -92,9 +92,10 @@ const inB = (rel: string, content: string) => () => {
   }
 };
 
+/** Files in a folder, Ferry's own temporaries left out. */
 const countIn = (folder: string) => {
   try {
-    return fs.readdirSync(folder).length;
+    return fs.readdirSync(folder).filter((n) => !n.startsWith('.ferry-')).length;
   } catch {
     return 0;
   }

@@ -59,7 +59,7 @@ async function put(base: string, rel: string, content: string | Buffer): Promise
 
 function statOf(file: string): FileStat {
   const s = fs.lstatSync(file);
-  return { size: s.size, mtime: s.mtimeMs, ino: String(s.ino) };
+  return { size: s.size, mtime: s.mtimeMs, ino: String(s.ino), mode: s.mode & 0o7777, ctime: s.ctimeMs };
 }
 
 /** Reports about `rel` (as path or as the origin of a move). */
@@ -303,7 +303,9 @@ describe('local_storage: jobs', () => {
 
     const before = statOf(path.join(root, 'docs/report.pdf'));
     const moved = await driver.run({ id: nextJobId++, kind: 'move', from: 'docs/report.pdf', path: 'archive/2024/report.pdf', expect: before });
-    expect(moved).toEqual({ ok: true, stat: before });
+    // As it is after the move (the rename changed its ctime only).
+    expect(moved).toEqual({ ok: true, stat: statOf(path.join(root, 'archive/2024/report.pdf')) });
+    expect(moved.ok && moved.stat).toMatchObject({ size: before.size, mtime: before.mtime, ino: before.ino, mode: before.mode });
     expect(fs.existsSync(path.join(root, 'docs/report.pdf'))).toBe(false);
     expect(fs.existsSync(path.join(root, 'docs'))).toBe(false); // the emptied folder goes too
     expect(statOf(path.join(root, 'archive/2024/report.pdf')).ino).toBe(before.ino);

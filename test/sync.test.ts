@@ -426,6 +426,57 @@ describe('a daemon that was down', () => {
   });
 });
 
+describe('two edits neither entry saw of the other: the newer keeps the name (as Syncthing)', () => {
+  // B is stopped, doc.txt is edited in both entries with explicit modification times, B starts.
+  // The newer edit ends under doc.txt in both; the older one is the conflict copy, made in the
+  // entry it came from and named after it.
+  const cases = [
+    { older: 'B', newer: 'A', what: 'the older edit in the stopped entry' },
+    { older: 'A', newer: 'B', what: 'the newer edit in the stopped entry' },
+  ] as const;
+  for (const { older, newer, what } of cases) {
+    it(`${what}: ${newer}'s newer text under doc.txt in both, ${older}'s as doc.sync-conflict-…-${older}.txt in both`, async () => {
+      const d = await daemon(await setup(ALL_TO_A_B));
+      await put('A', 'doc.txt', 'v1');
+      await converged('A', 'B', 1);
+      expect((await api(d.api, 'PUT', '/entries/B/stop')).status).toBe(200);
+
+      const now = Date.now() / 1000;
+      const text = { [older]: `the older edit, made in ${older}`, [newer]: `the newer edit, made in ${newer}, longer` };
+      const mtime = { [older]: now - 120, [newer]: now - 60 };
+      // B's edit first (it is stopped), then A's, each with its time set explicitly.
+      for (const entry of ['B', 'A']) {
+        await fsp.writeFile(at(entry, 'doc.txt'), text[entry]!);
+        fs.utimesSync(at(entry, 'doc.txt'), mtime[entry]!, mtime[entry]!);
+      }
+      await until('A’s edit recorded', async () => {
+        const f = (await listed(d)).get('doc.txt');
+        return f?.size === text.A!.length && f.uptodate.join() === 'A';
+      });
+      expect((await api(d.api, 'PUT', '/entries/B/start')).status).toBe(200);
+
+      await until('A and B to agree on two files', () => {
+        const a = tree('A');
+        return Object.keys(a).length === 2 && same(a, tree('B'));
+      });
+      const names = Object.keys(tree('A')).sort();
+      expect(names[1]).toBe('doc.txt');
+      expect(names[0]).toMatch(new RegExp(`^doc\\.sync-conflict-\\d{8}-\\d{6}-${older}\\.txt$`));
+      for (const entry of ['A', 'B']) {
+        expect(read(entry, 'doc.txt')!.toString(), `doc.txt in ${entry}`).toBe(text[newer]);
+        expect(read(entry, names[0]!)!.toString(), `the conflict copy in ${entry}`).toBe(text[older]);
+      }
+      // The newer edit keeps its modification time; the conflict copy has the older one.
+      expect(Math.floor(fs.statSync(at('B', 'doc.txt')).mtimeMs / 1000)).toBe(Math.floor(mtime[newer]!));
+      await until('both files up to date in A and B', async () => {
+        const f = await listed(d);
+        return f.size === 2 && [...f.values()].every((x) => x.uptodate.join() === 'A,B');
+      });
+      expectNoTemporaries('A', 'B');
+    });
+  }
+});
+
 describe('rules', () => {
   it('a rules reload spreads the existing files to a new owner', async () => {
     const file = await setup([{ match: { path: '/' }, sync: ['A'] }], ['A', 'C']);

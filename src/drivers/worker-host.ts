@@ -5,13 +5,21 @@
 import type { WorkerReport } from '../../machines/reports.js';
 import type { Driver } from './driver.js';
 import { DriverRefusal } from './driver.js';
-import type { FromWorker, LogLevel, ToWorker } from './protocol.js';
+import type { FromWorker, JobCommand, LogLevel, ToWorker } from './protocol.js';
 import { drivers } from './registry.js';
 import { closeSourceReaders } from './source-reader.js';
 
 let driver: Driver | null = null;
 let entry = '';
 let stopping = false;
+
+/**
+ * Files a scan report carries at most: a longer scan goes as `scan.chunk`s before its end.
+ * `FERRY_SCAN_CHUNK` sets another size (tests use a small one).
+ */
+export const SCAN_CHUNK = Number(process.env.FERRY_SCAN_CHUNK) > 0 ? Number(process.env.FERRY_SCAN_CHUNK) : 10_000;
+/** Reports sent at once at most: the daemon records what is done while more gets done. */
+const REPORTS_PER_MESSAGE = 256;
 
 /** Reports not sent yet: those of one turn of the event loop go in one message. */
 let unsent: WorkerReport[] = [];
@@ -25,7 +33,19 @@ function flushReports(): void {
 }
 
 function report(r: WorkerReport): void {
+  if ((r.type === 'entry.scanned' || r.type === 'scan.chunk') && r.files.length > SCAN_CHUNK) {
+    // A long scan in chunks, each its own message: neither process holds it all as one message.
+    const { files } = r;
+    let start = 0;
+    for (; files.length - start > SCAN_CHUNK; start += SCAN_CHUNK) {
+      unsent.push({ type: 'scan.chunk', entry: r.entry, files: files.slice(start, start + SCAN_CHUNK) });
+      flushReports();
+    }
+    r = { ...r, files: files.slice(start) };
+  }
   unsent.push(r);
+  // Many jobs finishing in one turn (small files, done synchronously) go out as they are done.
+  if (unsent.length >= REPORTS_PER_MESSAGE) flushReports();
   if (flushQueued) return;
   flushQueued = true;
   setImmediate(() => {
@@ -42,6 +62,34 @@ function send(message: FromWorker): void {
 
 function log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
   send({ type: 'log', level, msg, fields });
+}
+
+/** Jobs given and not started yet, from `next` on. */
+let pending: JobCommand[] = [];
+let next = 0;
+let draining = false;
+/**
+ * How long jobs are started in one turn. A small file's copy is done synchronously when it is
+ * started: in slices, what one slice finished is reported (and recorded by the daemon, which
+ * sends more) while the next slice copies.
+ */
+const SLICE_MS = 25;
+
+function drain(): void {
+  flushReports();
+  const start = performance.now();
+  while (next < pending.length && driver && !stopping) {
+    const job = pending[next++]!;
+    void driver.run(job).then((outcome) => report({ type: 'job.finished', entry, jobId: job.id, outcome }));
+    if (performance.now() - start > SLICE_MS) break;
+  }
+  if (next >= pending.length || stopping) {
+    pending = [];
+    next = 0;
+    draining = false;
+  } else {
+    setImmediate(drain);
+  }
 }
 
 async function stop(code: number): Promise<never> {
@@ -89,8 +137,11 @@ process.on('message', (message: ToWorker) => {
       break;
     case 'jobs': {
       if (!driver || stopping) return;
-      for (const job of message.jobs) {
-        void driver.run(job).then((outcome) => report({ type: 'job.finished', entry, jobId: job.id, outcome }));
+      for (const job of message.jobs) pending.push(job);
+      // Started at once (a single file's latency); a slice under way goes on at its next turn.
+      if (!draining) {
+        draining = true;
+        drain();
       }
       break;
     }

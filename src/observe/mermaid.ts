@@ -2,6 +2,10 @@
  * A machine's definition (`machine.toJSON()`) as a mermaid `stateDiagram-v2`, which pastes
  * into any Markdown renderer. `current`, a state path like ['active', 'running'], is marked
  * with the class `current` (each state on the path), for a live view.
+ *
+ * The one implementation: the API's `/debug/machines`, the `ferry machines` command and the
+ * dashboard (bundled into the page from this file) all draw with it. It uses nothing of Node
+ * or of the browser.
  */
 
 interface StateJson {
@@ -36,10 +40,22 @@ function eventLabel(eventType: string): string {
   return eventType;
 }
 
-export function toMermaid(definition: unknown, current: string[] = []): string {
+export interface MermaidOptions {
+  /** A `direction` line: mermaid lays states out top to bottom without one. */
+  direction?: 'LR' | 'TB';
+  /**
+   * How the states around the current one are marked: `current` like it (the default), or
+   * `currentParent`, a class of their own, so that a live view can tell the innermost state
+   * from the composite states holding it.
+   */
+  enclosing?: 'current' | 'currentParent';
+}
+
+export function toMermaid(definition: unknown, current: string[] = [], options: MermaidOptions = {}): string {
   // toJSON() holds state nodes where JSON holds their ids: work on the JSON form.
   const machine = JSON.parse(JSON.stringify(definition)) as StateJson;
   const lines = ['stateDiagram-v2'];
+  if (options.direction) lines.push(`  direction ${options.direction}`);
   const byId = new Map<string, StateJson>();
   const walkIds = (node: StateJson) => {
     byId.set(`#${node.id}`, node);
@@ -83,12 +99,14 @@ export function toMermaid(definition: unknown, current: string[] = []): string {
   edges(machine);
 
   if (current.length > 0) {
+    const enclosing = options.enclosing ?? 'current';
     lines.push('  classDef current fill:#ffd866,stroke:#b8860b,stroke-width:3px,color:#000');
+    if (enclosing !== 'current') lines.push(`  classDef ${enclosing} fill:#fff8e1,stroke:#b8860b,stroke-width:2px`);
     let node: StateJson | undefined = machine;
-    for (const key of current) {
+    for (const [i, key] of current.entries()) {
       node = node?.states?.[key];
       if (!node) break;
-      lines.push(`  class ${idOf(node)} current`);
+      lines.push(`  class ${idOf(node)} ${i === current.length - 1 ? 'current' : enclosing}`);
     }
   }
   return lines.join('\n') + '\n';

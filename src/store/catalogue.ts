@@ -16,12 +16,17 @@ export interface FileRecord {
   deleted: boolean;
 }
 
-/** What one entry holds at a file's path: which version, and its local stat. */
-export interface ReplicaRecord extends FileStat {
+/**
+ * What one entry holds at a file's path: which version, and its local stat. `mode` and `ctime`
+ * are null (as read from the store) or absent when the storage did not report them.
+ */
+export interface ReplicaRecord extends Omit<FileStat, 'mode' | 'ctime'> {
   entry: string;
   fid: string;
   filename: string;
   version: number;
+  mode?: number | null;
+  ctime?: number | null;
 }
 
 export type JobKind = 'upload' | 'delete' | 'move';
@@ -52,6 +57,74 @@ export interface QueuedJob {
   lastError: string | null;
 }
 
+/**
+ * A file of a rescan that differs from what the store says the entry holds: new to the entry
+ * (`rfid` null; `fid` null too when the store knows no file of that name), or held with another
+ * stat (the `r*` columns are the entry's replica).
+ */
+export interface ScanDiffRow {
+  path: string;
+  size: number;
+  mtime: number;
+  ino: string | null;
+  mode: number | null;
+  ctime: number | null;
+  fid: string | null;
+  rfid: string | null;
+  rversion: number | null;
+  rsize: number | null;
+  rmtime: number | null;
+  rino: string | null;
+  rmode: number | null;
+  rctime: number | null;
+}
+
+/** A replica a rescan no longer finds, with a new file of the same inode and size if there is one. */
+export interface ScanGoneRow {
+  fid: string;
+  filename: string;
+  size: number;
+  ino: string | null;
+  movedTo: string | null;
+}
+
+/**
+ * A queued job with what dispatching it needs, as an array (rows as objects cost more than the
+ * query): id, kind, preserve, the file's name, version and deletion, the destination's copy
+ * (size, mtime, ino, mode) and a source (entry, size, mtime, ino, mode).
+ */
+export type DispatchRow = [
+  id: number,
+  kind: JobKind,
+  preserve: number,
+  filename: string | null,
+  fversion: number | null,
+  deleted: number | null,
+  dSize: number | null,
+  dMtime: number | null,
+  dIno: string | null,
+  dMode: number | null,
+  sEntry: string | null,
+  sSize: number | null,
+  sMtime: number | null,
+  sIno: string | null,
+  sMode: number | null,
+];
+
+/** A job that a worker finished, with its file as the store has it now (an array, as above). */
+export type FinishedRow = [
+  id: number,
+  entry: string,
+  fid: string,
+  kind: JobKind,
+  version: number,
+  filename: string | null,
+  fversion: number | null,
+  deleted: number | null,
+  owners: string | null,
+  uptodate: string | null,
+];
+
 type FileRow = Omit<FileRecord, 'owners' | 'uptodate' | 'deleted'> & { owners: string; uptodate: string; deleted: number };
 type JobRow = Omit<JobRecord, 'fromFilename' | 'preserve' | 'notBefore' | 'lastError'> & {
   from_filename: string | null;
@@ -71,6 +144,8 @@ CREATE TABLE IF NOT EXISTS files (
   deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS files_listing ON files (deleted, filename);
+-- What each entry holds of each file. Keyed by file first, and without a rowid: one B-tree,
+-- every lookup by file or by (file, entry); a random fid costs one page written, not three.
 CREATE TABLE IF NOT EXISTS replicas (
   entry TEXT NOT NULL,
   fid TEXT NOT NULL,
@@ -79,9 +154,10 @@ CREATE TABLE IF NOT EXISTS replicas (
   size INTEGER NOT NULL,
   mtime REAL NOT NULL,
   ino TEXT,
-  PRIMARY KEY (entry, fid)
-);
-CREATE INDEX IF NOT EXISTS replicas_by_fid ON replicas (fid);
+  mode INTEGER,
+  ctime REAL,
+  PRIMARY KEY (fid, entry)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   entry TEXT NOT NULL,
@@ -95,20 +171,28 @@ CREATE TABLE IF NOT EXISTS jobs (
   not_before INTEGER NOT NULL DEFAULT 0,
   last_error TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_per_file ON jobs (entry, fid);
+-- One job per (entry, file), found by file too: one index keyed by the (random) fid, not two.
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_per_file ON jobs (fid, entry);
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (entry, state, id);
-CREATE INDEX IF NOT EXISTS jobs_by_fid ON jobs (fid);
 -- The pump of every job asks for an entry's delete jobs and its next due job, and every status
 -- request for its failing jobs: each an index range, not a scan of the entry's whole queue.
 -- Partial indexes: a job is in one only while it is such a job, so most writes skip them.
 CREATE INDEX IF NOT EXISTS jobs_deletes ON jobs (entry) WHERE kind = 'delete';
 CREATE INDEX IF NOT EXISTS jobs_queued_due ON jobs (entry, not_before) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS jobs_failing ON jobs (entry, id) WHERE last_error IS NOT NULL;
+-- A deletion looks for a move that takes the copy away: among move jobs only.
+CREATE INDEX IF NOT EXISTS jobs_moves ON jobs (entry, from_filename) WHERE kind = 'move';
 CREATE TABLE IF NOT EXISTS rules (
   kind TEXT PRIMARY KEY,
   json TEXT NOT NULL
 );
 `;
+
+/** What a rescan lists of one file. */
+type ScannedLike = { path: string; size: number; mtime: number; ino: string | null; mode?: number; ctime?: number };
+
+/** How long the writes of workers' reports gather before they are committed together. */
+const GROUP_COMMIT_MS = 100;
 
 /** Every this many files of the listing, one is remembered: a page far in starts from it. */
 const LISTING_STRIDE = 256;
@@ -161,6 +245,7 @@ export class Catalogue {
       // 1,000, so that a sync of many small files does not spend its time in fsync.
       this.db.pragma('wal_autocheckpoint = 16384');
       this.db.exec(SCHEMA);
+      this.migrate();
     }
     const db = this.db;
     this.q = {
@@ -193,13 +278,13 @@ export class Catalogue {
       replica: db.prepare('SELECT * FROM replicas WHERE entry = ? AND fid = ?'),
       replicasOf: db.prepare('SELECT * FROM replicas WHERE fid = ? ORDER BY entry'),
       replicasOfEntry: db.prepare('SELECT * FROM replicas WHERE entry = ?'),
-      replicaStatsOfEntry: db.prepare('SELECT filename, size, mtime, ino FROM replicas WHERE entry = ?').raw(),
       countReplicas: db.prepare('SELECT count(*) AS n FROM replicas WHERE entry = ?'),
       putReplica: db.prepare(
-        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino)
-         VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino)
+        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
+         VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino, @mode, @ctime)
          ON CONFLICT (entry, fid) DO UPDATE SET filename = excluded.filename, version = excluded.version,
-           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino`,
+           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino, mode = excluded.mode,
+           ctime = excluded.ctime`,
       ),
       deleteReplica: db.prepare('DELETE FROM replicas WHERE entry = ? AND fid = ?'),
       job: db.prepare('SELECT * FROM jobs WHERE entry = ? AND fid = ?'),
@@ -214,12 +299,7 @@ export class Catalogue {
         `UPDATE jobs SET kind = @kind, from_filename = @fromFilename, version = @version, preserve = @preserve,
            state = @state, attempts = @attempts, not_before = @notBefore, last_error = @lastError WHERE id = @id`,
       ),
-      // Only the state and version: the indexes of the other columns are left alone.
-      markRunning: db.prepare("UPDATE jobs SET state = 'running', version = ? WHERE id = ?"),
       deleteJob: db.prepare('DELETE FROM jobs WHERE id = ?'),
-      queued: db.prepare(
-        "SELECT * FROM jobs WHERE entry = ? AND state = 'queued' AND not_before <= ? AND id > ? ORDER BY id LIMIT ?",
-      ),
       nextDue: db.prepare("SELECT min(not_before) AS t FROM jobs WHERE entry = ? AND state = 'queued'"),
       countJobs: db.prepare('SELECT count(*) AS n FROM jobs WHERE entry = ?'),
       countRuleDeletes: db.prepare(
@@ -236,6 +316,46 @@ export class Catalogue {
          FROM jobs LEFT JOIN files ON files.fid = jobs.fid
          WHERE jobs.entry = ? AND jobs.state = 'queued' ORDER BY jobs.id LIMIT ?`,
       ),
+      // The dispatch of a page of queued jobs: each with its file, the destination's copy and
+      // the first running entry (in name order) that holds the latest version, in one query.
+      dispatch: db
+        .prepare(
+          `SELECT j.id, j.kind, j.preserve, f.filename, f.version, f.deleted,
+                  d.size, d.mtime, d.ino, d.mode, s.entry, s.size, s.mtime, s.ino, s.mode
+           FROM jobs j
+           LEFT JOIN files f ON f.fid = j.fid
+           LEFT JOIN replicas d ON d.entry = j.entry AND d.fid = j.fid
+           LEFT JOIN replicas s ON s.fid = j.fid AND s.entry = (
+             SELECT r.entry FROM replicas r
+             WHERE r.fid = j.fid AND r.version = f.version AND r.entry <> j.entry
+               AND r.entry IN (SELECT value FROM json_each(@running))
+             ORDER BY r.entry LIMIT 1)
+           WHERE j.entry = @entry AND j.state = 'queued' AND j.not_before <= @now AND j.id > @after
+           ORDER BY j.id LIMIT @limit`,
+        )
+        .raw(),
+      // Only the state and version: the indexes of the other columns are left alone.
+      markRunning: db.prepare("UPDATE jobs SET state = 'running', version = ? WHERE id = ?"),
+      finishedRows: db
+        .prepare(
+          `SELECT j.id, j.entry, j.fid, j.kind, j.version, f.filename, f.version, f.deleted, f.owners, f.uptodate
+           FROM json_each(?) AS ids JOIN jobs j ON j.id = ids.value LEFT JOIN files f ON f.fid = j.fid`,
+        )
+        .raw(),
+      // One row each, in the caller's transaction: cheaper than one statement over a JSON array.
+      putReplicaRow: db.prepare(
+        `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (fid, entry) DO UPDATE SET filename = excluded.filename, version = excluded.version,
+           size = excluded.size, mtime = excluded.mtime, ino = excluded.ino, mode = excluded.mode,
+           ctime = excluded.ctime`,
+      ),
+      setUptodate: db.prepare('UPDATE files SET uptodate = ? WHERE fid = ?'),
+      insertNewFile: db.prepare(
+        'INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted) VALUES (?, ?, ?, 1, ?, ?, 0)',
+      ),
+      insertUpload: db.prepare(
+        "INSERT INTO jobs (entry, fid, kind, from_filename, version, preserve) VALUES (?, ?, 'upload', NULL, 1, 0)",
+      ),
       requeueAll: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'"),
       requeueEntry: db.prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running' AND entry = ?"),
       rules: db.prepare('SELECT json FROM rules WHERE kind = ?'),
@@ -243,10 +363,61 @@ export class Catalogue {
         'INSERT INTO rules (kind, json) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET json = excluded.json',
       ),
     };
+    // Made now, outside any transaction: a rollback would take the temporary table with it.
+    if (!options.readonly) this.scanQueries();
+  }
+
+  /** What changed since a store was made: an older store is brought up to date when it is opened. */
+  private migrate(): void {
+    // The replicas' mode and ctime columns (empty for the rows there).
+    const columns = new Set((this.db.prepare('PRAGMA table_info(replicas)').all() as { name: string }[]).map((c) => c.name));
+    const mode = columns.has('mode') ? 'mode' : 'NULL';
+    const ctime = columns.has('ctime') ? 'ctime' : 'NULL';
+    // Replicas keyed by (fid, entry) without a rowid: the table is rebuilt, rows kept.
+    const sql = (this.db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'replicas'").pluck().get() as string) ?? '';
+    if (!/WITHOUT\s+ROWID/i.test(sql)) {
+      this.db.transaction(() => {
+        this.db.exec(`ALTER TABLE replicas RENAME TO replicas_old;
+          DROP INDEX IF EXISTS replicas_by_fid;
+          ${SCHEMA.slice(SCHEMA.indexOf('CREATE TABLE IF NOT EXISTS replicas'), SCHEMA.indexOf('WITHOUT ROWID;') + 'WITHOUT ROWID;'.length)}
+          INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
+            SELECT entry, fid, filename, version, size, mtime, ino, ${mode}, ${ctime} FROM replicas_old;
+          DROP TABLE replicas_old;`);
+      })();
+    }
+    // Two indexes of jobs by fid became one (jobs_per_file): every index keyed by a random fid
+    // costs a page written per job and per commit.
+    this.db.exec('DROP INDEX IF EXISTS jobs_one_per_file; DROP INDEX IF EXISTS jobs_by_fid');
   }
 
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
+  }
+
+  /**
+   * Runs `fn` in a transaction that is committed with whatever else is written in the next
+   * GROUP_COMMIT_MS (a group commit): what workers report comes in many small messages, and a
+   * commit writes every page its rows touched, pages of indexes keyed by random fids (about one
+   * per row in each). Committed together, a page holds many rows. What is written meanwhile
+   * (`transaction` included) joins it. A crash loses at most that much of what was recorded,
+   * and all of it can be redone: jobs are requeued, copies found by the next scan.
+   */
+  grouped<T>(fn: () => T): T {
+    if (!this.db.inTransaction) {
+      this.db.exec('BEGIN');
+      this.commitTimer = setTimeout(() => this.commit(), GROUP_COMMIT_MS);
+    }
+    return this.transaction(fn);
+  }
+
+  private commitTimer: NodeJS.Timeout | null = null;
+
+  /** Commits the group commit's transaction now, if one is open. */
+  commit(): void {
+    if (this.commitTimer === null) return;
+    clearTimeout(this.commitTimer);
+    this.commitTimer = null;
+    if (this.db.open && this.db.inTransaction) this.db.exec('COMMIT');
   }
 
   file(fid: string): FileRecord | undefined {
@@ -332,20 +503,12 @@ export class Catalogue {
     return this.q.replicasOfEntry.all(entry) as ReplicaRecord[];
   }
 
-  /**
-   * What an entry holds, as `[filename, size, mtime, ino]` rows: a rescan compares every file
-   * with them, and rows this small keep the daemon's memory low at 100,000 files.
-   */
-  replicaStatsOfEntry(entry: string): [string, number, number, string | null][] {
-    return this.q.replicaStatsOfEntry.all(entry) as [string, number, number, string | null][];
-  }
-
   countReplicas(entry: string): number {
     return (this.q.countReplicas.get(entry) as { n: number }).n;
   }
 
   putReplica(replica: ReplicaRecord): void {
-    this.q.putReplica.run(replica);
+    this.q.putReplica.run({ ...replica, mode: replica.mode ?? null, ctime: replica.ctime ?? null });
   }
 
   deleteReplica(entry: string, fid: string): void {
@@ -379,20 +542,9 @@ export class Catalogue {
     this.q.updateJob.run({ ...job, preserve: job.preserve ? 1 : 0 });
   }
 
-  /** A queued job handed to its worker, for `version`. */
-  markRunning(id: number, version: number): void {
-    this.jobsGeneration++;
-    this.q.markRunning.run(version, id);
-  }
-
   deleteJob(id: number): void {
     this.jobsGeneration++;
     this.q.deleteJob.run(id);
-  }
-
-  /** Up to `limit` queued jobs of `entry` due by `now`, in order, after the job `after` (a page). */
-  queuedJobs(entry: string, now: number, limit: number, after = 0): JobRecord[] {
-    return (this.q.queued.all(entry, now, after, limit) as JobRow[]).map((r) => toJob(r)!);
   }
 
   /** When the earliest deferred job of `entry` is due (epoch ms), or null when none waits. */
@@ -440,6 +592,176 @@ export class Catalogue {
     else this.q.requeueEntry.run(entry);
   }
 
+  // ---- batches: many jobs or files in a few statements ----
+
+  /** A page of `entry`'s due queued jobs with what dispatching them needs (see `dispatch`). */
+  dispatchPage(entry: string, now: number, after: number, limit: number, running: string[]): DispatchRow[] {
+    return this.q.dispatch.all({ entry, now, after, limit, running: JSON.stringify(running) }) as DispatchRow[];
+  }
+
+  /** Marks jobs running, each for a version: `[[id, version], …]`. */
+  markRunningMany(jobs: [number, number][]): void {
+    if (jobs.length === 0) return;
+    this.jobsGeneration++;
+    for (const [id, version] of jobs) this.q.markRunning.run(version, id);
+  }
+
+  /** The jobs of these ids that exist, each with its file as the store has it. */
+  finishedRows(ids: number[]): FinishedRow[] {
+    return this.q.finishedRows.all(JSON.stringify(ids)) as FinishedRow[];
+  }
+
+  deleteJobs(ids: number[]): void {
+    if (ids.length === 0) return;
+    this.jobsGeneration++;
+    for (const id of ids) this.q.deleteJob.run(id);
+  }
+
+  /** Records what `entry` holds: `[[fid, filename, version, size, mtime, ino, mode, ctime], …]`. */
+  putReplicas(entry: string, rows: unknown[][]): void {
+    for (const row of rows) this.q.putReplicaRow.run(entry, ...row);
+  }
+
+  /** Sets the up-to-date entries of files: `[[fid, uptodate as JSON], …]`. */
+  setUptodate(rows: [string, string][]): void {
+    for (const [fid, uptodate] of rows) this.q.setUptodate.run(uptodate, fid);
+  }
+
+  /**
+   * Files the store did not know, found in `entry`: each a file at version 1
+   * (`[[fid, filename, size, owners, uptodate], …]`), the entry's replica of it, and an upload
+   * to each of `uploads` (`[[entry, fid], …]`).
+   */
+  insertNewFiles(entry: string, files: unknown[][], replicas: unknown[][], uploads: [string, string][]): void {
+    if (files.length === 0) return;
+    this.listingGeneration++;
+    for (const file of files) this.q.insertNewFile.run(...file);
+    this.putReplicas(entry, replicas);
+    if (uploads.length > 0) {
+      this.jobsGeneration++;
+      for (const [name, fid] of uploads) this.q.insertUpload.run(name, fid);
+    }
+  }
+
+  // ---- rescans: a worker's listing compared with the store in SQL ----
+
+  /**
+   * The statements of rescans, over a temporary table of the files listed so far by each
+   * entry's running scan (on disk beyond a few MiB of cache: the daemon's memory does not grow
+   * with the tree).
+   */
+  private scanQueries() {
+    if (this.sq) return this.sq;
+    const db = this.db;
+    db.exec(`PRAGMA temp.cache_size = -4096;
+      CREATE TEMP TABLE IF NOT EXISTS scan (
+        entry TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+        ino TEXT, mode INTEGER, ctime REAL, PRIMARY KEY (entry, path)) WITHOUT ROWID`);
+    // A new file of the same inode and size as a gone one, not held by the entry under its name.
+    const movedTo = `(SELECT s.path FROM temp.scan s WHERE s.entry = r.entry AND s.ino = r.ino AND s.size = r.size
+        AND NOT EXISTS (SELECT 1 FROM files f2 JOIN replicas r2 ON r2.entry = r.entry AND r2.fid = f2.fid WHERE f2.filename = s.path)
+        ORDER BY s.path LIMIT 1)`;
+    const gone = `FROM replicas r WHERE r.entry = @entry
+        AND NOT EXISTS (SELECT 1 FROM temp.scan s WHERE s.entry = r.entry AND s.path = r.filename)`;
+    this.sq = {
+      // A path listed twice keeps its last stat.
+      add: db.prepare('INSERT OR REPLACE INTO temp.scan (entry, path, size, mtime, ino, mode, ctime) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      clear: db.prepare('DELETE FROM temp.scan WHERE entry = ?'),
+      one: db.prepare('SELECT size, mtime, ino, mode, ctime FROM temp.scan WHERE entry = ? AND path = ?'),
+      size: db.prepare('SELECT count(*) FROM temp.scan WHERE entry = ?').pluck(),
+      goneCount: db.prepare(`SELECT count(*) ${gone}`).pluck(),
+      movedCount: db.prepare(`SELECT count(*) FROM (SELECT ${movedTo} AS moved_to ${gone}) WHERE moved_to IS NOT NULL`).pluck(),
+      gone: db.prepare(`SELECT r.fid, r.filename, r.size, r.ino, ${movedTo} AS movedTo ${gone} ORDER BY r.filename`),
+      diff: db.prepare(
+        `SELECT s.path, s.size, s.mtime, s.ino, s.mode, s.ctime, f.fid AS fid,
+                r.fid AS rfid, r.version AS rversion, r.size AS rsize, r.mtime AS rmtime, r.ino AS rino,
+                r.mode AS rmode, r.ctime AS rctime
+         FROM temp.scan s
+         LEFT JOIN files f ON f.filename = s.path
+         LEFT JOIN replicas r ON r.entry = s.entry AND r.fid = f.fid
+         WHERE s.entry = @entry AND s.path > @after
+           AND (r.fid IS NULL OR r.size <> s.size OR r.mtime <> s.mtime OR r.ino IS NOT s.ino
+                OR (s.mode IS NOT NULL AND r.mode IS NOT s.mode) OR (s.ctime IS NOT NULL AND r.ctime IS NOT s.ctime))
+         ORDER BY s.path LIMIT @limit`,
+      ),
+    };
+    return this.sq;
+  }
+
+  private sq: {
+    add: Database.Statement;
+    clear: Database.Statement;
+    one: Database.Statement;
+    size: Database.Statement;
+    goneCount: Database.Statement;
+    movedCount: Database.Statement;
+    gone: Database.Statement;
+    diff: Database.Statement;
+  } | null = null;
+
+  /** Adds files to `entry`'s running scan. */
+  scanAdd(entry: string, files: readonly ScannedLike[]): void {
+    const add = this.scanQueries().add;
+    for (const f of files) add.run(entry, f.path, f.size, f.mtime, f.ino, f.mode ?? null, f.ctime ?? null);
+  }
+
+  /** The stat `entry`'s running scan lists for `path` (what it lacks left out). */
+  scanned(entry: string, path: string): FileStat | undefined {
+    const row = this.scanQueries().one.get(entry, path) as
+      | { size: number; mtime: number; ino: string | null; mode: number | null; ctime: number | null }
+      | undefined;
+    if (!row) return undefined;
+    const stat: FileStat = { size: row.size, mtime: row.mtime, ino: row.ino };
+    if (row.mode !== null) stat.mode = row.mode;
+    if (row.ctime !== null) stat.ctime = row.ctime;
+    return stat;
+  }
+
+  /** How many files `entry`'s running scan listed so far. */
+  scanSize(entry: string): number {
+    return this.scanQueries().size.get(entry) as number;
+  }
+
+  /** Forgets `entry`'s running scan. */
+  scanClear(entry: string): void {
+    this.scanQueries().clear.run(entry);
+  }
+
+  /**
+   * Of the files the store says `entry` holds, how many its scan no longer lists, and how many
+   * of those have a new file of the same inode and size (moves).
+   */
+  scanGoneCounts(entry: string): { gone: number; moved: number } {
+    const q = this.scanQueries();
+    const gone = q.goneCount.get({ entry }) as number;
+    if (gone === 0) return { gone, moved: 0 };
+    this.indexScanByInode();
+    return { gone, moved: q.movedCount.get({ entry }) as number };
+  }
+
+  /** The replicas of `entry` its scan no longer lists, by name, each with a move target if one is found. */
+  scanGone(entry: string): ScanGoneRow[] {
+    this.indexScanByInode();
+    return this.scanQueries().gone.all({ entry }) as ScanGoneRow[];
+  }
+
+  /** A page of the scanned files of `entry` that differ from its replicas, by path after `after`. */
+  scanDiff(entry: string, after: string, limit: number): ScanDiffRow[] {
+    return this.scanQueries().diff.all({ entry, after, limit }) as ScanDiffRow[];
+  }
+
+  /** Moves are looked up by inode: an index made only when some file is gone, dropped with the scan. */
+  private indexScanByInode(): void {
+    this.db.exec('CREATE INDEX IF NOT EXISTS temp.scan_by_ino ON scan (entry, ino)');
+  }
+
+  /** Ends `entry`'s scan: its rows go, and the inode index if no other scan runs. */
+  scanEnd(entry: string): void {
+    const q = this.scanQueries();
+    q.clear.run(entry);
+    if (this.db.prepare('SELECT 1 FROM temp.scan LIMIT 1').get() === undefined) this.db.exec('DROP INDEX IF EXISTS temp.scan_by_ino');
+  }
+
   rules(kind: 'staged' | 'active'): Rule[] | null {
     const row = this.q.rules.get(kind) as { json: string } | undefined;
     return row ? (JSON.parse(row.json) as Rule[]) : null;
@@ -451,6 +773,7 @@ export class Catalogue {
 
   close(): void {
     if (!this.db.open) return;
+    this.commit();
     if (!this.db.readonly) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Rule } from '../../machines/rules.js';
 import type { FileStat, ScannedFile, WorkerReport } from '../../machines/reports.js';
-import type { Catalogue, FileRecord, JobKind, JobRecord, ReplicaRecord } from '../store/catalogue.js';
+import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
 import { computeOwners } from '../rules/owners.js';
@@ -42,9 +42,37 @@ export class MassDeletionRefused extends Error {
 /** For each file whose owners a set of rules would change: the entries it gains and loses. */
 export type RulesDiff = { fid: string; filename: string; gain: string[]; lose: string[] }[];
 
-const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
+type Stat = Pick<ReplicaRecord, 'size' | 'mtime' | 'ino' | 'mode' | 'ctime'>;
+/** The same content as far as a stat tells. */
+const sameStat = (a: Stat, b: Stat) => a.size === b.size && a.mtime === b.mtime;
+/** Permission bits that both sides know and that differ: a change of the file (a chmod). */
+const modeChanged = (known: Stat, now: Stat) => known.mode != null && now.mode != null && known.mode !== now.mode;
+/** What a stat says beyond the content and the mode, recorded without being a change: the inode, the ctime, a mode learnt. */
+const detailsChanged = (known: Stat, now: Stat) =>
+  known.ino !== now.ino || (now.ctime != null && known.ctime !== now.ctime) || (now.mode != null && known.mode == null);
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-const statOf = (r: ReplicaRecord): FileStat => ({ size: r.size, mtime: r.mtime, ino: r.ino });
+/** A replica's stat as a job carries it (the ctime stays in the store). */
+const statOf = (r: ReplicaRecord): FileStat =>
+  r.mode == null ? { size: r.size, mtime: r.mtime, ino: r.ino } : { size: r.size, mtime: r.mtime, ino: r.ino, mode: r.mode };
+
+type JobFinished = Extract<WorkerReport, { type: 'job.finished' }>;
+type JobOutcome = JobFinished['outcome'];
+const DONE = { upload: 'copied', delete: 'deleted', move: 'moved' } as const;
+/** Rows of a rescan's comparison read at a time. */
+const SCAN_PAGE = 1000;
+
+/** A scanned file's stat as a report gives it (what the store lacks is left out). */
+function scannedStat(row: ScanDiffRow): FileStat {
+  const stat: FileStat = { size: row.size, mtime: row.mtime, ino: row.ino };
+  if (row.mode !== null) stat.mode = row.mode;
+  if (row.ctime !== null) stat.ctime = row.ctime;
+  return stat;
+}
+
+function withMode(stat: FileStat, mode: number | null): FileStat {
+  if (mode !== null) stat.mode = mode;
+  return stat;
+}
 
 /** Delay before retrying a failed job: 1 s, 2 s, 4 s … capped at 60 s. */
 export function retryDelay(attempts: number): number {
@@ -76,42 +104,86 @@ export class SyncEngine {
     return this.rules;
   }
 
-  /** Chunks of start-up scans still under way, by entry. */
-  private readonly scanChunks = new Map<string, ScannedFile[]>();
-
+  /**
+   * Records one report in its own transaction and returns the entries with new work. A scan
+   * that would delete most of the entry's files throws MassDeletionRefused and changes nothing.
+   */
   handle(report: WorkerReport): string[] {
-    if (report.type === 'scan.chunk') {
-      const chunks = this.scanChunks.get(report.entry) ?? [];
-      for (const f of report.files) chunks.push(f);
-      this.scanChunks.set(report.entry, chunks);
-      return [];
-    }
-    if (report.type === 'entry.scanned' && this.scanChunks.has(report.entry)) {
-      const earlier = this.scanChunks.get(report.entry)!;
-      this.scanChunks.delete(report.entry);
-      report = { ...report, files: [...earlier, ...report.files] };
-    }
     const touched = new Set<string>();
-    this.store.transaction(() => {
-      switch (report.type) {
-        case 'file.changed':
-          this.changed(report.entry, report.path, report.stat, touched);
-          break;
-        case 'file.deleted':
-          this.deleted(report.entry, report.path, touched);
-          break;
-        case 'file.moved':
-          this.moved(report.entry, report.from, report.path, report.stat, touched);
-          break;
-        case 'entry.scanned':
-          this.scanned(report.entry, report.files, report.force === true, touched);
-          break;
-        case 'job.finished':
-          this.finished(report.entry, report.jobId, report.outcome, touched);
-          break;
-      }
-    });
+    try {
+      this.store.transaction(() => this.apply(report, touched));
+    } catch (err) {
+      if (err instanceof MassDeletionRefused) this.store.scanEnd(err.entry);
+      throw err;
+    } finally {
+      this.logDone();
+    }
     return [...touched];
+  }
+
+  /**
+   * Records the reports of one worker message in one transaction, in order; the finished jobs
+   * among them in a few set-based statements. A report that fails (a refused scan) is rolled
+   * back alone: the others are recorded. Returns the entries with new work, and the refusal.
+   */
+  handleBatch(reports: readonly WorkerReport[]): { touched: string[]; refused: MassDeletionRefused | null } {
+    const touched = new Set<string>();
+    let refused: MassDeletionRefused | null = null;
+    this.store.transaction(() => {
+      let finished: JobFinished[] = [];
+      const flush = () => {
+        if (finished.length === 0) return;
+        const batch = finished;
+        finished = [];
+        this.finishedBatch(batch[0]!.entry, batch, touched);
+      };
+      for (const report of reports) {
+        if (report.type === 'job.finished') {
+          if (finished.length > 0 && finished[0]!.entry !== report.entry) flush();
+          finished.push(report);
+          continue;
+        }
+        flush();
+        try {
+          this.store.transaction(() => this.apply(report, touched));
+        } catch (err) {
+          if (!(err instanceof MassDeletionRefused)) throw err;
+          this.store.scanEnd(err.entry);
+          refused = err;
+        }
+      }
+      flush();
+    });
+    this.logDone();
+    return { touched: [...touched], refused };
+  }
+
+  private apply(report: WorkerReport, touched: Set<string>): void {
+    switch (report.type) {
+      case 'file.changed':
+        this.changed(report.entry, report.path, report.stat, touched);
+        break;
+      case 'file.deleted':
+        this.deleted(report.entry, report.path, touched);
+        break;
+      case 'file.moved':
+        this.moved(report.entry, report.from, report.path, report.stat, touched);
+        break;
+      case 'scan.chunk':
+        this.scanAdd(report.entry, report.files);
+        break;
+      case 'entry.scanned':
+        this.scanned(report.entry, report.files, report.force === true, touched);
+        break;
+      case 'job.finished':
+        this.finished(report.entry, report.jobId, report.outcome, touched);
+        break;
+    }
+  }
+
+  /** A worker of `entry` starts: whatever part of a scan its previous worker sent is forgotten. */
+  workerStarted(entry: string): void {
+    this.store.scanEnd(entry);
   }
 
   /** Makes `rules` the active rules and recomputes every known file under them. */
@@ -153,13 +225,23 @@ export class SyncEngine {
     const fid = fidOf(path);
     const file = this.store.file(fid);
     const replica = this.store.replica(entry, fid);
-    if (replica && sameStat(replica, stat)) {
-      if (replica.ino !== stat.ino) this.store.putReplica({ ...replica, ino: stat.ino });
+    if (replica && sameStat(replica, stat) && !modeChanged(replica, stat)) {
+      // The same file: a new inode (an atomic save of the same bytes, a copy of ours) or ctime
+      // is recorded, nothing more.
+      if (detailsChanged(replica, stat)) this.store.putReplica({ ...replica, ...stat });
       return;
     }
     // An edit of a copy that was behind, or a file made here while another entry made its own
-    // (both roots held it at the first start): the version the others hold is kept as a conflict copy.
-    const preserve = !!(file && !file.deleted && (!replica || replica.version < file.version));
+    // (both roots held it at the first start): two changes neither entry saw of the other.
+    const concurrent = !!(file && !file.deleted && (!replica || replica.version < file.version));
+    if (concurrent && !this.newerThanLatest(entry, stat, file!)) {
+      // The latest version is the newer one: it keeps the name everywhere, and this entry's edit
+      // becomes the conflict copy, made in this entry (the upload moves it aside first).
+      this.store.putReplica({ entry, fid, filename: path, version: replica?.version ?? 0, ...stat });
+      this.notify({ type: 'file', kind: 'changed', entry, path });
+      this.reconcile(fid, touched, entry, file);
+      return;
+    }
     const version = (file?.version ?? 0) + 1;
     const record: FileRecord = {
       fid,
@@ -173,7 +255,26 @@ export class SyncEngine {
     this.store.putFile(record);
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
     this.notify({ type: 'file', kind: 'changed', entry, path });
-    this.reconcile(fid, touched, preserve, record);
+    // The version the others hold is kept as a conflict copy where it is replaced.
+    this.reconcile(fid, touched, concurrent, record);
+  }
+
+  /**
+   * Of two changes neither entry saw of the other, whether `entry`'s (with `stat`) is the newer
+   * one: the later modification time wins (as Syncthing decides), compared with the latest
+   * version's as an entry holding it has it; on a tie the smaller entry name wins, so that the
+   * outcome does not depend on which change was reported first. A latest version no entry
+   * holds any more loses to any change.
+   */
+  private newerThanLatest(entry: string, stat: FileStat, file: FileRecord): boolean {
+    // Replicas come in entry order: the first holder of the latest version is the smallest name.
+    const holder = this.store.replicasOf(file.fid).find((r) => r.version === file.version && r.entry !== entry);
+    if (!holder) return true;
+    // Whole milliseconds: a copy's mtime is set from the source's to the millisecond.
+    const mine = Math.floor(stat.mtime);
+    const theirs = Math.floor(holder.mtime);
+    if (mine !== theirs) return mine > theirs;
+    return entry < holder.entry;
   }
 
   private deleted(entry: string, path: string, touched: Set<string>): void {
@@ -234,43 +335,133 @@ export class SyncEngine {
     return count >= MASS_DELETION_MIN && count > total * this.maxDeleteShare;
   }
 
-  private scanned(entry: string, files: ScannedFile[], force: boolean, touched: Set<string>): void {
-    // [filename, size, mtime, ino] of every file the store says the entry holds.
-    const known = new Map(this.store.replicaStatsOfEntry(entry).map((r) => [r[0], r]));
-    const total = known.size;
-    const fresh: ScannedFile[] = [];
-    for (const f of files) {
-      if (!this.accept(entry, f.path)) continue;
-      const replica = known.get(f.path);
-      known.delete(f.path);
-      if (!replica) fresh.push(f);
-      else if (!(replica[1] === f.size && replica[2] === f.mtime)) this.changed(entry, f.path, f, touched);
-      else if (replica[3] !== f.ino) {
-        const full = this.store.replica(entry, fidOf(f.path));
-        if (full) this.store.putReplica({ ...full, ino: f.ino });
-      }
-    }
-    // What the store says the entry held but is gone: moved (same inode and size) or deleted.
-    const byIno = new Map(fresh.filter((f) => f.ino).map((f) => [f.ino, f]));
-    const moves: [string, ScannedFile][] = [];
-    const deletions: string[] = [];
-    for (const [filename, size, , ino] of known.values()) {
-      const moved = ino ? byIno.get(ino) : undefined;
-      if (moved && moved.size === size) {
-        byIno.delete(ino!);
-        moves.push([filename, moved]);
-      } else {
-        deletions.push(filename);
-      }
-    }
-    if (!force && this.isMassDeletion(deletions.length, total)) {
-      throw new MassDeletionRefused(entry, deletions.length, total);
-    }
-    const movedTo = new Set(moves.map(([, to]) => to.path));
-    for (const [gone, to] of moves) this.moved(entry, gone, to.path, to, touched);
-    for (const gone of deletions) this.deleted(entry, gone, touched);
-    for (const f of fresh) if (!movedTo.has(f.path)) this.changed(entry, f.path, f, touched);
+  /** Reports of each entry's running scan so far (for its log line). */
+  private readonly scanParts = new Map<string, number>();
+
+  /** Adds files to the entry's running scan (in the store, not in memory). */
+  private scanAdd(entry: string, files: readonly ScannedFile[]): void {
+    this.scanParts.set(entry, (this.scanParts.get(entry) ?? 0) + 1);
+    let safe = true;
+    for (const f of files) safe &&= unsafeReason(f.path) === null;
+    this.store.scanAdd(entry, safe ? files : files.filter((f) => this.accept(entry, f.path)));
   }
+
+  /**
+   * The end of a scan: what the entry holds (every chunk and these last files) compared with
+   * what the store says it holds, in set-based SQL. A start where nothing changed costs one
+   * pass over the replicas and one over the scan, and no work per file.
+   */
+  private scanned(entry: string, files: readonly ScannedFile[], force: boolean, touched: Set<string>): void {
+    this.scanAdd(entry, files);
+    const parts = this.scanParts.get(entry) ?? 1;
+    this.scanParts.delete(entry);
+    const listed = this.store.scanSize(entry);
+    let fresh = 0;
+    let differ = 0;
+    let moves = 0;
+    // What the store says the entry held but is gone: moved (same inode and size) or deleted.
+    const { gone, moved } = this.store.scanGoneCounts(entry);
+    if (gone > 0) {
+      const total = this.store.countReplicas(entry);
+      if (!force && this.isMassDeletion(gone - moved, total)) throw new MassDeletionRefused(entry, gone - moved, total);
+      const targets = new Set<string>();
+      const deletions: string[] = [];
+      for (const row of this.store.scanGone(entry)) {
+        if (row.movedTo !== null && !targets.has(row.movedTo)) {
+          targets.add(row.movedTo);
+          const to = this.store.scanned(entry, row.movedTo);
+          if (to) {
+            this.moved(entry, row.filename, row.movedTo, to, touched);
+            moves++;
+            continue;
+          }
+        }
+        deletions.push(row.filename);
+      }
+      for (const filename of deletions) this.deleted(entry, filename, touched);
+      differ += deletions.length;
+    }
+    // Then every listed file that differs from the entry's replica, or that it did not hold.
+    for (let after = ''; ; ) {
+      const page = this.store.scanDiff(entry, after, SCAN_PAGE);
+      const batch: ScanDiffRow[] = [];
+      for (const row of page) {
+        after = row.path;
+        const stat = scannedStat(row);
+        if (row.rfid === null) {
+          // New to this entry: a file the store never knew is recorded with others in a batch.
+          if (row.fid === null) batch.push(row);
+          else this.changed(entry, row.path, stat, touched);
+          continue;
+        }
+        const held: Stat = { size: row.rsize!, mtime: row.rmtime!, ino: row.rino, mode: row.rmode, ctime: row.rctime };
+        if (!sameStat(held, stat) || modeChanged(held, stat)) this.changed(entry, row.path, stat, touched);
+        else {
+          this.store.putReplica({
+            entry,
+            fid: row.rfid,
+            filename: row.path,
+            version: row.rversion!,
+            ...stat,
+            mode: stat.mode ?? row.rmode,
+            ctime: stat.ctime ?? row.rctime,
+          });
+        }
+      }
+      this.addNewFiles(entry, batch, touched);
+      fresh += batch.length;
+      differ += page.length - batch.length;
+      if (page.length < SCAN_PAGE) break;
+    }
+    this.store.scanEnd(entry);
+    this.log.info(
+      { entry, files: listed, parts, new: fresh, moved: moves, gone: gone - moves, other: differ - (gone - moves) },
+      `scanned ${entry}: ${listed} files (in ${parts} part${parts === 1 ? '' : 's'})`,
+    );
+  }
+
+  /**
+   * Files the store did not know at all, found in `entry`: what `changed` would record for each
+   * (version 1, held by the entry, an upload to every other owner), in a few statements.
+   */
+  private addNewFiles(entry: string, rows: readonly ScanDiffRow[], touched: Set<string>): void {
+    if (rows.length === 0) return;
+    const files: unknown[][] = [];
+    const replicas: unknown[][] = [];
+    const uploads: [string, string][] = [];
+    for (const row of rows) {
+      const fid = fidOf(row.path);
+      const owners = this.ownersOfNew(row.path, entry);
+      files.push([fid, row.path, row.size, owners.json, owners.uptodate]);
+      replicas.push([fid, row.path, 1, row.size, row.mtime, row.ino, row.mode, row.ctime]);
+      for (const name of owners.others) {
+        uploads.push([name, fid]);
+        touched.add(name);
+      }
+      this.notify({ type: 'file', kind: 'changed', entry, path: row.path });
+    }
+    this.store.insertNewFiles(entry, files, replicas, uploads);
+  }
+
+  /** The owners of a file only `entry` holds (as JSON), its up-to-date entries, the owners that need it. */
+  private ownersOfNew(filename: string, entry: string): { json: string; uptodate: string; others: string[] } {
+    const owners = computeOwners(filename, [entry], this.rules).filter((n) => this.entries.has(n));
+    const json = JSON.stringify(owners);
+    const key = `${entry}\n${json}`;
+    let cached = this.newOwners.get(key);
+    if (!cached) {
+      if (this.newOwners.size > 1000) this.newOwners.clear();
+      cached = {
+        json,
+        uptodate: JSON.stringify(owners.includes(entry) ? [entry] : []),
+        others: owners.filter((n) => n !== entry),
+      };
+      this.newOwners.set(key, cached);
+    }
+    return cached;
+  }
+
+  private readonly newOwners = new Map<string, { json: string; uptodate: string; others: string[] }>();
 
   private finished(
     entry: string,
@@ -300,12 +491,7 @@ export class SyncEngine {
       return;
     } else {
       this.store.deleteJob(job.id);
-      const done = { upload: 'copied', delete: 'deleted', move: 'moved' }[job.kind];
-      const what = job.kind === 'move' ? `${job.fromFilename} → ${file?.filename}` : (file?.filename ?? job.fid);
-      this.log.info({ entry, kind: job.kind }, `${done} ${what} in ${entry}`);
-      const kind = job.kind === 'upload' ? 'transferred' : job.kind === 'delete' ? 'deleted' : 'moved';
-      const path = file?.filename ?? job.fid;
-      this.notify({ type: 'file', kind, entry, path, ...(job.kind === 'move' && job.fromFilename ? { from: job.fromFilename } : {}) });
+      this.jobDone(entry, job.kind, file?.filename ?? job.fid, job.fromFilename);
       if (job.kind === 'delete') {
         this.store.deleteReplica(entry, job.fid);
       } else if (file && outcome.stat) {
@@ -320,11 +506,117 @@ export class SyncEngine {
   }
 
   /**
+   * Jobs of one worker message that finished, in a few set-based statements: the common case,
+   * an upload of the latest version to an owner while another owner holds it (nothing changes
+   * but the job, the entry's replica and the file's up-to-date entries). Any other goes through
+   * `finished`, first.
+   */
+  private finishedBatch(entry: string, reports: readonly JobFinished[], touched: Set<string>): void {
+    const simple = (row: FinishedRow | undefined, outcome: JobOutcome): boolean => {
+      if (row === undefined || !outcome.ok || outcome.stat === null) return false;
+      const [, jobEntry, , kind, version, filename, fversion, deleted, owners, uptodate] = row;
+      return (
+        jobEntry === entry &&
+        kind === 'upload' &&
+        filename !== null &&
+        deleted === 0 &&
+        version === fversion &&
+        uptodate !== '[]' &&
+        this.parsed(owners!).includes(entry)
+      );
+    };
+    let rows = new Map(this.store.finishedRows(reports.map((r) => r.jobId)).map((r) => [r[0], r]));
+    const rest: JobFinished[] = [];
+    for (const report of reports) {
+      if (simple(rows.get(report.jobId), report.outcome)) rest.push(report);
+      else this.finished(entry, report.jobId, report.outcome, touched);
+    }
+    if (rest.length === 0) return;
+    // The others may have changed files these share (a move's old name): read them again.
+    if (rest.length < reports.length) rows = new Map(this.store.finishedRows(rest.map((r) => r.jobId)).map((r) => [r[0], r]));
+    const ids: number[] = [];
+    const replicas: unknown[][] = [];
+    const uptodate: [string, string][] = [];
+    for (const report of rest) {
+      const row = rows.get(report.jobId);
+      if (!simple(row, report.outcome)) {
+        this.finished(entry, report.jobId, report.outcome, touched);
+        continue;
+      }
+      const [id, , fid, , version, filename, , , owners, current] = row!;
+      const stat = (report.outcome as Extract<JobOutcome, { ok: true }>).stat!;
+      ids.push(id);
+      replicas.push([fid, filename, version, stat.size, stat.mtime, stat.ino, stat.mode ?? null, stat.ctime ?? null]);
+      uptodate.push([fid, this.withUptodate(owners!, current!, entry)]);
+      this.jobDone(entry, 'upload', filename!, null);
+    }
+    this.store.deleteJobs(ids);
+    this.store.putReplicas(entry, replicas);
+    this.store.setUptodate(uptodate);
+    if (ids.length > 0) touched.add(entry);
+  }
+
+  /** A list of entries as stored (JSON), parsed once per distinct value. */
+  private parsed(json: string): string[] {
+    let list = this.lists.get(json);
+    if (!list) {
+      if (this.lists.size > 1000) this.lists.clear();
+      list = JSON.parse(json) as string[];
+      this.lists.set(json, list);
+    }
+    return list;
+  }
+
+  private readonly lists = new Map<string, string[]>();
+
+  /** A file's up-to-date entries (JSON) once `entry` holds the latest version too: in the owners' order. */
+  private withUptodate(owners: string, uptodate: string, entry: string): string {
+    const key = `${owners}\n${uptodate}\n${entry}`;
+    let next = this.uptodates.get(key);
+    if (next === undefined) {
+      if (this.uptodates.size > 1000) this.uptodates.clear();
+      const current = this.parsed(uptodate);
+      next = JSON.stringify(this.parsed(owners).filter((n) => n === entry || current.includes(n)));
+      this.uptodates.set(key, next);
+    }
+    return next;
+  }
+
+  private readonly uptodates = new Map<string, string>();
+
+  /** Jobs done since the last summary, per entry and kind. */
+  private readonly done = new Map<string, { upload: number; delete: number; move: number }>();
+
+  /** A job done: logged (at debug), told to the event stream, counted for the summary. */
+  private jobDone(entry: string, kind: JobKind, path: string, from: string | null): void {
+    if (this.log.isLevelEnabled('debug')) {
+      const what = kind === 'move' ? `${from} → ${path}` : path;
+      this.log.debug({ entry, kind }, `${DONE[kind]} ${what} in ${entry}`);
+    }
+    const event = kind === 'upload' ? 'transferred' : kind === 'delete' ? 'deleted' : 'moved';
+    this.notify({ type: 'file', kind: event, entry, path, ...(kind === 'move' && from ? { from } : {}) });
+    let counts = this.done.get(entry);
+    if (!counts) this.done.set(entry, (counts = { upload: 0, delete: 0, move: 0 }));
+    counts[kind]++;
+  }
+
+  /** One info line per entry for the jobs of a batch: a line per file would cost more than the copy. */
+  private logDone(): void {
+    for (const [entry, counts] of this.done) {
+      const parts = (['upload', 'move', 'delete'] as const).filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${DONE[k]}`);
+      this.log.info({ entry, copied: counts.upload, moved: counts.move, deleted: counts.delete }, `${entry}: ${parts.join(', ')}`);
+    }
+    this.done.clear();
+  }
+
+  /**
    * Recomputes a file's owners and up-to-date entries from what each entry holds, and queues
    * what each entry must do: fetch the latest version, delete its copy, or nothing.
-   * `known`: the file's row as the caller just read or wrote it (saves reading it again).
+   * `preserve`: the copies replaced keep their content as conflict copies (true: every entry's;
+   * a name: that entry's only). `known`: the file's row as the caller just read or wrote it
+   * (saves reading it again).
    */
-  reconcile(fid: string, touched: Set<string>, preserve = false, known?: FileRecord): void {
+  reconcile(fid: string, touched: Set<string>, preserve: boolean | string = false, known?: FileRecord): void {
     const file = known ?? this.store.file(fid);
     if (!file) return;
     const replicas = this.store.replicasOf(fid);
@@ -375,7 +667,8 @@ export class SyncEngine {
         continue;
       }
       if (job?.kind === 'move') continue;
-      this.putJob(name, fid, 'upload', latest.version, preserve, touched, null, job ?? null);
+      const keep = preserve === true || preserve === name;
+      this.putJob(name, fid, 'upload', latest.version, keep, touched, null, job ?? null);
     }
     const ownerHasLatest = owners.some((n) => current.has(n));
     for (const r of replicas) {
@@ -448,6 +741,8 @@ export class SyncEngine {
   ): JobCommand[] {
     const commands: JobCommand[] = [];
     const touched = new Set<string>();
+    // The entries that may serve as sources: running, and not this one.
+    const running = [...this.entries.keys()].filter((n) => n !== entry && isRunning(n));
     this.store.transaction(() => {
       // At most this many queued jobs are looked at (some wait for a source), read a page at a
       // time: most pumps want a job or two, not the whole window.
@@ -455,25 +750,56 @@ export class SyncEngine {
       const now = Date.now();
       let after = 0;
       let bytes = 0;
+      const taken: [number, number][] = [];
       while (commands.length < limit && budget > 0 && bytes < maxBytes) {
         // Jobs in `exclude` are running (not queued) but for a moment: a page need not allow for them.
         const want = Math.min(budget, limit - commands.length + 4);
-        const page = this.store.queuedJobs(entry, now, want, after);
+        const page = this.store.dispatchPage(entry, now, after, want, running);
         budget -= page.length;
-        for (const job of page) {
-          after = job.id;
+        for (const row of page) {
+          const id = row[0];
+          after = id;
           if (commands.length >= limit || bytes >= maxBytes) break;
-          if (exclude.has(job.id)) continue;
-          const command = this.command(job, isRunning, touched);
+          if (exclude.has(id)) continue;
+          const command = this.dispatch(row, isRunning, touched);
           if (!command) continue;
-          this.store.markRunning(job.id, job.version);
-          commands.push(command);
-          if (command.kind === 'upload') bytes += command.sourceStat.size;
+          taken.push([id, command.version]);
+          commands.push(command.command);
+          if (command.command.kind === 'upload') bytes += command.command.sourceStat.size;
         }
         if (page.length < want) break; // no more queued jobs
       }
+      this.store.markRunningMany(taken);
     });
     return commands;
+  }
+
+  /**
+   * The command for a queued job read with its file, destination and source (`dispatchPage`),
+   * and the version it is for; null when it must wait or is no longer needed (then dropped).
+   */
+  private dispatch(row: DispatchRow, isRunning: (name: string) => boolean, touched: Set<string>): { command: JobCommand; version: number } | null {
+    const [id, kind, preserve, filename, fversion, deleted, dSize, dMtime, dIno, dMode, sEntry, sSize, sMtime, sIno, sMode] = row;
+    if (kind === 'upload' && filename !== null && deleted === 0) {
+      // The common case, from the row alone: an upload of the latest version from a running source.
+      if (sEntry === null) return null;
+      return {
+        version: fversion!,
+        command: {
+          id,
+          kind: 'upload',
+          path: filename,
+          source: this.sourceRef(sEntry),
+          sourceStat: withMode({ size: sSize!, mtime: sMtime!, ino: sIno }, sMode),
+          expect: dSize === null ? null : withMode({ size: dSize, mtime: dMtime!, ino: dIno }, dMode),
+          preserve: preserve === 1,
+        },
+      };
+    }
+    const job = this.store.jobById(id);
+    if (!job) return null;
+    const command = this.command(job, isRunning, touched);
+    return command && { command, version: job.version };
   }
 
   private command(job: JobRecord, isRunning: (name: string) => boolean, touched: Set<string>): JobCommand | null {

@@ -1,5 +1,18 @@
 import type fs from 'node:fs';
 import type { FileStat } from '../../../machines/reports.js';
 
-export const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtime === b.mtime;
-export const statOf = (s: fs.Stats): FileStat => ({ size: s.size, mtime: s.mtimeMs, ino: String(s.ino) });
+/**
+ * The same content and metadata as far as a stat tells: size, modification time and, when both
+ * sides know them, the permission bits (a chmod is a change). The inode and ctime are not
+ * compared: a copy or a rename changes them without changing the file.
+ */
+export const sameStat = (a: FileStat, b: FileStat) =>
+  a.size === b.size && a.mtime === b.mtime && (a.mode == null || b.mode == null || a.mode === b.mode);
+
+export const statOf = (s: fs.Stats): FileStat => ({
+  size: s.size,
+  mtime: s.mtimeMs,
+  ino: String(s.ino),
+  mode: s.mode & 0o7777,
+  ctime: s.ctimeMs,
+});

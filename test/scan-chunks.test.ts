@@ -1,0 +1,103 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { api, daemonHarness, startDaemon, until, writeSetup, type RunningDaemon } from './helpers.js';
+
+/**
+ * A worker's start-up scan sent in chunks (`scan.chunk` … `entry.scanned`), on real folders and
+ * real daemons: chunks of 7 files here (FERRY_SCAN_CHUNK, which the workers inherit), so that a
+ * few dozen files make several chunks.
+ */
+
+beforeAll(() => {
+  process.env.FERRY_SCAN_CHUNK = '7';
+});
+
+const harness = daemonHarness('ferry-chunks-');
+let dir: string;
+let daemons: RunningDaemon[];
+beforeEach(() => void ({ dir, daemons } = harness));
+
+const at = (entry: string, rel: string) => path.join(dir, entry, rel);
+const NAMES = Array.from({ length: 40 }, (_, i) => `d${i % 4}/f${i}.txt`);
+
+/** Every file under a root but Ferry's own: relative path → content. */
+function tree(entry: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.name.startsWith('.ferry')) continue;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[path.relative(path.join(dir, entry), p).split(path.sep).join('/')] = fs.readFileSync(p, 'utf8');
+    }
+  };
+  walk(path.join(dir, entry));
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+async function start(file: string): Promise<RunningDaemon> {
+  const d = await startDaemon(file);
+  daemons.push(d);
+  return d;
+}
+
+async function fortyEverywhere(): Promise<{ file: string; d: RunningDaemon }> {
+  const file = await writeSetup(dir, { entries: { A: 'A', B: 'B' }, rules: [{ match: { path: '/' }, sync: ['A', 'B'] }] });
+  for (const n of NAMES) {
+    await fsp.mkdir(path.dirname(at('A', n)), { recursive: true });
+    await fsp.writeFile(at('A', n), `content of ${n}`);
+  }
+  const d = await start(file);
+  await until('the forty files in B', () => JSON.stringify(tree('B')) === JSON.stringify(tree('A')) && Object.keys(tree('B')).length === 40);
+  return { file, d };
+}
+
+describe('a start-up scan in chunks', () => {
+  it('finds what changed while the daemon was down, across chunks: creations, edits, deletions, renames (as renames)', async () => {
+    const { file, d } = await fortyEverywhere();
+    const renamedIno = fs.statSync(at('B', NAMES[10]!)).ino;
+    expect(await d.stop()).toBe(0);
+
+    await fsp.writeFile(at('A', 'one.txt'), 'created while down');
+    await fsp.mkdir(at('A', 'new'), { recursive: true });
+    await fsp.writeFile(at('A', 'new/two.txt'), 'created while down, too');
+    await fsp.writeFile(at('A', NAMES[0]!), 'edited while down');
+    await fsp.writeFile(at('A', NAMES[39]!), 'edited while down, at the end');
+    for (const n of NAMES.slice(20, 23)) await fsp.rm(at('A', n));
+    await fsp.rename(at('A', NAMES[10]!), at('A', 'new/renamed.txt'));
+
+    const again = await start(file);
+    await until('B to hold what A holds', () => JSON.stringify(tree('B')) === JSON.stringify(tree('A')));
+    // 39 files in A: five chunks of 7 and the final report with the last 4.
+    const scans = again.logs.filter((l) => l.entry === 'A' && typeof l.msg === 'string' && l.msg.startsWith('scanned A:'));
+    expect(scans.map((l) => l.msg)).toEqual(['scanned A: 39 files (in 6 parts)']);
+    expect(scans[0]).toMatchObject({ new: 2, moved: 1, gone: 3, other: 2 });
+    expect(Object.keys(tree('B'))).toHaveLength(40 + 2 - 3);
+    expect(tree('B')[NAMES[0]!]).toBe('edited while down');
+    expect(tree('B')['new/renamed.txt']).toBe(`content of ${NAMES[10]}`);
+    // Found by inode across chunks: moved in B too, not copied again.
+    expect(fs.statSync(at('B', 'new/renamed.txt')).ino).toBe(renamedIno);
+    await until('the listing follows', async () => {
+      const res = await api(again.api, 'GET', '/files?limit=1000');
+      return res.body.files.length === 39 && res.body.files.every((f: { uptodate: string[] }) => f.uptodate.join() === 'A,B');
+    });
+  });
+
+  it('refuses a chunked scan that finds most files gone: nothing deleted anywhere until a forced start', async () => {
+    const { d } = await fortyEverywhere();
+    expect((await api(d.api, 'PUT', '/entries/B/stop')).status).toBe(200);
+    for (const n of NAMES.slice(0, 30)) await fsp.rm(at('B', n));
+    const refused = await api(d.api, 'PUT', '/entries/B/start');
+    expect(refused.status).toBe(409);
+    expect(refused.body.reason).toMatch(/the rescan of B finds 30 of its 40 files gone; refusing/);
+    expect(Object.keys(tree('A'))).toHaveLength(40);
+
+    // A later start without force is refused the same way: the refused scan left nothing behind.
+    expect((await api(d.api, 'PUT', '/entries/B/start')).body.reason).toMatch(/finds 30 of its 40 files gone/);
+    expect((await api(d.api, 'PUT', '/entries/B/start?force=true')).status).toBe(200);
+    await until('the deletions applied in A', () => Object.keys(tree('A')).length === 10);
+    expect(tree('A')).toEqual(tree('B'));
+  });
+});

@@ -44,7 +44,10 @@ export class StatBatcher {
       folders.set(folder, [...(folders.get(folder) ?? []), key]);
     }
     const settle = (key: string, result: { stat: RemoteStat | null } | { error: unknown }) => {
-      for (const w of batch.get(key) ?? []) 'error' in result ? w.reject(result.error) : w.resolve(result.stat);
+      for (const w of batch.get(key) ?? []) {
+        if ('error' in result) w.reject(result.error);
+        else w.resolve(result.stat);
+      }
     };
     const one = (key: string) =>
       this.head(key).then(

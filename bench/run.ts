@@ -289,8 +289,11 @@ interface Ferry {
   pid: number;
   /** Resolves with the API base once the daemon logs "ferry is running". */
   running: Promise<string>;
-  /** Paths copied into entry `B` (from the log), in order. */
-  copied: Set<string>;
+  /**
+   * Files copied into entry `B` so far, from the log: its info line per batch (`B: 118 copied`,
+   * field `copied`), or at debug its line per file.
+   */
+  copied: { size: number };
   onCopied: (() => void) | null;
   exited: Promise<number | null>;
   tail: string[];
@@ -324,7 +327,7 @@ function startFerry(setupFile: string, dataDir: string, label: string): Ferry {
     child,
     pid: child.pid!,
     running: null as unknown as Promise<string>,
-    copied: new Set(),
+    copied: { size: 0 },
     onCopied: null,
     exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
     tail: [],
@@ -355,10 +358,10 @@ function startFerry(setupFile: string, dataDir: string, label: string): Ferry {
       buffer = buffer.slice(nl + 1);
       ferry.tail.push(line);
       if (ferry.tail.length > 50) ferry.tail.shift();
-      if (line.includes('"msg":"copied ')) {
-        const entry = JSON.parse(line) as { msg: string; entry?: string; kind?: string };
-        if (entry.entry === 'B' && entry.kind === 'upload' && entry.msg.endsWith(' in B')) {
-          ferry.copied.add(entry.msg.slice('copied '.length, -' in B'.length));
+      if (line.includes('"copied":') && line.includes('"entry":"B"')) {
+        const entry = JSON.parse(line) as { entry?: string; copied?: number };
+        if (entry.entry === 'B' && typeof entry.copied === 'number' && entry.copied > 0) {
+          ferry.copied.size += entry.copied;
           ferry.onCopied?.();
         }
       } else if (line.includes('"msg":"ferry is running"')) {

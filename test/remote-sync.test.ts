@@ -317,6 +317,19 @@ describe.each(kinds)('with B on %s', (kind) => {
     await expectNoTemporaries(b);
   });
 
+  it('an empty folder made in A is made in B and removed with it; one made in B reaches A', async () => {
+    const b = await storage(kind);
+    await daemon(await setup(b, ALL_TO_A_B));
+    await fsp.mkdir(at('empty/deeper'), { recursive: true });
+    await until('the folders in B', async () => (await b.folders()).includes('empty/deeper'));
+    expect(await b.folders()).toEqual(['empty', 'empty/deeper']);
+    await fsp.rm(at('empty'), { recursive: true });
+    await until('the folders gone from B', async () => (await b.folders()).length === 0);
+    await b.makeFolder('from-b');
+    await until('B’s folder in A', () => fs.existsSync(at('from-b')) && fs.statSync(at('from-b')).isDirectory());
+    expect(await treeOf(b)).toEqual({});
+  });
+
   it('a rules reload spreads the existing files to B', async () => {
     const b = await storage(kind);
     const file = await setup(b, [{ match: { path: '/' }, sync: ['A'] }]);
@@ -378,8 +391,11 @@ describe.runIf(hasSshd && hasS3rver)('local A → S3 C → SFTP D', () => {
     expect((await api(daemonD.api, 'PUT', '/rules', { rules })).status).toBe(200);
     expect((await api(daemonD.api, 'PUT', '/rules/reload')).status).toBe(200);
     await until('C’s files in D', async () => (await inRemote(d, 'docs/report.bin', doc)()) && (await inRemote(d, 'docs/big.bin', big)()), 30_000);
+    // The two files (and the folder docs, an item of its own, made in D).
     const copied = jobLogs(daemonD, 'D', 'upload').map((l) => String(l.msg));
-    expect(copied.length).toBe(2);
+    expect(copied.filter((m) => m.includes('.bin'))).toHaveLength(2);
+    expect(await d.folders()).toEqual(['docs']);
+    expect(await c.folders()).toEqual(['docs']);
     expect((await api(daemonD.api, 'PUT', '/entries/A/start')).status).toBe(200);
 
     // SFTP → local and SFTP → S3.

@@ -57,6 +57,15 @@ describe('the listing poller', () => {
       'file.changed z2',
     ]);
 
+    // Folders (size and mtime 0) are never paired: one renamed is one gone and one new.
+    const folders = poller(true);
+    const dir = { size: 0, mtime: 0, ino: null, mode: 0o040000 };
+    folders.p.scan(new Map([['old', dir]]));
+    folders.reports.length = 0;
+    folders.p.diff(new Map([['new', dir]]), folders.p.mark());
+    expect(folders.reports.map((r) => r.type)).toEqual(['file.deleted', 'file.changed']);
+    expect(folders.reports[1]).toMatchObject({ stat: { mode: 0o040000 } });
+
     const s3 = poller(false);
     s3.p.scan(new Map([['x', st(7, 1000, 'e1')], ['y', st(7, 1000)]]));
     s3.reports.length = 0;

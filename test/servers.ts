@@ -256,6 +256,9 @@ export interface RemoteStorage {
   files(): Promise<Map<string, Buffer>>;
   /** Ferry's temporary and partial names found in the storage. */
   temporaries(): Promise<string[]>;
+  /** Every folder (S3: every `name/` marker object), sorted. */
+  folders(): Promise<string[]>;
+  makeFolder(rel: string): Promise<void>;
 }
 
 /** A fresh folder `sub` on the SFTP server as an entry's root: the test reaches it through the file system. */
@@ -302,6 +305,22 @@ export async function sftpStorage(server: SshServer, sub: string, extra: Record<
       const internal: string[] = [];
       await walk(root, '', new Map(), internal);
       return internal.filter((n) => n !== '.ferry-entry');
+    },
+    async folders() {
+      const out: string[] = [];
+      const dirs = async (dir: string, rel: string) => {
+        for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+          if (!e.isDirectory()) continue;
+          const r = rel ? `${rel}/${e.name}` : e.name;
+          out.push(r);
+          await dirs(path.join(dir, e.name), r);
+        }
+      };
+      await dirs(root, '');
+      return out.sort();
+    },
+    async makeFolder(rel) {
+      await fsp.mkdir(at(rel), { recursive: true });
     },
   };
 }
@@ -367,7 +386,7 @@ export async function s3Storage(server: S3Server, prefix: string, extra: Record<
     async files() {
       const out = new Map<string, Buffer>();
       for (const rel of await all()) {
-        if (rel.split('/').some((s) => s.startsWith('.ferry-'))) continue;
+        if (rel.endsWith('/') || rel.split('/').some((s) => s.startsWith('.ferry-'))) continue;
         const b = await read(rel);
         if (b) out.set(rel, b);
       }
@@ -375,6 +394,15 @@ export async function s3Storage(server: S3Server, prefix: string, extra: Record<
     },
     async temporaries() {
       return (await all()).filter((rel) => rel.split('/').pop()!.startsWith('.ferry-') && rel !== '.ferry-entry');
+    },
+    async folders() {
+      return (await all())
+        .filter((rel) => rel.endsWith('/'))
+        .map((rel) => rel.slice(0, -1))
+        .sort();
+    },
+    async makeFolder(rel) {
+      await client.send(new s3.PutObjectCommand({ Bucket, Key: `${key(rel)}/`, Body: Buffer.alloc(0), ContentLength: 0 }));
     },
   };
 }

@@ -1,11 +1,16 @@
 import type { Readable } from 'node:stream';
 import type { StorageReader } from '../source-reader.js';
+import { S_IFDIR } from '../../../machines/reports.js';
 import type { RemoteStat } from './poller.js';
+
+/** A folder's stat, as local_storage reports one: size and mtime 0, its type in the mode. */
+export const FOLDER_STAT: RemoteStat = { size: 0, mtime: 0, ino: null, mode: S_IFDIR };
 
 export type { RemoteStat };
 
-/** A listing of a remote storage: its files, and Ferry's own names found in it. */
+/** A listing of a remote storage: its files and folders, and Ferry's own names found in it. */
 export interface Listing {
+  /** Files, and folders (mode S_IFDIR, size and mtime 0, as local_storage reports them). */
   files: Map<string, RemoteStat>;
   /** Ferry's own names (`.ferry-tmp-*`, `.ferry-part-*`, the marker), with their mtime. */
   internal: { rel: string; mtime: number }[];
@@ -46,6 +51,12 @@ export interface RemoteBackend extends StorageReader {
   listing(): Promise<Listing>;
   /** Copies a file in through a temporary name (or an invisible multipart upload) and returns its stat. */
   upload(plan: UploadPlan): Promise<RemoteStat>;
+  /** The folder at `rel` (S3: its `rel/` marker object), or null. */
+  folderStat(rel: string): Promise<RemoteStat | null>;
+  /** Makes a folder (its parents too; S3: a `name/` marker object) and returns its stat. */
+  makeFolder(rel: string): Promise<RemoteStat>;
+  /** Removes an empty folder; a StaleJob while it still holds anything. */
+  removeFolder(rel: string): Promise<void>;
   remove(rel: string): Promise<void>;
   /** Renames a file on the storage (S3: a server-side copy, then a delete). */
   rename(from: string, to: string): Promise<void>;
@@ -53,6 +64,8 @@ export interface RemoteBackend extends StorageReader {
   removeInternal(rel: string): Promise<void>;
   /** Aborts what a crash left behind that no name shows (old multipart uploads); returns how many. */
   sweep?(): Promise<number>;
+  /** Told of each folder the backend made on its own (the parents of a copy): not a change from the user. */
+  onFolderMade?: (rel: string, stat: RemoteStat) => void;
   /** Writes the marker that says this storage is this entry's. */
   writeMarker(): Promise<void>;
   /**

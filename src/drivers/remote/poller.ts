@@ -1,4 +1,4 @@
-import type { FileStat, ScannedFile, WorkerReport } from '../../../machines/reports.js';
+import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from '../../../machines/reports.js';
 
 /** A remote file as a listing shows it: size, mtime and, where the storage has one, an ETag. */
 export interface RemoteStat extends FileStat {
@@ -104,8 +104,9 @@ export class ListingPoller {
     // Renames: a vanished file and a new one of the same identity, each alone with it.
     const moves: [string, string, RemoteStat][] = [];
     if (vanished.length > 0 && appeared.length > 0) {
+      // Folders are never paired: one renamed is one gone and one new (as local_storage says it).
       const identity = (st: RemoteStat): string | null =>
-        st.etag ? `e:${st.etag}:${st.size}` : this.renameKeepsMtime ? `m:${st.size}:${st.mtime}` : null;
+        isFolderStat(st) ? null : st.etag ? `e:${st.etag}:${st.size}` : this.renameKeepsMtime ? `m:${st.size}:${st.mtime}` : null;
       const group = (list: [string, RemoteStat][]) => {
         const by = new Map<string, [string, RemoteStat][]>();
         for (const item of list) {
@@ -149,12 +150,14 @@ export class ListingPoller {
 }
 
 function differs(a: RemoteStat, b: RemoteStat): boolean {
-  return a.size !== b.size || a.mtime !== b.mtime || (a.etag !== undefined && b.etag !== undefined && a.etag !== b.etag);
+  return (
+    a.size !== b.size || a.mtime !== b.mtime || a.mode !== b.mode || (a.etag !== undefined && b.etag !== undefined && a.etag !== b.etag)
+  );
 }
 
-/** The stat as the store keeps it (the ETag, where there is one, is the identity: `ino`). */
-function plain(st: RemoteStat): FileStat {
-  return { size: st.size, mtime: st.mtime, ino: st.ino };
+/** The stat as the store keeps it (the ETag, where there is one, is the identity: `ino`; a folder has its mode). */
+export function plain(st: RemoteStat): FileStat {
+  return { size: st.size, mtime: st.mtime, ino: st.ino, ...(st.mode !== undefined ? { mode: st.mode } : {}) };
 }
 
 function scanned(rel: string, st: RemoteStat): ScannedFile {

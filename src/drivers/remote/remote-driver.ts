@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { FileStat, JobOutcome } from '../../../machines/reports.js';
+import { isFolderStat, isLinkStat, type FileStat, type JobOutcome } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
 import { type Driver, type DriverContext, DriverRefusal, StaleJob } from '../driver.js';
 import { conflictName } from '../conflict-name.js';
 import { INTERNAL_PREFIX, UnsafePathError, unsafeReason } from '../../paths.js';
 import { sourceReader, type StorageReader } from '../source-reader.js';
 import type { RemoteBackend, RemoteStat } from './backend.js';
-import { ListingPoller } from './poller.js';
+import { ListingPoller, plain } from './poller.js';
 
 /** The marker each remote root gets on first use (as a local root does). */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
@@ -55,6 +55,10 @@ export class RemoteDriver implements Driver {
     private readonly pollMs: number,
   ) {
     this.poller = new ListingPoller(ctx.entry, ctx.report, backend.renameKeepsMtime);
+    backend.onFolderMade = (rel, stat) => {
+      this.poller.begin(rel);
+      this.poller.settle(rel, stat);
+    };
   }
 
   async start(): Promise<void> {
@@ -217,6 +221,9 @@ export class RemoteDriver implements Driver {
 
   private async upload(job: Extract<JobCommand, { kind: 'upload' }>): Promise<RemoteStat> {
     const rel = job.path;
+    if (isFolderStat(job.sourceStat)) return this.makeFolder(rel);
+    // A link is recreated as a link in local roots; neither SFTP nor S3 entries keep one.
+    if (isLinkStat(job.sourceStat)) throw new Error(`${rel} is a symbolic link: ${this.backend.endpoint} keeps no links`);
     const reader = await fromSource(sourceReader(job.source, this.ctx.log));
     const changed = () => new StaleJob(`source ${job.source.entry}:${rel} changed`);
     const src = await fromSource(reader.stat(rel));
@@ -229,6 +236,7 @@ export class RemoteDriver implements Driver {
     const timer = setInterval(() => this.ctx.progress(job.id, bytes), PROGRESS_MS);
     try {
       const current = await this.backend.stat(rel);
+      if (current && isFolderStat(current)) throw new Error(`${rel} exists and is a folder`);
       if (current) {
         const matches = job.expect !== null && sameStat(current, job.expect);
         if (job.preserve || !matches) {
@@ -288,14 +296,32 @@ export class RemoteDriver implements Driver {
     }
   }
 
+  private async makeFolder(rel: string): Promise<RemoteStat> {
+    const current = await this.backend.folderStat(rel);
+    if (current) return current;
+    this.poller.begin(rel);
+    let made: RemoteStat | undefined;
+    try {
+      made = await this.backend.makeFolder(rel);
+      return made;
+    } finally {
+      this.poller.settle(rel, made);
+    }
+  }
+
   private async remove(rel: string, expect: FileStat): Promise<void> {
-    const current = await this.backend.stat(rel);
+    const folder = isFolderStat(expect);
+    const current = folder ? await this.backend.folderStat(rel) : await this.backend.stat(rel);
     if (!current) return;
-    if (!sameStat(current, expect)) throw new StaleJob(`${rel} changed; not deleted`);
+    if (folder ? !isFolderStat(current) : isFolderStat(current) || !sameStat(current, expect)) {
+      throw new StaleJob(`${rel} changed; not deleted`);
+    }
     this.poller.begin(rel);
     let final: null | undefined;
     try {
-      await this.backend.remove(rel);
+      // A folder goes once its contents have (until then the job is stale, and retried).
+      if (folder) await this.backend.removeFolder(rel);
+      else await this.backend.remove(rel);
       final = null;
     } finally {
       this.poller.settle(rel, final);
@@ -304,7 +330,8 @@ export class RemoteDriver implements Driver {
 
   private async move(from: string, to: string, expect: FileStat | null): Promise<RemoteStat> {
     const current = await this.backend.stat(from);
-    if (!current || !expect || !sameStat(current, expect)) throw new StaleJob(`${from} changed; not moved`);
+    // Files only: a folder renamed is one gone and one new, its files moved one by one.
+    if (!current || !expect || isFolderStat(current) || !sameStat(current, expect)) throw new StaleJob(`${from} changed; not moved`);
     if (await this.backend.stat(to)) throw new StaleJob(`${to} exists; not moved over`);
     this.poller.begin(from);
     this.poller.begin(to);
@@ -336,6 +363,3 @@ async function digest(opening: Promise<Readable>): Promise<string> {
   return hash.digest('hex');
 }
 
-function plain(st: RemoteStat): FileStat {
-  return { size: st.size, mtime: st.mtime, ino: st.ino };
-}

@@ -22,7 +22,8 @@ import {
 import type { ScannedFile } from '../../../machines/reports.js';
 import { INTERNAL_PREFIX, isInternalName, unsafeReason, UnsafePathError } from '../../paths.js';
 import { DriverRefusal, StaleJob } from '../driver.js';
-import type { Listing, RemoteBackend, RemoteStat, UploadPlan } from '../remote/backend.js';
+import { FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, type UploadPlan } from '../remote/backend.js';
+import { plain } from '../remote/poller.js';
 import { MARKER } from '../remote/remote-driver.js';
 import { partialId } from '../remote/partials.js';
 import { StatBatcher } from './stat-batcher.js';
@@ -250,7 +251,7 @@ export class S3Backend implements RemoteBackend {
 
   async list(): Promise<ScannedFile[]> {
     const { files } = await this.listing();
-    return [...files].map(([rel, st]) => ({ path: rel, size: st.size, mtime: st.mtime, ino: st.ino }));
+    return [...files].map(([rel, st]) => ({ path: rel, ...plain(st) }));
   }
 
   async listing(): Promise<Listing> {
@@ -268,7 +269,13 @@ export class S3Backend implements RemoteBackend {
         throw err;
       }
       for (const o of page.Contents ?? []) {
-        if (!o.Key || o.Key.endsWith('/')) continue; // a "folder" object
+        if (!o.Key || o.Key === this.prefix) continue;
+        if (o.Key.endsWith('/')) {
+          // A folder's marker object (as the S3 consoles make them): the folder, kept even empty.
+          const folder = o.Key.slice(this.prefix.length, -1);
+          if (folder !== '' && !folder.split('/').some(isInternalName)) files.set(folder, { ...FOLDER_STAT });
+          continue;
+        }
         const rel = o.Key.slice(this.prefix.length);
         const segments = rel.split('/');
         if (isInternalName(segments[segments.length - 1])) {
@@ -436,6 +443,24 @@ export class S3Backend implements RemoteBackend {
 
   async remove(rel: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+  }
+
+  /** A folder is its `rel/` marker object: S3 has no folders but the names' prefixes. */
+  async folderStat(rel: string): Promise<RemoteStat | null> {
+    return (await this.headStat(`${this.key(rel)}/`)) ? { ...FOLDER_STAT } : null;
+  }
+
+  async makeFolder(rel: string): Promise<RemoteStat> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: `${this.key(rel)}/`, Body: Buffer.alloc(0), ContentLength: 0 }));
+    return { ...FOLDER_STAT };
+  }
+
+  async removeFolder(rel: string): Promise<void> {
+    const marker = `${this.key(rel)}/`;
+    const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: marker, MaxKeys: 2 }));
+    // Its contents go first (their own jobs): until then it stays, and the job is tried again.
+    if ((page.Contents ?? []).some((o) => o.Key !== marker)) throw new StaleJob(`${rel} is not empty yet; not deleted`);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: marker }));
   }
 
   /** A server-side copy, then the delete of the old name: no byte goes through Ferry. */

@@ -9,8 +9,9 @@ import { Client, type SFTPWrapper, type Stats } from 'ssh2';
 import type { ScannedFile } from '../../../machines/reports.js';
 import { INTERNAL_PREFIX, isInternalName, resolveInside } from '../../paths.js';
 import { DriverRefusal, StaleJob } from '../driver.js';
-import type { Listing, RemoteBackend, RemoteStat, UploadPlan } from '../remote/backend.js';
+import { FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, type UploadPlan } from '../remote/backend.js';
 import { MARKER } from '../remote/remote-driver.js';
+import { plain } from '../remote/poller.js';
 import { partialId, RESUMABLE_MIN } from '../remote/partials.js';
 import { HostKeyRefusal, hostKeyProblem } from './host-key.js';
 import { SftpWriteStream, sftpReadStream } from './streams.js';
@@ -63,6 +64,7 @@ const sftpCode = (err: unknown) => (err as { code?: unknown } | null)?.code;
 const isMissing = (err: unknown) => sftpCode(err) === 2 || sftpCode(err) === 'ENOENT';
 
 function statOf(attrs: Stats): RemoteStat {
+  if (((attrs.mode ?? 0) & S_IFMT) === S_IFDIR) return { ...FOLDER_STAT };
   // SFTP gives whole seconds; every stat of this driver says the same.
   return { size: attrs.size, mtime: attrs.mtime * 1000, ino: null };
 }
@@ -71,6 +73,7 @@ function statOf(attrs: Stats): RemoteStat {
 export class SftpBackend implements RemoteBackend {
   readonly endpoint: string;
   readonly renameKeepsMtime = true;
+  onFolderMade?: (rel: string, stat: RemoteStat) => void;
   private session: Promise<Session> | null = null;
   private closed = false;
   /** Folders known to exist (made or seen), so that each copy does not ask again. */
@@ -233,24 +236,16 @@ export class SftpBackend implements RemoteBackend {
   private async mkdirp(s: Session, dir: string): Promise<void> {
     if (dir === this.root || this.folders.has(dir)) return;
     await this.mkdirp(s, posix.dirname(dir));
-    await call(s, (cb) => s.sftp.mkdir(dir, cb)).catch(async (err) => {
-      const st = await call<Stats>(s, (cb) => s.sftp.stat(dir, cb)).catch(() => null);
-      if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw err;
-    });
+    const made = await call(s, (cb) => s.sftp.mkdir(dir, cb)).then(
+      () => true,
+      async (err) => {
+        const st = await call<Stats>(s, (cb) => s.sftp.stat(dir, cb)).catch(() => null);
+        if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw err;
+        return false;
+      },
+    );
     this.folders.add(dir);
-  }
-
-  /** Removes empty folders from `dir` up to the root (a folder that is not empty stops it). */
-  private async prune(s: Session, dir: string): Promise<void> {
-    while (dir !== this.root && dir.startsWith(this.root === '/' ? '/' : this.root + '/')) {
-      try {
-        await call(s, (cb) => s.sftp.rmdir(dir, cb));
-      } catch {
-        return;
-      }
-      this.folders.delete(dir);
-      dir = posix.dirname(dir);
-    }
+    if (made) this.onFolderMade?.(this.relOf(dir), { ...FOLDER_STAT });
   }
 
   // ---- the read side ----
@@ -261,7 +256,32 @@ export class SftpBackend implements RemoteBackend {
       if (isMissing(err)) return null;
       throw err;
     });
-    return st && ((st.mode ?? 0) & S_IFMT) === S_IFREG ? statOf(st) : null;
+    const type = (st?.mode ?? 0) & S_IFMT;
+    return st && (type === S_IFREG || type === S_IFDIR) ? statOf(st) : null;
+  }
+
+  async folderStat(rel: string): Promise<RemoteStat | null> {
+    const st = await this.stat(rel);
+    return st && st.mode === S_IFDIR ? st : null;
+  }
+
+  async makeFolder(rel: string): Promise<RemoteStat> {
+    const s = await this.sftp();
+    await this.mkdirp(s, this.abs(rel));
+    return { ...FOLDER_STAT };
+  }
+
+  async removeFolder(rel: string): Promise<void> {
+    const s = await this.sftp();
+    const dir = this.abs(rel);
+    await call(s, (cb) => s.sftp.rmdir(dir, cb)).catch(async (err) => {
+      const still = await call<Stats>(s, (cb) => s.sftp.lstat(dir, cb)).catch(() => null);
+      if (!still) return;
+      // Its contents go first (their own jobs): until then it stays, and the job is tried again.
+      if (((still.mode ?? 0) & S_IFMT) === S_IFDIR) throw new StaleJob(`${rel} is not empty yet; not deleted`);
+      throw err;
+    });
+    this.folders.delete(dir);
   }
 
   async open(rel: string, offset: number): Promise<Readable> {
@@ -280,7 +300,7 @@ export class SftpBackend implements RemoteBackend {
 
   async list(): Promise<ScannedFile[]> {
     const { files } = await this.listing();
-    return [...files].map(([rel, st]) => ({ path: rel, size: st.size, mtime: st.mtime, ino: st.ino }));
+    return [...files].map(([rel, st]) => ({ path: rel, ...plain(st) }));
   }
 
   async listing(): Promise<Listing> {
@@ -307,6 +327,7 @@ export class SftpBackend implements RemoteBackend {
         // Symbolic links are never followed (nor listed), as in a local root.
         if (type === S_IFDIR) {
           this.folders.add(abs);
+          files.set(this.relOf(abs), statOf(attrs));
           queue.push(abs);
         } else if (type === S_IFREG) files.set(this.relOf(abs), statOf(attrs));
       }
@@ -448,7 +469,6 @@ export class SftpBackend implements RemoteBackend {
     await call(s, (cb) => sftp.unlink(file, cb)).catch((err) => {
       if (!isMissing(err)) throw err;
     });
-    await this.prune(s, posix.dirname(file));
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -459,7 +479,6 @@ export class SftpBackend implements RemoteBackend {
     await this.mkdirp(s, posix.dirname(b));
     if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(a, b, cb));
     else await call(s, (cb) => sftp.rename(a, b, cb));
-    await this.prune(s, posix.dirname(a));
   }
 
   async removeInternal(rel: string): Promise<void> {

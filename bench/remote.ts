@@ -204,6 +204,7 @@ async function s3Target(s3: S3Server): Promise<Target> {
       const out = new Map<string, number>();
       for (const o of await keys(root)) {
         const rel = o.Key.slice(root.length + 1);
+        if (rel.endsWith('/')) continue; // a folder's marker object
         const name = rel.split('/').pop()!;
         if (!name.startsWith('.ferry-')) out.set(rel, o.Size);
         else if (name !== '.ferry-entry') out.set(`LEFTOVER ${rel}`, 0);

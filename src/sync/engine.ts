@@ -4,19 +4,13 @@ import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
+import type { EntryConfig } from '../entry-config.js';
 import { computeOwners } from '../rules/owners.js';
 import type { FerryEvent } from '../observe/event-log.js';
 
 type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
-export interface EntryConfig {
-  name: string;
-  driver: string;
-  /** Options as written in the setup file (shown by the API). */
-  options: Record<string, unknown>;
-  /** Options with paths resolved (given to the worker). */
-  resolved: Record<string, unknown>;
-}
+export type { EntryConfig } from '../entry-config.js';
 
 /** Fewer deletions than this never count as a mass deletion. */
 export const MASS_DELETION_MIN = 10;

@@ -8,7 +8,7 @@ import { isFolderStat, isLinkStat, S_IFDIR, type FileStat, type JobOutcome } fro
 import type { JobCommand } from '../protocol.js';
 import { type DriverContext, StaleJob } from '../driver.js';
 import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js';
-import { conflictName } from '../conflict-name.js';
+import { conflictName } from '../../conflict-name.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
 import { uploadFromReader } from './from-reader.js';

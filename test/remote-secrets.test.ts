@@ -90,6 +90,9 @@ describe.runIf(hasSshd && hasS3rver)('secrets', () => {
       expect(byName.get('R')).toMatchObject({ secret_access_key_env: 'FERRY_TEST_S3_SECRET_REF' });
       expect(byName.get('S')).toMatchObject({ secret_access_key: '***', access_key_id: S3RVER_KEY });
       expect((await api(d.api, 'GET', '/entries/Q')).body.options.password).toBe('***');
+      // root_path is a local folder's: a remote entry has none.
+      expect((await api(d.api, 'GET', '/entries/A')).body.root_path).toBe(path.join(dir, 'A'));
+      expect((await api(d.api, 'GET', '/entries/K')).body).not.toHaveProperty('root_path');
 
       // Every response the dashboard reads, and the rest of the API.
       const texts: string[] = [JSON.stringify(listed)];

@@ -203,8 +203,13 @@ describe.each(kinds)('with B on %s', (kind) => {
     // A rename into another folder is moved in B by the daemon-restart case below.
     await fsp.rename(at('backedup/old.pdf'), at('backedup/new.pdf'));
     await until('the renamed PDF in B', async () => (await inRemote(b, 'backedup/new.pdf', doc)()) && (await goneRemote(b, 'backedup/old.pdf')()));
-    await until('the move job in the log', () => jobLogs(d, 'B', 'move').length === 1);
-    expect(jobLogs(d, 'B', 'upload').filter((l) => String(l.msg).includes('new.pdf'))).toEqual([]);
+    // The local watcher pairs a rename's two names within 150 ms; on a loaded machine (the whole
+    // suite on two cores) it may see a deletion and a new file instead, and B then gets a copy.
+    // When it paired them, B renames its copy: a move job and no upload. (The restart case below
+    // moves in B deterministically: there the rescan pairs the names by inode.)
+    const moved = await until('the move job in the log', () => jobLogs(d, 'B', 'move').length === 1, 3000).catch(() => false);
+    if (moved) expect(jobLogs(d, 'B', 'upload').filter((l) => String(l.msg).includes('new.pdf'))).toEqual([]);
+    else expect(jobLogs(d, 'B', 'delete').filter((l) => String(l.msg).includes('old.pdf'))).toHaveLength(1);
     expect(await treeOf(b)).toEqual({ 'backedup/new.pdf': digest(doc) });
     // Our own move is not reported back as a change in B.
     await new Promise((r) => setTimeout(r, 1500));

@@ -51,14 +51,15 @@ describe('loadSetup', () => {
       file,
       name: 'example',
       entries: [
-        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS } },
+        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS }, folder: path.join(dir, 'A') },
         {
           name: 'B',
           driver: 'local_storage',
           options: { root: '../elsewhere/B' },
           resolved: { root: path.resolve(dir, '../elsewhere/B'), ...DEFAULTS },
+          folder: path.resolve(dir, '../elsewhere/B'),
         },
-        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS } },
+        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS }, folder: '/srv/C' },
       ],
       rules: SPEC_RULES,
       maxDeleteShare: 0.5,

@@ -17,7 +17,6 @@ import {
 } from '../schemas.js';
 import type { EntryConfig } from '../../entry-config.js';
 import type { EntryContext } from '../../../machines/entry.js';
-import { drivers, publicOptions } from '../../drivers/registry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */
 const STATE_TIMEOUT_MS = 30_000;
@@ -40,8 +39,9 @@ const now = () => Date.now() / 1000;
 
 /** The entry as written in the setup (secrets given inline masked), and (local roots) the absolute folder it keeps. */
 const describe = (e: EntryConfig): Entry => {
-  const folder = drivers[e.driver]?.folder?.(e.resolved);
-  return { name: e.name, driver: e.driver, options: publicOptions(e.driver, e.options), ...(folder ? { root_path: folder } : {}) };
+  // The setup says which folder an entry keeps (none for a remote one); a config made by hand, its root.
+  const folder = e.folder !== undefined ? e.folder : typeof e.resolved.root === 'string' ? e.resolved.root : null;
+  return { name: e.name, driver: e.driver, options: e.options, ...(folder ? { root_path: folder } : {}) };
 };
 
 /** The entry's status as the API shows it: the top-level state of its actor. */

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { isFolderStat, isLinkStat, type FileStat, type JobOutcome } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
 import { type Driver, type DriverContext, DriverRefusal, StaleJob } from '../driver.js';
-import { conflictName } from '../conflict-name.js';
+import { conflictName } from '../../conflict-name.js';
 import { INTERNAL_PREFIX, UnsafePathError, unsafeReason } from '../../paths.js';
 import { sourceReader, type StorageReader } from '../source-reader.js';
 import type { RemoteBackend, RemoteStat } from './backend.js';

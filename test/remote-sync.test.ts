@@ -335,6 +335,19 @@ describe.each(kinds)('with B on %s', (kind) => {
     expect(await treeOf(b)).toEqual({});
   });
 
+  it('names with spaces and accents, and empty files, go through both ways', async () => {
+    const b = await storage(kind);
+    await daemon(await setup(b, ALL_TO_A_B));
+    const doc = pdf(2000);
+    await putA('dossier é/naïve résumé (1).pdf', doc);
+    await putA('empty.txt', '');
+    await b.put('from b/ünïcödé 文件 +&=.txt', 'ü');
+    await until('the accented file in B', inRemote(b, 'dossier é/naïve résumé (1).pdf', doc));
+    await until('the empty file in B', inRemote(b, 'empty.txt', ''));
+    await until('the unicode file in A', inA('from b/ünïcödé 文件 +&=.txt', 'ü'));
+    await converged(b, 3);
+  });
+
   it('a rules reload spreads the existing files to B', async () => {
     const b = await storage(kind);
     const file = await setup(b, [{ match: { path: '/' }, sync: ['A'] }]);

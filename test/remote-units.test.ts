@@ -8,6 +8,9 @@ import { ListingPoller, SCAN_CHUNK, type RemoteStat } from '../src/drivers/remot
 import { fingerprint, hostKeyProblem } from '../src/drivers/sftp/host-key.js';
 import { drivers, publicOptions } from '../src/drivers/registry.js';
 import { reconnectDelay } from '../src/drivers/remote/remote-driver.js';
+import { Readable } from 'node:stream';
+import { S3Backend } from '../src/drivers/s3/s3-backend.js';
+import { hasS3rver, S3RVER_KEY, startS3rver } from './servers.js';
 
 /** The remote drivers' pure parts: the listing diff, the host key check, the options. */
 
@@ -173,4 +176,44 @@ describe('the remote drivers’ options', () => {
   it('reconnects after 1 s, 2 s, 4 s … at most 60 s', () => {
     expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map(reconnectDelay)).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60]);
   });
+});
+
+describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
+  it('renames keys with spaces, accents and URL characters server-side, and batches stats into listings', async () => {
+    const server = await startS3rver();
+    try {
+      const b = new S3Backend({ bucket: server.bucket, prefix: 'units/', region: 'us-east-1', force_path_style: true, endpoint: server.endpoint, access_key_id: S3RVER_KEY, secret_access_key: S3RVER_KEY });
+      await b.connect();
+      const body = randomBytes(1000);
+      const plan = (rel: string) => ({
+        jobId: 1,
+        rel,
+        size: body.length,
+        mtime: 0,
+        open: async () => Readable.from([body]),
+        verifySource: async () => {},
+        progress: () => {},
+        log: () => {},
+        signal: new AbortController().signal,
+      });
+      const from = 'dossier é/naïve résumé (1).pdf';
+      const to = 'x/ü +&=?#.pdf';
+      const put = await b.upload(plan(from));
+      expect(put).toMatchObject({ size: 1000, etag: createHash('md5').update(body).digest('hex') });
+      await b.rename(from, to);
+      expect(await b.stat(from)).toBeNull();
+      expect(await b.stat(to)).toMatchObject({ size: 1000, etag: put.etag });
+      const back = Buffer.concat(await (await b.open(to, 0)).toArray());
+      expect(back.equals(body)).toBe(true);
+      // Many stats of one folder at once: answered together, the same as one by one.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => b.upload(plan(`many/f${i}.bin`))));
+      const together = await Promise.all(Array.from({ length: 22 }, (_, i) => b.stat(`many/f${i}.bin`)));
+      expect(together.slice(0, 20).every((s) => s?.size === 1000 && s.etag === put.etag)).toBe(true);
+      expect(together.slice(20)).toEqual([null, null]);
+      expect(await b.stat('many/f3.bin')).toEqual(together[3]);
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
 });

@@ -7,7 +7,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client, type SFTPWrapper, type Stats } from 'ssh2';
 import type { ScannedFile } from '../../../machines/reports.js';
-import { INTERNAL_PREFIX, isInternalName, resolveInside } from '../../paths.js';
+import { INTERNAL_PREFIX, isInternalName, unsafeReason, UnsafePathError } from '../../paths.js';
 import { DriverRefusal, StaleJob } from '../driver.js';
 import { FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, type UploadPlan } from '../remote/backend.js';
 import { MARKER } from '../remote/remote-driver.js';
@@ -225,8 +225,11 @@ export class SftpBackend implements RemoteBackend {
 
   // ---- paths ----
 
+  /** The server's path of `rel`: checked (no `..`, absolute, NUL, backslash), then joined to the root (which may be relative to the user's home). */
   private abs(rel: string): string {
-    return resolveInside(this.root === '/' ? '/' : this.root, rel);
+    const reason = unsafeReason(rel);
+    if (reason) throw new UnsafePathError(rel, reason);
+    return this.root === '/' ? `/${rel}` : `${this.root}/${rel}`;
   }
 
   private relOf(abs: string): string {

@@ -218,6 +218,30 @@ describe.runIf(hasSshd)('an SFTP server that goes away', () => {
   }, 90_000);
 });
 
+describe.runIf(hasSshd)('paths on an SFTP server', () => {
+  it('a symlinked folder in the root that leads out of it is never written through', async () => {
+    const ssh = await startSshd();
+    try {
+      const b = await sftpStorage(ssh, 'root');
+      const outside = path.join(dir, 'outside');
+      await fsp.mkdir(outside);
+      await fsp.symlink(outside, path.join(b.options.root as string, 'out'));
+      const d = await daemon(await writeSetup({ A: local('A'), B: remote(b) }, ['A', 'B']));
+      await drop('A', 'out/secret.txt', Buffer.from('must not leave the root'));
+      await drop('A', 'fine.txt', Buffer.from('fine'));
+      await until('fine.txt in B', async () => (await b.read('fine.txt'))?.toString() === 'fine');
+      const s = await until('the refusal in B’s status', async () => {
+        const x = await status(d, 'B');
+        return x.reason?.includes('a folder on the path is a symbolic link') ? x : null;
+      }, 20_000, 100);
+      expect(s.status).toBe('active');
+      expect(fs.readdirSync(outside)).toEqual([]);
+    } finally {
+      await ssh.stop();
+    }
+  }, 60_000);
+});
+
 describe.runIf(hasS3rver)('an S3 server that goes away', () => {
   it('killed mid-multipart upload and started again: the upload resumes from its parts, and the object’s sha256 is right', async () => {
     const s3 = await startS3rver();

@@ -38,6 +38,7 @@ const posix = path.posix;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
 
 interface Session {
   client: Client;
@@ -242,7 +243,11 @@ export class SftpBackend implements RemoteBackend {
     const made = await call(s, (cb) => s.sftp.mkdir(dir, cb)).then(
       () => true,
       async (err) => {
-        const st = await call<Stats>(s, (cb) => s.sftp.stat(dir, cb)).catch(() => null);
+        // lstat: a symbolic link to a folder is never written through (it may lead out of the root).
+        const st = await call<Stats>(s, (cb) => s.sftp.lstat(dir, cb)).catch(() => null);
+        if (st && ((st.mode ?? 0) & S_IFMT) === S_IFLNK) {
+          throw new UnsafePathError(this.relOf(dir), 'a folder on the path is a symbolic link');
+        }
         if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw err;
         return false;
       },

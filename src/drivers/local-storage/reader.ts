@@ -25,7 +25,11 @@ export class LocalReader implements StorageReader {
     const file = await confined(this.root, rel);
     // Opened before it is handed out: a missing file fails here, not in the middle of a pipe.
     const handle = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    return handle.createReadStream({ start: offset, highWaterMark: 1 << 20, autoClose: true });
+    // Buffers of 1 MiB for a large file, of its size for a small one: a 1 KiB file read with a
+    // 1 MiB buffer costs a 1 MiB allocation (thousands of them keep the collector busy).
+    const { size } = await handle.stat();
+    const highWaterMark = Math.min(1 << 20, Math.max(16 << 10, size - offset));
+    return handle.createReadStream({ start: offset, highWaterMark, autoClose: true });
   }
 
   async list(): Promise<ScannedFile[]> {

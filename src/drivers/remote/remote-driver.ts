@@ -13,8 +13,9 @@ import { ListingPoller, plain } from './poller.js';
 export const MARKER = `${INTERNAL_PREFIX}entry`;
 /** Partial copies older than this are removed at start (and their uploads aborted). */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
-/** How often a copy reports its progress. */
+/** How often a copy reports its progress, and from what size. */
 const PROGRESS_MS = 250;
+const PROGRESS_MIN = 8 << 20;
 /** Delays between two attempts to reach the server: 1 s, 2 s, 4 s … at most 60 s. */
 export const reconnectDelay = (attempt: number) => Math.min(60, 2 ** Math.max(0, attempt - 1));
 
@@ -233,7 +234,8 @@ export class RemoteDriver implements Driver {
     const abort = new AbortController();
     this.copies.add(abort);
     let bytes = 0;
-    const timer = setInterval(() => this.ctx.progress(job.id, bytes), PROGRESS_MS);
+    // Progress for large copies only: for a small file it would be a message per file for nothing.
+    const timer = job.sourceStat.size >= PROGRESS_MIN ? setInterval(() => this.ctx.progress(job.id, bytes), PROGRESS_MS) : null;
     try {
       const current = await this.backend.stat(rel);
       if (current && isFolderStat(current)) throw new Error(`${rel} exists and is a folder`);
@@ -267,9 +269,11 @@ export class RemoteDriver implements Driver {
       }
       return final;
     } finally {
-      clearInterval(timer);
+      if (timer) {
+        clearInterval(timer);
+        this.ctx.progress(job.id, bytes);
+      }
       this.copies.delete(abort);
-      this.ctx.progress(job.id, bytes);
       this.poller.settle(rel, final);
     }
   }

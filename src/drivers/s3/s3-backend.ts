@@ -523,18 +523,19 @@ function checkEtag(etag: string | undefined, hex: string, what: string): void {
   if (/^[0-9a-f]{32}$/.test(got) && got !== hex) throw new Error(`integrity check failed for ${what}: the server stored MD5 ${got}, sent ${hex}`);
 }
 
-async function readAll(stream: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
+/** The stream whole, into one buffer of the size expected (one copy, no concatenation); more than that is cut. */
+async function readAll(stream: Readable, size: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(size + 1);
   let n = 0;
   for await (const c of stream) {
-    chunks.push(c as Buffer);
-    n += (c as Buffer).length;
-    if (n > limit) {
+    const chunk = c as Buffer;
+    n += chunk.copy(out, n);
+    if (n > size) {
       stream.destroy();
       break;
     }
   }
-  return Buffer.concat(chunks);
+  return out.subarray(0, n);
 }
 
 /** A stream cut into buffers of exactly `size` bytes (the last one shorter): one part each. */

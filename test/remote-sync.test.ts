@@ -380,7 +380,7 @@ describe.each(kinds)('with B on %s', (kind) => {
     if (kind === 'sftp') expect([...sizes]).toEqual([big.length]);
     expect(digest((await b.read('big/big.bin'))!)).toBe(digest(big));
     await until('no partial left', async () => (await b.temporaries()).length === 0);
-  });
+  }, 120_000);
 });
 
 describe.runIf(hasSshd && hasS3rver)('local A → S3 C → SFTP D', () => {
@@ -421,5 +421,5 @@ describe.runIf(hasSshd && hasS3rver)('local A → S3 C → SFTP D', () => {
     await until('D’s file in A and C', async () => inA('from-d/note.txt', 'written on the SFTP server')() && (await inRemote(c, 'from-d/note.txt', 'written on the SFTP server')()), 30_000);
     expect(await c.temporaries()).toEqual([]);
     expect(await d.temporaries()).toEqual([]);
-  });
+  }, 120_000);
 });

@@ -1,5 +1,5 @@
 import { assign, sendTo, setup, type CallbackActorLogic } from 'xstate';
-import type { WatchState, WorkerReport } from './reports.js';
+import type { ConnectionState, WatchState, WorkerReport } from './reports.js';
 
 /**
  * One entry: supervises the child process that runs the entry's driver.
@@ -43,6 +43,8 @@ export interface EntryContext {
   force: boolean;
   /** What the worker watches, and what it cannot (rescanned at an interval instead). */
   watch: WatchState | null;
+  /** Whether a remote driver reaches its server (null: a local one, or not said yet). */
+  connection: ConnectionState | null;
   /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
   rescansAsked: number;
   rescansDone: number;
@@ -91,7 +93,9 @@ export type EntryEvent =
   | { type: 'worker.restore'; id: number; key: string }
   | ({ type: 'worker.restored' } & RestoreResult)
   | { type: 'worker.ignore'; patterns: string[] }
-  | { type: 'worker.sampled'; sample: WorkerSample };
+  | { type: 'worker.sampled'; sample: WorkerSample }
+  /** A remote driver's connection to its server came up or went down (with why). */
+  | { type: 'worker.connection'; state: ConnectionState };
 
 export const entryMachine = setup({
   types: {
@@ -137,6 +141,7 @@ export const entryMachine = setup({
       },
     }),
     recordIgnore: assign({ ignore: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.ignore' }>).patterns }),
+    recordConnection: assign({ connection: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.connection' }>).state }),
     announceReady: sendTo(
       ({ system }) => system.get('rules'),
       ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
@@ -169,7 +174,7 @@ export const entryMachine = setup({
       startedAt: null,
       sample: null,
     })),
-    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null, connection: null }),
     recordSample: assign({ sample: ({ event }) => (event as Extract<EntryEvent, { type: 'worker.sampled' }>).sample }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: ({ event }) => (event as Extract<EntryEvent, { type: 'entry.start' }>).force === true }),
@@ -188,6 +193,7 @@ export const entryMachine = setup({
     startedAt: null,
     force: false,
     watch: null,
+    connection: null,
     rescansAsked: 0,
     rescansDone: 0,
     sample: null,
@@ -243,6 +249,7 @@ export const entryMachine = setup({
         'worker.watch': { actions: 'recordWatch' },
         'worker.restored': { actions: 'recordRestored' },
         'worker.ignore': { actions: 'recordIgnore' },
+        'worker.connection': { actions: 'recordConnection' },
         'worker.exited': { target: 'restarting', actions: 'recordExit' },
         'entry.suspend': { target: 'restarting', actions: 'recordSuspension' },
         'worker.failed': { target: 'stopped', actions: 'recordFailure' },

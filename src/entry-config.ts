@@ -4,7 +4,7 @@ import type { VersionPolicy } from './versions/policy.js';
 export interface EntryConfig {
   name: string;
   driver: string;
-  /** Options as written in the setup file (shown by the API). */
+  /** Options as written in the setup file, a secret written inline masked ("***"): what the API shows. */
   options: Record<string, unknown>;
   /** Options with paths resolved (given to the worker). */
   resolved: Record<string, unknown>;
@@ -12,4 +12,6 @@ export interface EntryConfig {
   ignore?: string[];
   /** What it keeps of the content syncs overwrite or delete (null: "off"; absent: nothing). */
   versions?: VersionPolicy | null;
+  /** The local folder the entry keeps (null: a remote entry); set by the setup. */
+  folder?: string | null;
 }

@@ -242,6 +242,9 @@ export function workerActor(deps: WorkerDeps) {
         case 'watch':
           sendBack({ type: 'worker.watch', state: message.state });
           break;
+        case 'connection':
+          sendBack({ type: 'worker.connection', state: message.state });
+          break;
         case 'rescanned':
           sendBack({ type: 'worker.rescanned', id: message.id });
           break;

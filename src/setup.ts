@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Rule } from '../machines/rules.js';
-import { drivers } from './drivers/registry.js';
+import { drivers, publicOptions } from './drivers/registry.js';
 import type { EntryConfig } from './entry-config.js';
 import { validateRules } from './rules/validate.js';
 import { unknownName } from './did-you-mean.js';
@@ -91,11 +91,14 @@ export function loadSetup(file: string): Setup {
     if (!own.ok) return fail(`${at}.ignore${own.reason.startsWith('[') ? '' : ': '}${own.reason}`);
     const versions = resolvePolicy(entry.versions);
     if (!versions.ok) return fail(`${at}.versions${versions.reason.startsWith('must') ? ': ' : '.'}${versions.reason}`);
+    // What the API shows: the options as written, any secret written inline masked (the worker
+    // gets the resolved ones); and the local folder the entry keeps, if any.
     entries.push({
       name,
       driver: entry.driver as string,
-      options,
+      options: publicOptions(entry.driver as string, options),
       resolved: resolved.value,
+      folder: spec.folder?.(resolved.value) ?? null,
       ignore: [...everywhere.value, ...own.value],
       versions: versions.value,
     });

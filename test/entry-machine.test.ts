@@ -73,6 +73,7 @@ describe('entry machine', () => {
       startedAt: null,
       force: false,
       watch: null,
+      connection: null,
       rescansAsked: 0,
       rescansDone: 0,
       sample: null,

@@ -1,6 +1,6 @@
-import type { JobOutcome, WatchState, WorkerReport } from '../../machines/reports.js';
+import type { ConnectionState, JobOutcome, WatchState, WorkerReport } from '../../machines/reports.js';
 
-export type { WatchState };
+export type { ConnectionState, WatchState };
 import type { JobCommand, LogLevel } from './protocol.js';
 import type { VersionPolicy } from '../versions/policy.js';
 import type { VersionChange } from '../versions/keeper.js';
@@ -26,6 +26,8 @@ export interface DriverContext {
   ignoreChanged?(patterns: string[]): void;
   /** Versions kept or dropped. */
   versionsChanged?(change: VersionChange): void;
+  /** Whether a remote storage is reached, whenever that changes. */
+  connection?(state: ConnectionState): void;
 }
 
 /** A storage driver, run inside an entry's worker process. */

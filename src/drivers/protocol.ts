@@ -1,5 +1,5 @@
 import type { FileStat, WorkerReport } from '../../machines/reports.js';
-import type { WatchState } from './driver.js';
+import type { ConnectionState, WatchState } from './driver.js';
 import type { VersionPolicy } from '../versions/policy.js';
 import type { VersionChange } from '../versions/keeper.js';
 
@@ -64,6 +64,8 @@ export type FromWorker =
   | { type: 'conflict'; path: string; conflict: string }
   /** What the driver watches, and what it cannot (rescanned at an interval instead). */
   | { type: 'watch'; state: WatchState }
+  /** Whether a remote driver reaches its server, and if not why. */
+  | { type: 'connection'; state: ConnectionState }
   /** The rescan asked for is done; its reports came before this message. */
   | { type: 'rescanned'; id: number }
   /** Versions the worker kept or dropped (`full`: every version it holds, sent once it started). */

@@ -8,6 +8,7 @@ import { DriverRefusal } from './driver.js';
 import type { FromWorker, JobCommand, LogLevel, ToWorker } from './protocol.js';
 import { drivers } from './registry.js';
 import { VersionMissing } from '../versions/keeper.js';
+import { closeSourceReaders } from './source-reader.js';
 
 let driver: Driver | null = null;
 let entry = '';
@@ -95,7 +96,7 @@ function drain(): void {
 async function stop(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
-    await Promise.race([driver?.stop(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
+    await Promise.race([Promise.all([driver?.stop(), closeSourceReaders()]), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
   }
   flushReports();
   process.exit(code);
@@ -128,6 +129,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
         send({ type: 'ignore', patterns });
       },
       versionsChanged: (change) => send({ type: 'versions', change }),
+      connection: (state) => send({ type: 'connection', state }),
     });
     await driver.start();
     // A driver that says nothing of patterns applies the setup's: the daemon is told so, and

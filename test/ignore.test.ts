@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { api, daemonHarness, startDaemon, until, type RunningDaemon } from './helpers.js';
+import { hasSshd, sftpStorage, startSshd, type SshServer } from './servers.js';
 
 /**
  * Ignore patterns on real folders and a real daemon (the built `ferry start`): the setup's (for
@@ -172,5 +173,41 @@ describe('ignore patterns', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(read('A', 'data.csv')).toBe('a,b\n');
     expect(read('B', 'data.csv')).toBeNull();
+  });
+
+  describe.skipIf(!hasSshd)('on a remote entry (a real sshd)', () => {
+    let ssh: SshServer | null = null;
+    afterAll(async () => {
+      await ssh?.stop();
+    });
+
+    it('the setup’s patterns apply on the daemon’s side: nothing ignored reaches it, nothing of it is recorded', async () => {
+      ssh = await startSshd();
+      const remote = await sftpStorage(ssh, `t${process.pid}-ignore`);
+      await remote.put('from-remote.txt', 'remote\n');
+      await remote.put('remote.log', 'remote log\n');
+      await put('A', 'a.txt', 'a\n');
+      await put('A', 'a.log', 'a log\n');
+      await put('A', 'a.tmp', 'tmp\n');
+      const setup = path.join(dir, 'setup.json');
+      await fsp.writeFile(
+        setup,
+        JSON.stringify({
+          ignore: ['*.tmp'],
+          entries: {
+            A: { driver: 'local_storage', options: { root: 'A' } },
+            R: { driver: 'sftp', options: remote.options, ignore: ['*.log'] },
+          },
+          rules: [{ match: { path: '/' }, sync: ['A', 'R'] }],
+        }),
+      );
+      const d = await startDaemon(setup);
+      daemons.push(d);
+      const withR = { owners: ['A', 'R'], uptodate: ['A', 'R'] };
+      await settled(d, { 'a.log': onlyA, 'a.txt': withR, 'from-remote.txt': withR });
+      expect((await api(d.api, 'GET', '/entries/R')).body.ignore).toEqual(['*.tmp', '*.log']);
+      expect([...(await remote.files()).keys()].sort()).toEqual(['a.txt', 'from-remote.txt', 'remote.log']);
+      expect(read('A', 'remote.log')).toBeNull();
+    });
   });
 });

@@ -66,6 +66,8 @@ export interface JobOrder {
 
 export interface TakeJobsInput {
   name: string;
+  /** The entry was started with --force: the rules' deletions apply, however many. */
+  force: boolean;
   /** Jobs to take at most (the free slots). */
   limit: number;
   /** Bytes of uploads to take at most (the first job is always taken). */
@@ -75,6 +77,11 @@ export interface TakeJobsInput {
 }
 
 export interface TakenJobs {
+  /**
+   * Why nothing was taken: the rules would delete most of the entry's files (a reload that bans
+   * it from them) and it was not started with --force. Null when jobs could be taken.
+   */
+  refusal: string | null;
   jobs: JobOrder[];
   /** When the first job waiting out its retry delay falls due (epoch ms); null when none waits. */
   nextDue: number | null;
@@ -163,7 +170,7 @@ export const entryMachine = setup({
     // Implemented in src/entry-actor.ts: takes due jobs of the entry from the store and marks
     // them running; resolves to them and to when the next job waiting out a retry falls due.
     // Without a store, there is nothing to take.
-    takeJobs: fromPromise<TakenJobs, TakeJobsInput>(async () => ({ jobs: [], nextDue: null })),
+    takeJobs: fromPromise<TakenJobs, TakeJobsInput>(async () => ({ refusal: null, jobs: [], nextDue: null })),
   },
   delays: {
     // Grows with consecutive failures; implemented in src.
@@ -177,9 +184,15 @@ export const entryMachine = setup({
   },
   guards: {
     slotsFree: ({ context }) => slotsFree(context),
-    dispatchAsked: ({ context }) => context.dispatchAsked && slotsFree(context),
+    /** Among the reports, jobs the worker had finished: slots freed. */
+    finishesJobs: ({ context }, params: { reports: WorkerReport[] }) =>
+      params.reports.some((r) => r.type === 'job.finished' && r.jobId in context.inflight),
+    /** Jobs were queued or finished while a dispatch was under way: take again. */
+    dispatchAsked: ({ context }) => context.dispatchAsked,
     // Implemented in src: the rules would delete most of the entry's files (and the start was not forced).
     massDeletionRefused: () => false,
+    /** The dispatch found what massDeletionRefused finds at the start, and took nothing. */
+    dispatchRefused: (_, params: { refusal: string | null }) => params.refusal !== null,
     retryWaiting: (_, params: { nextDue: number | null }) => params.nextDue !== null,
     restartAsked: ({ context }) => context.restart !== null,
   },
@@ -357,23 +370,34 @@ export const entryMachine = setup({
           },
           initial: 'dispatching',
           states: {
-            checking: {
-              description:
-                'Before a dispatch: rules that would delete most of the files of the entry stop it (unless it was started with --force).',
-              always: [{ guard: 'massDeletionRefused', target: '#entry.stopped', actions: 'recordRefusal' }, { target: 'dispatching' }],
-            },
             dispatching: {
-              description: 'Takes due jobs from the store, as many as the free slots and bytes allow, and sends them to the worker.',
+              description:
+                'Takes due jobs from the store, as many as the free slots and bytes allow, and sends them to the worker; rules that would delete most of its files (unless started with --force) stop the entry instead.',
               entry: 'startDispatch',
               invoke: {
                 src: 'takeJobs',
                 input: ({ context }) => ({
                   name: context.name,
+                  force: context.force,
                   limit: context.limits.jobs - context.jobsInFlight,
                   maxBytes: context.limits.bytes - context.bytesInFlight,
                   inFlight: Object.keys(context.inflight).map(Number),
                 }),
                 onDone: [
+                  {
+                    guard: { type: 'dispatchRefused', params: ({ event }) => ({ refusal: event.output.refusal }) },
+                    target: '#entry.stopped',
+                    actions: { type: 'recordFailure', params: ({ event }) => ({ reason: event.output.refusal ?? '' }) },
+                  },
+                  {
+                    guard: 'dispatchAsked',
+                    target: 'dispatching',
+                    reenter: true,
+                    actions: [
+                      { type: 'holdJobs', params: ({ event }) => event.output },
+                      { type: 'dispatchJobs', params: ({ event }) => event.output },
+                    ],
+                  },
                   {
                     guard: { type: 'retryWaiting', params: ({ event }) => ({ nextDue: event.output.nextDue }) },
                     target: 'backingOff',
@@ -398,14 +422,50 @@ export const entryMachine = setup({
               },
             },
             waiting: {
-              description: 'Every slot is taken, or no job is due: a job finishing or jobs.available dispatches again.',
-              always: { guard: 'dispatchAsked', target: 'checking' },
+              description: 'Every slot is taken, or no job is due: jobs queued for it, or a job finishing, dispatch again.',
+              on: {
+                'jobs.available': [{ guard: 'slotsFree', target: 'dispatching' }, { actions: 'askDispatch' }],
+                'worker.reports': [
+                  {
+                    guard: { type: 'finishesJobs', params: ({ event }) => ({ reports: event.reports }) },
+                    target: 'dispatching',
+                    actions: [
+                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
+                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
+                    ],
+                  },
+                  {
+                    actions: [
+                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
+                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
+                    ],
+                  },
+                ],
+              },
             },
             backingOff: {
-              description: 'A job waits out its retry delay: it is dispatched when it falls due (retryDue), or sooner with other work.',
-              always: { guard: 'dispatchAsked', target: 'checking' },
+              description: 'As waiting, and a job waits out its retry delay: it is dispatched when it falls due (retryDue).',
+              on: {
+                'jobs.available': [{ guard: 'slotsFree', target: 'dispatching' }, { actions: 'askDispatch' }],
+                'worker.reports': [
+                  {
+                    guard: { type: 'finishesJobs', params: ({ event }) => ({ reports: event.reports }) },
+                    target: 'dispatching',
+                    actions: [
+                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
+                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
+                    ],
+                  },
+                  {
+                    actions: [
+                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
+                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
+                    ],
+                  },
+                ],
+              },
               after: {
-                retryDue: [{ guard: 'slotsFree', target: 'checking' }, { target: 'waiting' }],
+                retryDue: [{ guard: 'slotsFree', target: 'dispatching' }, { target: 'waiting' }],
               },
             },
           },

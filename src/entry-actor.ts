@@ -54,9 +54,15 @@ export function provideEntry(deps: EntryDeps) {
       sampler: samplerActor(),
       takeJobs: fromPromise<TakenJobs, TakeJobsInput>(async ({ input, system }) => {
         try {
+          // Rules reloaded since the start may ban the entry from most of its files.
+          const refusal = massDeletion(deps, input.name, input.force);
+          if (refusal) {
+            log.warn({ entry: input.name }, refusal);
+            return { refusal, jobs: [], nextDue: null };
+          }
           const jobs = engine.takeJobs(input.name, input.limit, (n) => isRunning(system, n), new Set(input.inFlight), input.maxBytes);
           const due = store.nextDue(input.name);
-          return { jobs, nextDue: due !== null && due > Date.now() ? due : null };
+          return { refusal: null, jobs, nextDue: due !== null && due > Date.now() ? due : null };
         } catch (err) {
           const failure = storeFailure(err);
           if (!failure) throw err;

@@ -65,6 +65,7 @@ function fakeStore() {
   };
   const takeJobs = fromPromise<TakenJobs, TakeJobsInput>(async ({ input }) => {
     store.takes.push(input);
+    if (store.refuse !== null && !input.force) return { refusal: store.refuse, jobs: [], nextDue: null };
     const now = Date.now();
     const jobs: JobOrder[] = [];
     let bytes = 0;
@@ -77,13 +78,13 @@ function fakeStore() {
       if (job.kind === 'upload') bytes += job.sourceStat!.size;
     }
     const waiting = store.queued.map((j) => j.notBefore).filter((t) => t > now);
-    return { jobs, nextDue: waiting.length > 0 ? Math.min(...waiting) : null };
+    return { refusal: null, jobs, nextDue: waiting.length > 0 ? Math.min(...waiting) : null };
   });
   /** The entry machine with these fakes, the given worker, and the given delays. */
   const provide = (worker: ReturnType<typeof fakeWorkers>['logic'], delays: { backoff?: number | ((a: { context: { failures: number } }) => number); stableAfter?: number; drainTimeout?: number } = {}) =>
     entryMachine.provide({
       actors: { worker, sampler: noSampler, takeJobs },
-      guards: { massDeletionRefused: () => store.refuse !== null },
+      guards: { massDeletionRefused: ({ context }) => store.refuse !== null && !context.force },
       actions: {
         requeueJobs: ({ context }) => {
           const ids = Object.keys(context.inflight).map(Number);
@@ -493,7 +494,7 @@ describe('entry machine', () => {
 
       last().sendBack({ type: 'worker.ready', pid: 1 });
       await settle();
-      expect(store.takes).toEqual([{ name: 'A', limit: 3, maxBytes: 1000, inFlight: [] }]);
+      expect(store.takes).toEqual([{ name: 'A', force: false, limit: 3, maxBytes: 1000, inFlight: [] }]);
       expect(sentJobs(last())).toEqual([[1, 2, 3]]);
       let snapshot = actor.getSnapshot();
       expect(snapshot.value).toEqual({ active: { running: 'waiting' } });
@@ -508,7 +509,7 @@ describe('entry machine', () => {
       // Two finish, in one message: two slots free, one dispatch fills them.
       last().sendBack({ type: 'worker.reports', reports: finished(1, 2) });
       await settle();
-      expect(store.takes.at(-1)).toEqual({ name: 'A', limit: 2, maxBytes: 1000, inFlight: [3] });
+      expect(store.takes.at(-1)).toEqual({ name: 'A', force: false, limit: 2, maxBytes: 1000, inFlight: [3] });
       expect(sentJobs(last())).toEqual([[1, 2, 3], [4, 5]]);
       snapshot = actor.getSnapshot();
       expect(snapshot.context).toMatchObject({ jobsInFlight: 3, inflight: { 3: 0, 4: 0, 5: 0 }, dispatchAsked: false });
@@ -629,6 +630,22 @@ describe('entry machine', () => {
       expect(store.takes).toEqual([]);
     });
 
+    it('a forced start applies the deletions, for as long as its worker runs', async () => {
+      const { actor, store, last } = startEntry();
+      store.refuse = 'the rules would delete 11 of the 20 files of A; refusing';
+      store.remove(1);
+      actor.send({ type: 'entry.start', force: true });
+      last().sendBack({ type: 'worker.ready', pid: 1 });
+      await settle();
+      expect(sentJobs(last())).toEqual([[1]]);
+      expect(store.takes.at(-1)).toMatchObject({ force: true });
+      store.remove(2);
+      actor.send({ type: 'jobs.available' });
+      await settle();
+      expect(sentJobs(last())).toEqual([[1], [2]]);
+      expect(actor.getSnapshot().matches({ active: 'running' })).toBe(true);
+    });
+
     it('checks for a mass deletion before every dispatch: rules reloaded meanwhile stop it with the reason', async () => {
       const { actor, store, last } = startEntry();
       store.remove(1);
@@ -640,12 +657,13 @@ describe('entry machine', () => {
       store.refuse = 'the rules would delete 30 of the 40 files of A; refusing';
       store.remove(2);
       actor.send({ type: 'jobs.available' });
+      await settle();
       const snapshot = actor.getSnapshot();
       expect(snapshot.value).toBe('stopped');
       expect(snapshot.context.lastError).toBe('the rules would delete 30 of the 40 files of A; refusing');
-      await settle();
       expect(sentJobs(last())).toEqual([[1]]);
       expect(store.requeued).toEqual([[1]]);
+      expect(last().stopped).toBe(true);
     });
 
     it('goes to restarting with the reason when the store cannot give jobs (takeJobs fails)', async () => {

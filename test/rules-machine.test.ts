@@ -238,7 +238,7 @@ describe('rules machine', () => {
       });
       const takeJobs = fromPromise<TakenJobs, TakeJobsInput>(async ({ input }) => {
         asks.set(input.name, (asks.get(input.name) ?? 0) + 1);
-        return { jobs: [], nextDue: null };
+        return { refusal: null, jobs: [], nextDue: null };
       });
       const machine = daemonMachine.provide({
         actors: {

@@ -9,7 +9,12 @@ export interface FileStat {
   mtime: number;
   /** An identity that survives a rename on the same storage (inode), when the driver has one. */
   ino: string | null;
-  /** Permission bits (`st_mode & 0o7777`), when the storage has them: a change of them is a change. */
+  /**
+   * Permission bits (`st_mode & 0o7777`), when the storage has them: a change of them is a
+   * change. A folder or a symbolic link carries its file-type bits too (`S_IFDIR`, `S_IFLNK`):
+   * folders are synced as such (empty ones too; their size and mtime are 0), and links whose
+   * target stays inside the root are recreated as links. A regular file's type bits are 0.
+   */
   mode?: number;
   /**
    * Status-change time in milliseconds, when the storage has one. Recorded, never propagated: a
@@ -25,6 +30,13 @@ export interface WatchState {
   polled: number;
   reason: string | null;
 }
+
+/** The file-type bits of a mode, and the two types besides regular files that are synced. */
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+export const isFolderStat = (s: { mode?: number | null }) => ((s.mode ?? 0) & S_IFMT) === S_IFDIR;
+export const isLinkStat = (s: { mode?: number | null }) => ((s.mode ?? 0) & S_IFMT) === S_IFLNK;
 
 export interface ScannedFile extends FileStat {
   path: string;

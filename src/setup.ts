@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Rule } from '../machines/rules.js';
 import { drivers } from './drivers/registry.js';
-import type { EntryConfig } from './sync/engine.js';
+import type { EntryConfig } from './entry-config.js';
 import { validateRules } from './rules/validate.js';
 import { unknownName } from './did-you-mean.js';
 

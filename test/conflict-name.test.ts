@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { conflictName } from '../src/drivers/conflict-name.js';
+import { conflictName } from '../src/conflict-name.js';
 
 const WHEN = new Date(Date.UTC(2026, 10, 27, 1, 2, 3));
 

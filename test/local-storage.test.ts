@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import createLocalStorage from '../src/drivers/local-storage/local-storage.js';
 import { DriverRefusal, type Driver } from '../src/drivers/driver.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
-import type { FileStat, WorkerReport } from '../machines/reports.js';
+import { isFolderStat, type FileStat, type WorkerReport } from '../machines/reports.js';
 import { tempDir, until } from './helpers.js';
 
 /** The local_storage driver in-process, on a real temp tree: what it reports and what its jobs do. */
@@ -124,15 +124,22 @@ describe('local_storage: the scan', () => {
     expect(scanned.type).toBe('entry.scanned');
     if (scanned.type !== 'entry.scanned') return;
     expect(scanned.entry).toBe('A');
-    const files = scanned.files.map((f) => ({ path: f.path, size: f.size })).sort((a, b) => a.path.localeCompare(b.path));
+    const files = scanned.files
+      .map((f) => ({ path: f.path, size: f.size, folder: isFolderStat(f) }))
+      .sort((a, b) => a.path.localeCompare(b.path));
+    // Folders are listed too (their mode says so; size and mtime 0), so that empty ones sync.
     expect(files).toEqual([
-      { path: 'a.txt', size: 3 },
-      { path: 'empty', size: 0 },
-      { path: 'sub/deeper/b.bin', size: 1000 },
+      { path: 'a.txt', size: 3, folder: false },
+      { path: 'empty', size: 0, folder: false },
+      { path: 'sub', size: 0, folder: true },
+      { path: 'sub/deeper', size: 0, folder: true },
+      { path: 'sub/deeper/b.bin', size: 1000, folder: false },
     ]);
     for (const f of scanned.files) {
-      expect(f.ino).toBe(String(fs.statSync(path.join(root, f.path)).ino));
-      expect(f.mtime).toBe(fs.statSync(path.join(root, f.path)).mtimeMs);
+      const s = fs.statSync(path.join(root, f.path));
+      expect(f.ino).toBe(String(s.ino));
+      expect(f.mode).toBe(s.isDirectory() ? s.mode & 0o177777 : s.mode & 0o7777);
+      expect(f.mtime).toBe(s.isDirectory() ? 0 : s.mtimeMs);
     }
   });
 
@@ -141,7 +148,7 @@ describe('local_storage: the scan', () => {
     await put(root, 'sub/.ferry-tmp-0123456789abcdef', 'half a transfer');
     await driverOn(root).start();
     const scanned = reports[0];
-    expect(scanned.type === 'entry.scanned' && scanned.files.map((f) => f.path)).toEqual(['real.txt']);
+    expect(scanned.type === 'entry.scanned' && scanned.files.map((f) => f.path).sort()).toEqual(['real.txt', 'sub']);
     expect(fs.existsSync(path.join(root, 'sub/.ferry-tmp-0123456789abcdef'))).toBe(false);
   });
 
@@ -307,7 +314,8 @@ describe('local_storage: jobs', () => {
     expect(moved).toEqual({ ok: true, stat: statOf(path.join(root, 'archive/2024/report.pdf')) });
     expect(moved.ok && moved.stat).toMatchObject({ size: before.size, mtime: before.mtime, ino: before.ino, mode: before.mode });
     expect(fs.existsSync(path.join(root, 'docs/report.pdf'))).toBe(false);
-    expect(fs.existsSync(path.join(root, 'docs'))).toBe(false); // the emptied folder goes too
+    // Folders are items of their own: one a move emptied stays (the store decides its fate).
+    expect(fs.existsSync(path.join(root, 'docs'))).toBe(true);
     expect(statOf(path.join(root, 'archive/2024/report.pdf')).ino).toBe(before.ino);
     await settle();
     expect(about('docs/report.pdf')).toEqual([]);

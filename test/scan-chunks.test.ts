@@ -70,10 +70,13 @@ describe('a start-up scan in chunks', () => {
 
     const again = await start(file);
     await until('B to hold what A holds', () => JSON.stringify(tree('B')) === JSON.stringify(tree('A')));
-    // 39 files in A: five chunks of 7 and the final report with the last 4.
+    // 39 files and 5 folders in A (folders are synced items too): six chunks of 7 and the final
+    // report with the last 2.
     const scans = again.logs.filter((l) => l.entry === 'A' && typeof l.msg === 'string' && l.msg.startsWith('scanned A:'));
-    expect(scans.map((l) => l.msg)).toEqual(['scanned A: 39 files (in 6 parts)']);
-    expect(scans[0]).toMatchObject({ new: 2, moved: 1, gone: 3, other: 2 });
+    expect(scans.map((l) => l.msg)).toEqual(['scanned A: 44 files (in 7 parts)']);
+    // New: one.txt, new/two.txt and the folder new.
+    // Other: the two edits, and the three folders whose entries changed (a new ctime, recorded).
+    expect(scans[0]).toMatchObject({ new: 3, moved: 1, gone: 3, other: 5 });
     expect(Object.keys(tree('B'))).toHaveLength(40 + 2 - 3);
     expect(tree('B')[NAMES[0]!]).toBe('edited while down');
     expect(tree('B')['new/renamed.txt']).toBe(`content of ${NAMES[10]}`);
@@ -91,11 +94,11 @@ describe('a start-up scan in chunks', () => {
     for (const n of NAMES.slice(0, 30)) await fsp.rm(at('B', n));
     const refused = await api(d.api, 'PUT', '/entries/B/start');
     expect(refused.status).toBe(409);
-    expect(refused.body.reason).toMatch(/the rescan of B finds 30 of its 40 files gone; refusing/);
+    expect(refused.body.reason).toMatch(/the rescan of B finds 30 of its 44 files gone; refusing/);
     expect(Object.keys(tree('A'))).toHaveLength(40);
 
     // A later start without force is refused the same way: the refused scan left nothing behind.
-    expect((await api(d.api, 'PUT', '/entries/B/start')).body.reason).toMatch(/finds 30 of its 40 files gone/);
+    expect((await api(d.api, 'PUT', '/entries/B/start')).body.reason).toMatch(/finds 30 of its 44 files gone/);
     expect((await api(d.api, 'PUT', '/entries/B/start?force=true')).status).toBe(200);
     await until('the deletions applied in A', () => Object.keys(tree('A')).length === 10);
     expect(tree('A')).toEqual(tree('B'));

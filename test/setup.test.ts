@@ -23,7 +23,7 @@ function write(content: unknown, name = 'setup.json'): string {
 const local = (root: unknown) => ({ driver: 'local_storage', options: { root } });
 
 /** What local_storage resolves the options it was not given to. */
-const DEFAULTS = { settle_ms: 5, rescan_interval: 3600, poll_interval: 30 };
+const DEFAULTS = { settle_ms: 2, rescan_interval: 3600, poll_interval: 30 };
 
 /** The SetupError loading `content` gives. */
 function failure(content: unknown): SetupError {

@@ -30,6 +30,7 @@ beforeEach(async () => {
   const hooks: WatchHooks = {
     expect: (rel, stat) => void expected.push([rel, stat]),
     movedAway: () => {},
+    unexpect: () => {},
     conflictCopy: () => {},
     moved: () => {},
   };

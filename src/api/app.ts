@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { ActorSystem } from 'xstate';
-import type { EntryConfig } from '../sync/engine.js';
+import type { EntryConfig } from '../entry-config.js';
 import type { Catalogue } from '../store/catalogue.js';
 import type { EventLog } from '../observe/event-log.js';
 import type { TransferBoard } from '../observe/transfer-board.js';
@@ -18,12 +18,21 @@ import { rulesRoutes } from './routes/rules.js';
 
 export const API_PREFIX = '/api/v1.0';
 
+/**
+ * The catalogue as the routes see it: read-only queries, nothing that writes. Every change goes
+ * through an actor.
+ */
+export type CatalogueReader = Pick<
+  Catalogue,
+  'file' | 'findFiles' | 'countFiles' | 'countJobs' | 'countQueued' | 'failingJobs' | 'conflictFiles' | 'queuedList'
+>;
+
 /** What the routes may touch: the actor system (events and snapshots) and read-only queries. */
 export interface ApiContext {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   system: ActorSystem<any>;
   entries: ReadonlyMap<string, EntryConfig>;
-  store: Catalogue;
+  store: CatalogueReader;
   events: EventLog;
   board: TransferBoard;
   logger?: Logger;

@@ -22,7 +22,7 @@ export interface DriverSpec {
 /** The local_storage options' defaults. */
 export const LOCAL_STORAGE_DEFAULTS = {
   /** Milliseconds a file's events must have settled before it is looked at again. */
-  settle_ms: 5,
+  settle_ms: 2,
   /** Seconds between two full rescans of the root (the kernel can drop events silently). */
   rescan_interval: 3600,
   /** Seconds between two rescans of the folders the kernel refused to watch. */

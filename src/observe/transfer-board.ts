@@ -1,4 +1,5 @@
 import type { JobCommand } from '../drivers/protocol.js';
+import { isFolderStat } from '../../machines/reports.js';
 
 export interface RunningTransfer {
   id: number;
@@ -11,6 +12,8 @@ export interface RunningTransfer {
   /** Bytes per second since the job started. */
   rate: number;
   started: number;
+  /** A folder made or removed: not a file, not counted as one. */
+  folder?: boolean;
 }
 
 export interface EntryCounters {
@@ -51,6 +54,7 @@ export class TransferBoard {
       size: job.kind === 'upload' ? job.sourceStat.size : job.kind === 'delete' ? job.expect.size : (job.expect?.size ?? 0),
       rate: 0,
       started: Date.now(),
+      ...(isFolderStat(job.kind === 'upload' ? job.sourceStat : (job.expect ?? {})) ? { folder: true } : {}),
     });
   }
 
@@ -68,7 +72,7 @@ export class TransferBoard {
     const t = jobs.get(id);
     jobs.delete(id);
     const c = this.count(entry);
-    if (t && ok) {
+    if (t && ok && !t.folder) {
       if (t.kind === 'upload') {
         c.filesTransferred++;
         c.bytesTransferred += t.size;

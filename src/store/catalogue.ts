@@ -14,7 +14,15 @@ export interface FileRecord {
   owners: string[];
   uptodate: string[];
   deleted: boolean;
+  /** A folder, synced as such (so that empty ones are too); never listed among the files. */
+  folder?: boolean;
 }
+
+/**
+ * The `deleted` column: 0 a file, 1 a tombstone, 2 a folder. Every listing of files asks for
+ * `deleted = 0` through the files_listing index, so folders never show among the files.
+ */
+const FOLDER = 2;
 
 /**
  * What one entry holds at a file's path: which version, and its local stat. `mode` and `ctime`
@@ -205,6 +213,7 @@ const toFile = (row: FileRow | undefined): FileRecord | undefined =>
     owners: JSON.parse(row.owners) as string[],
     uptodate: JSON.parse(row.uptodate) as string[],
     deleted: row.deleted === 1,
+    ...(row.deleted === FOLDER ? { folder: true } : {}),
   };
 
 const toJob = (row: JobRow | undefined): JobRecord | undefined =>
@@ -351,7 +360,7 @@ export class Catalogue {
       ),
       setUptodate: db.prepare('UPDATE files SET uptodate = ? WHERE fid = ?'),
       insertNewFile: db.prepare(
-        'INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted) VALUES (?, ?, ?, 1, ?, ?, 0)',
+        'INSERT INTO files (fid, filename, size, version, owners, uptodate, deleted) VALUES (?, ?, ?, 1, ?, ?, ?)',
       ),
       insertUpload: db.prepare(
         "INSERT INTO jobs (entry, fid, kind, from_filename, version, preserve) VALUES (?, ?, 'upload', NULL, 1, 0)",
@@ -493,7 +502,7 @@ export class Catalogue {
       ...file,
       owners: JSON.stringify(file.owners),
       uptodate: JSON.stringify(file.uptodate),
-      deleted: file.deleted ? 1 : 0,
+      deleted: file.deleted ? 1 : file.folder ? FOLDER : 0,
     });
   }
 

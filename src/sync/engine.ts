@@ -1,22 +1,16 @@
 import type { Logger } from 'pino';
 import type { Rule } from '../../machines/rules.js';
-import type { FileStat, ScannedFile, WorkerReport } from '../../machines/reports.js';
+import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from '../../machines/reports.js';
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, unsafeReason } from '../paths.js';
+import type { EntryConfig } from '../entry-config.js';
 import { computeOwners } from '../rules/owners.js';
 import type { FerryEvent } from '../observe/event-log.js';
 
 type FileEvent = Extract<FerryEvent, { type: 'file' }>;
 
-export interface EntryConfig {
-  name: string;
-  driver: string;
-  /** Options as written in the setup file (shown by the API). */
-  options: Record<string, unknown>;
-  /** Options with paths resolved (given to the worker). */
-  resolved: Record<string, unknown>;
-}
+export type { EntryConfig } from '../entry-config.js';
 
 /** Fewer deletions than this never count as a mass deletion. */
 export const MASS_DELETION_MIN = 10;
@@ -236,6 +230,13 @@ export class SyncEngine {
       if (detailsChanged(replica, stat)) this.store.putReplica({ ...replica, ...stat });
       return;
     }
+    // A folder found where the store knows that folder already (made here by a copy's mkdir, or
+    // by the same mkdir in two entries): this entry holds the latest version, nothing to do.
+    if (isFolderStat(stat) && file?.folder && !file.deleted && (!replica || replica.version < file.version)) {
+      this.store.putReplica({ entry, fid, filename: path, version: file.version, ...stat });
+      this.reconcile(fid, touched, false, file);
+      return;
+    }
     // An edit of a copy that was behind, or a file made here while another entry made its own
     // (both roots held it at the first start): two changes neither entry saw of the other.
     const concurrent = !!(file && !file.deleted && (!replica || replica.version < file.version));
@@ -256,6 +257,7 @@ export class SyncEngine {
       owners: file?.owners ?? [],
       uptodate: [entry],
       deleted: false,
+      ...(isFolderStat(stat) ? { folder: true } : {}),
     };
     this.store.putFile(record);
     this.store.putReplica({ entry, fid, filename: path, version, ...stat });
@@ -437,7 +439,8 @@ export class SyncEngine {
     for (const row of rows) {
       const fid = fidOf(row.path);
       const owners = this.ownersOfNew(row.path, entry);
-      files.push([fid, row.path, row.size, owners.json, owners.uptodate]);
+      // The deleted column says what it is: 0 a file, 2 a folder (see the catalogue).
+      files.push([fid, row.path, row.size, owners.json, owners.uptodate, isFolderStat(row) ? 2 : 0]);
       replicas.push([fid, row.path, 1, row.size, row.mtime, row.ino, row.mode, row.ctime]);
       for (const name of owners.others) {
         uploads.push([name, fid]);
@@ -496,7 +499,7 @@ export class SyncEngine {
       return;
     } else {
       this.store.deleteJob(job.id);
-      this.jobDone(entry, job.kind, file?.filename ?? job.fid, job.fromFilename);
+      this.jobDone(entry, job.kind, file?.filename ?? job.fid, job.fromFilename, file?.folder === true);
       if (job.kind === 'delete') {
         this.store.deleteReplica(entry, job.fid);
       } else if (file && outcome.stat) {
@@ -590,10 +593,10 @@ export class SyncEngine {
   private readonly uptodates = new Map<string, string>();
 
   /** Jobs done since the last summary, per entry and kind. */
-  private readonly done = new Map<string, { upload: number; delete: number; move: number }>();
+  private readonly done = new Map<string, { upload: number; delete: number; move: number; folders: number }>();
 
   /** A job done: logged (at debug), told to the event stream, counted for the summary. */
-  private jobDone(entry: string, kind: JobKind, path: string, from: string | null): void {
+  private jobDone(entry: string, kind: JobKind, path: string, from: string | null, folder = false): void {
     if (this.log.isLevelEnabled('debug')) {
       const what = kind === 'move' ? `${from} → ${path}` : path;
       this.log.debug({ entry, kind }, `${DONE[kind]} ${what} in ${entry}`);
@@ -601,15 +604,21 @@ export class SyncEngine {
     const event = kind === 'upload' ? 'transferred' : kind === 'delete' ? 'deleted' : 'moved';
     this.notify({ type: 'file', kind: event, entry, path, ...(kind === 'move' && from ? { from } : {}) });
     let counts = this.done.get(entry);
-    if (!counts) this.done.set(entry, (counts = { upload: 0, delete: 0, move: 0 }));
-    counts[kind]++;
+    if (!counts) this.done.set(entry, (counts = { upload: 0, delete: 0, move: 0, folders: 0 }));
+    // Folders made or removed are counted apart: `copied` counts files.
+    if (folder) counts.folders++;
+    else counts[kind]++;
   }
 
   /** One info line per entry for the jobs of a batch: a line per file would cost more than the copy. */
   private logDone(): void {
     for (const [entry, counts] of this.done) {
       const parts = (['upload', 'move', 'delete'] as const).filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${DONE[k]}`);
-      this.log.info({ entry, copied: counts.upload, moved: counts.move, deleted: counts.delete }, `${entry}: ${parts.join(', ')}`);
+      if (counts.folders > 0) parts.push(`${counts.folders} folder(s) made or removed`);
+      this.log.info(
+        { entry, copied: counts.upload, moved: counts.move, deleted: counts.delete, folders: counts.folders },
+        `${entry}: ${parts.join(', ')}`,
+      );
     }
     this.done.clear();
   }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import type { ApiContext } from '../app.js';
 import type { SchemaTypes } from '../json-schema.js';
 import { conflictsSchema } from '../schemas.js';
-import { parseConflictName } from '../../drivers/conflict-name.js';
+import { parseConflictName } from '../../conflict-name.js';
 
 /** `GET /conflicts`: the conflict copies Ferry kept, each with the file it was a version of. */
 export const conflictsRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, SchemaTypes> = async (app, ctx) => {

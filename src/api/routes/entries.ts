@@ -15,7 +15,7 @@ import {
   type Entry,
   type EntryState,
 } from '../schemas.js';
-import type { EntryConfig } from '../../sync/engine.js';
+import type { EntryConfig } from '../../entry-config.js';
 import type { EntryContext } from '../../../machines/entry.js';
 
 /** How long start, stop and restart wait for the entry to reach its state. */

@@ -1,5 +1,5 @@
 import type fs from 'node:fs';
-import type { FileStat } from '../../../machines/reports.js';
+import { S_IFDIR, S_IFLNK, type FileStat } from '../../../machines/reports.js';
 
 /** What the watcher knows of one file: a few numbers, no path (its folder holds the name). */
 export interface FileRec {
@@ -7,17 +7,24 @@ export interface FileRec {
   mtime: number;
   ctime: number;
   ino: number;
-  /** Permission bits (st_mode & 0o7777). */
+  /** Permission bits (st_mode & 0o7777), with S_IFDIR or S_IFLNK for a folder or a link. */
   mode: number;
+  /** For a symbolic link: where it points (as written). */
+  target?: string;
 }
 
-export const recOf = (s: fs.Stats): FileRec => ({
+/** The record of a regular file, or of a symbolic link pointing at `target`. */
+export const recOf = (s: fs.Stats, target?: string): FileRec => ({
   size: s.size,
   mtime: s.mtimeMs,
   ctime: s.ctimeMs,
   ino: s.ino,
-  mode: s.mode & 0o7777,
+  mode: (s.mode & 0o7777) | (target !== undefined ? S_IFLNK : 0),
+  ...(target !== undefined ? { target } : {}),
 });
+
+/** The record of a folder: its size and mtime say nothing of it (its children change them). */
+export const folderRecOf = (s: fs.Stats): FileRec => ({ size: 0, mtime: 0, ctime: s.ctimeMs, ino: s.ino, mode: (s.mode & 0o7777) | S_IFDIR });
 
 export const statOfRec = (r: FileRec): FileStat => ({
   size: r.size,
@@ -27,10 +34,16 @@ export const statOfRec = (r: FileRec): FileStat => ({
   mode: r.mode,
 });
 
+/** A folder's record is a stat like any other: its mode says what it is. */
+export const statOfFolder = statOfRec;
+
 /** Same content and permissions, as far as a stat tells (inode and ctime aside). */
-export const sameContent = (a: FileRec, b: FileRec) => a.size === b.size && a.mtime === b.mtime && a.mode === b.mode;
+export const sameContent = (a: FileRec, b: FileRec) =>
+  a.size === b.size && a.mtime === b.mtime && a.mode === b.mode && a.target === b.target;
 
 interface Folder {
+  /** The folder's own record (null for the root, or until it is known). */
+  rec: FileRec | null;
   files: Map<string, FileRec>;
   folders: Set<string>;
 }
@@ -60,13 +73,21 @@ export class FolderTree {
     return this.folders.has(rel);
   }
 
-  addFolder(rel: string): void {
-    if (this.folders.has(rel)) return;
-    this.folders.set(rel, { files: new Map(), folders: new Set() });
+  addFolder(rel: string, rec: FileRec | null = null): void {
+    const existing = this.folders.get(rel);
+    if (existing) {
+      if (rec) existing.rec = rec;
+      return;
+    }
+    this.folders.set(rel, { rec, files: new Map(), folders: new Set() });
     if (rel === '') return;
     const [dir, name] = split(rel);
     this.addFolder(dir);
     this.folders.get(dir)!.folders.add(name);
+  }
+
+  folderRec(rel: string): FileRec | null {
+    return this.folders.get(rel)?.rec ?? null;
   }
 
   getFile(rel: string): FileRec | undefined {
@@ -94,8 +115,8 @@ export class FolderTree {
   }
 
   /** Forgets a folder and everything under it; returns what it held. */
-  removeFolder(rel: string): { folders: string[]; files: [string, FileRec][] } {
-    const removed = { folders: [] as string[], files: [] as [string, FileRec][] };
+  removeFolder(rel: string): { folders: [string, FileRec | null][]; files: [string, FileRec][] } {
+    const removed = { folders: [] as [string, FileRec | null][], files: [] as [string, FileRec][] };
     if (rel === '' || !this.folders.has(rel)) return removed;
     const [dir, name] = split(rel);
     this.folders.get(dir)?.folders.delete(name);
@@ -105,12 +126,17 @@ export class FolderTree {
       const folder = this.folders.get(current);
       if (!folder) continue;
       this.folders.delete(current);
-      removed.folders.push(current);
+      removed.folders.push([current, folder.rec]);
       for (const [n, rec] of folder.files) removed.files.push([current === '' ? n : `${current}/${n}`, rec]);
       this.files -= folder.files.size;
       for (const sub of folder.folders) queue.push(`${current}/${sub}`);
     }
     return removed;
+  }
+
+  /** Every folder but the root, as [relative path, record]. */
+  *allFolders(): Generator<[string, FileRec | null]> {
+    for (const [rel, folder] of this.folders) if (rel !== '') yield [rel, folder.rec];
   }
 
   /** Every file, as [relative path, record]. */

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { FileStat, JobOutcome } from '../../../machines/reports.js';
+import { isFolderStat, isLinkStat, S_IFDIR, type FileStat, type JobOutcome } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
 import { type DriverContext, StaleJob } from '../driver.js';
 import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js';
-import { conflictName } from '../conflict-name.js';
+import { conflictName } from '../../conflict-name.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
 
@@ -35,6 +35,8 @@ export interface WatchHooks {
   movedAway(rel: string): void;
   /** `name` is a conflict copy we are about to make: a new file, not a rename of the original. */
   conflictCopy(name: string): void;
+  /** What `expect` announced did not happen after all (the removal failed). */
+  unexpect(rel: string): void;
   /** We renamed `from` to `to`. */
   moved(from: string, to: string, stat: FileStat): void;
 }
@@ -76,8 +78,10 @@ export class LocalTransfers {
   }
 
   private async upload(job: Extract<JobCommand, { kind: 'upload' }>): Promise<FileStat> {
+    if (isFolderStat(job.sourceStat)) return this.makeFolder(job);
     if (job.source.driver !== 'local_storage') throw new Error(`cannot read from a ${job.source.driver} entry`);
     const sourceRoot = path.resolve(String(job.source.options.root));
+    if (isLinkStat(job.sourceStat)) return this.makeLink(job, sourceRoot);
     const small = job.sourceStat.size <= SMALL_FILE_MAX;
     if (small) return this.uploadSmall(job, sourceRoot);
     const io = small ? syncIo : asyncIo;
@@ -341,21 +345,112 @@ export class LocalTransfers {
     }
   }
 
+  /**
+   * A folder: made (with its permission bits), or given them. Its parents are made too, and
+   * the watcher reports them as any new folder (the store knows them: nothing more happens).
+   */
+  private makeFolder(job: Extract<JobCommand, { kind: 'upload' }>): FileStat {
+    const { absolute: target } = this.confinedSync(this.root, job.path);
+    const perms = (job.sourceStat.mode ?? 0o755) & 0o7777;
+    const held = lstatOrNull(target);
+    if (held && !held.isDirectory()) throw new Error(`${job.path} exists and is not a folder`);
+    if (!held) {
+      this.watch.expect(job.path, { size: 0, mtime: 0, ino: null, mode: perms | S_IFDIR });
+      fs.mkdirSync(target, { recursive: true, mode: perms });
+    }
+    const made = fs.lstatSync(target);
+    if ((made.mode & 0o7777) !== perms) {
+      this.watch.expect(job.path, { ...statOf(made), mode: perms | S_IFDIR });
+      fs.chmodSync(target, perms);
+    }
+    return statOf(fs.lstatSync(target));
+  }
+
+  /**
+   * A symbolic link: made anew pointing where the source's points (never followed), through a
+   * temporary name renamed into place, with the source's mtime. A target leading out of the root
+   * is refused (the source's watcher never reports one, but a store can be tampered with).
+   */
+  private makeLink(job: Extract<JobCommand, { kind: 'upload' }>, sourceRoot: string): FileStat {
+    const source = this.confinedSync(sourceRoot, job.path).absolute;
+    const { absolute: target, dirExists } = this.confinedSync(this.root, job.path);
+    const before = lstatOrNull(source);
+    if (!before?.isSymbolicLink() || !sameStat(statOf(before), job.sourceStat)) {
+      throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+    }
+    const pointsTo = fs.readlinkSync(source);
+    const resolved = path.resolve(path.dirname(target), pointsTo);
+    if (path.isAbsolute(pointsTo) || (resolved !== this.root && !resolved.startsWith(this.root + path.sep))) {
+      throw new UnsafePathError(job.path, `a link to ${pointsTo} would lead out of the root`);
+    }
+    const current = lstatOrNull(target);
+    if (current?.isDirectory()) throw new Error(`${job.path} exists and is a folder`);
+    if (!dirExists) fs.mkdirSync(path.dirname(target), { recursive: true });
+    const tmp = path.join(path.dirname(target), tmpName());
+    let committed = false;
+    try {
+      fs.symlinkSync(pointsTo, tmp);
+      fs.lutimesSync(tmp, before.atimeMs / 1000, before.mtimeMs / 1000);
+      // A regular file the store does not know is kept as a conflict copy, as for any upload.
+      if (current?.isFile()) {
+        const matches = job.expect !== null && sameStat(statOf(current), job.expect);
+        if (job.preserve || !matches) fs.renameSync(target, this.conflictPathSync(job.path));
+      }
+      const stat = statOf(fs.lstatSync(tmp));
+      this.watch.expect(job.path, stat);
+      fs.renameSync(tmp, target);
+      committed = true;
+      return statOf(fs.lstatSync(target));
+    } finally {
+      if (!committed) fs.rmSync(tmp, { force: true });
+    }
+  }
+
+  /** A free conflict name for `rel`, told to the watcher and the daemon as `keepConflictCopy` does. */
+  private conflictPathSync(rel: string): string {
+    const now = new Date();
+    for (let n = 0; ; n++) {
+      const name = conflictName(rel, this.ctx.entry, now, n);
+      const dest = this.confinedSync(this.root, name).absolute;
+      if (fs.existsSync(dest)) continue;
+      this.watch.conflictCopy(name);
+      this.ctx.log('warn', `kept a conflicting copy as ${name}`, { path: rel, conflict: name });
+      this.ctx.conflict?.(rel, name);
+      return dest;
+    }
+  }
+
+  /**
+   * Removes a file, a link or a folder that still is what the store knows. Folders are items of
+   * their own: none is removed because it became empty (another entry may keep it), and a folder
+   * is removed only once its own contents are gone (until then the job is stale, and retried).
+   */
   private async remove(rel: string, expect: FileStat): Promise<void> {
     const target = await confined(this.root, rel);
     const current = await fsp.lstat(target).catch(() => null);
     if (!current) return;
-    if (!current.isFile() || !sameStat(statOf(current), expect)) throw new StaleJob(`${rel} changed; not deleted`);
+    if (isFolderStat(expect)) {
+      if (!current.isDirectory()) throw new StaleJob(`${rel} is no longer a folder; not deleted`);
+      this.watch.expect(rel, null);
+      await fsp.rmdir(target).catch((err: NodeJS.ErrnoException) => {
+        this.watch.unexpect(rel);
+        if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') throw new StaleJob(`${rel} is not empty yet; not deleted`);
+        throw err;
+      });
+      return;
+    }
+    if (!(current.isFile() || current.isSymbolicLink()) || !sameStat(statOf(current), expect)) {
+      throw new StaleJob(`${rel} changed; not deleted`);
+    }
     this.watch.expect(rel, null);
     await fsp.unlink(target);
-    await this.pruneEmptyFolders(path.dirname(target));
   }
 
   private async move(fromRel: string, toRel: string, expect: FileStat | null): Promise<FileStat> {
     const from = await confined(this.root, fromRel);
     const to = await confined(this.root, toRel);
     const current = await fsp.lstat(from).catch(() => null);
-    if (!current || !expect || !current.isFile() || !sameStat(statOf(current), expect)) {
+    if (!current || !expect || !(current.isFile() || current.isSymbolicLink()) || !sameStat(statOf(current), expect)) {
       throw new StaleJob(`${fromRel} changed; not moved`);
     }
     if (await fsp.lstat(to).catch(() => null)) throw new StaleJob(`${toRel} exists; not moved over`);
@@ -365,21 +460,9 @@ export class LocalTransfers {
     this.watch.expect(toRel, stat);
     await fsp.rename(from, to);
     this.watch.moved(fromRel, toRel, stat);
-    await this.pruneEmptyFolders(path.dirname(from));
     // The rename changed the ctime: as it is now, if the file is still the one moved.
     const placed = await fsp.lstat(to).catch(() => null);
     return placed && String(placed.ino) === stat.ino && sameStat(statOf(placed), stat) ? statOf(placed) : stat;
-  }
-
-  private async pruneEmptyFolders(dir: string): Promise<void> {
-    while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
-      try {
-        await fsp.rmdir(dir);
-      } catch {
-        return;
-      }
-      dir = path.dirname(dir);
-    }
   }
 }
 
@@ -412,10 +495,6 @@ function readWhole(fd: number, size: number): Buffer {
     if (n === buffer.length) break;
   }
   return buffer.subarray(0, n);
-}
-
-function writeWhole(fd: number, bytes: Buffer): void {
-  for (let n = 0; n < bytes.length; ) n += fs.writeSync(fd, bytes, n, bytes.length - n, n);
 }
 
 /** Whether the file at `file` holds exactly `bytes` (a small file). */

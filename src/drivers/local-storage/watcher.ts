@@ -7,7 +7,7 @@ import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js
 import { INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
-import { FolderTree, type FileRec, recOf, sameContent, statOfRec } from './folder-tree.js';
+import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, statOfFolder, statOfRec } from './folder-tree.js';
 
 /** How long a vanished file waits for a new file with its inode, which makes it a rename. */
 const RENAME_WINDOW_MS = 150;
@@ -19,6 +19,10 @@ const NEW_FOLDER_RELIST_MS = 250;
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** Files of a start-up scan sent in one report: the daemon's memory does not grow with the tree. */
 const SCAN_CHUNK = 10_000;
+/** Events in one folder that make a burst, listed again once it is over (see countBurst). */
+const BURST_EVENTS = 1000;
+/** How long a folder's burst must have been quiet before it is listed again. */
+const BURST_QUIET_MS = 500;
 /** Folders chokidar lists at once while it walks a tree (each an lstat of every child). */
 const LISTINGS_AT_ONCE = 4;
 /** The marker each root gets on first use: a root without it, that held files, is not the same disk. */
@@ -91,6 +95,10 @@ export class LocalWatcher implements WatchHooks {
     this.expected.set(rel, { stat, until: Date.now() + ECHO_WINDOW_MS });
   }
 
+  unexpect(rel: string): void {
+    this.expected.delete(rel);
+  }
+
   movedAway(rel: string): void {
     this.movedAwaySet.add(rel);
   }
@@ -158,6 +166,7 @@ export class LocalWatcher implements WatchHooks {
     for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
     for (const t of this.settling.values()) clearTimeout(t);
     for (const t of this.relists.values()) clearTimeout(t);
+    for (const b of this.bursts.values()) if (b.timer) clearTimeout(b.timer);
     this.settling.clear();
     this.relists.clear();
     await this.watcher?.close();
@@ -207,28 +216,66 @@ export class LocalWatcher implements WatchHooks {
     if (s === undefined) return false;
     if (s.isDirectory()) {
       const rel = this.relative(p);
-      if (rel !== null && !this.live) this.tree.addFolder(rel);
+      if (rel !== null && !this.live) {
+        const stats = 'mtimeMs' in s ? s : lstatOrNull(p);
+        this.tree.addFolder(rel, stats ? folderRecOf(stats) : null);
+      }
       return false;
     }
     if (!this.live) {
       const rel = this.relative(p);
       const stats = rel === null ? null : 'mtimeMs' in s ? s : lstatOrNull(p);
-      if (rel !== null && stats?.isFile()) this.tree.setFile(rel, recOf(stats));
-      else if (rel !== null && stats?.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
+      if (rel !== null && stats) {
+        const rec = this.recordOf(rel, stats);
+        if (rec) this.tree.setFile(rel, rec);
+      }
     }
     return true;
   }
 
+  /** The start-up scan: every folder (so that empty ones are synced too) and every file. */
   private reportScan(): void {
     let chunk: ScannedFile[] = [];
-    for (const [rel, rec] of this.tree.allFiles()) {
-      chunk.push({ path: rel, ...statOfRec(rec) });
+    const add = (file: ScannedFile) => {
+      chunk.push(file);
       if (chunk.length === SCAN_CHUNK) {
         this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
         chunk = [];
       }
-    }
+    };
+    for (const [rel, rec] of this.tree.allFolders()) if (rec) add({ path: rel, ...statOfFolder(rec) });
+    for (const [rel, rec] of this.tree.allFiles()) add({ path: rel, ...statOfRec(rec) });
     this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: chunk });
+  }
+
+  /**
+   * The record of a regular file, or of a symbolic link whose target stays inside the root
+   * (recreated as a link elsewhere, never followed); null for anything else, and for a link
+   * leading out of the root (skipped, with a warning).
+   */
+  private recordOf(rel: string, s: fs.Stats): FileRec | null {
+    if (s.isFile()) return recOf(s);
+    if (!s.isSymbolicLink()) return null;
+    let target: string;
+    try {
+      target = fs.readlinkSync(path.join(this.root, rel));
+    } catch {
+      return null;
+    }
+    const resolved = path.resolve(path.dirname(path.join(this.root, rel)), target);
+    if (path.isAbsolute(target) || (resolved !== this.root && !resolved.startsWith(this.root + path.sep))) {
+      this.warnOnce(`skipped a symlink leading out of the root: ${rel} → ${target}`);
+      return null;
+    }
+    return recOf(s, target);
+  }
+
+  private readonly warned = new Set<string>();
+
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    this.ctx.log('warn', message);
   }
 
   /**
@@ -346,6 +393,30 @@ export class LocalWatcher implements WatchHooks {
     const dir = this.folderRel(watchedPath);
     if (dir === null || !this.tree.hasFolder(dir)) return;
     this.settle(joinRel(dir, name));
+    this.countBurst(dir);
+  }
+
+  /** Events in each folder since it was last listed, for folders that see many (rel → count, timer). */
+  private readonly bursts = new Map<string, { events: number; timer: NodeJS.Timeout | null }>();
+
+  /**
+   * A burst of events in one folder (thousands of files written at full speed) may overflow the
+   * kernel's queue, and what overflows is lost without a word. Such a folder is listed once
+   * more when its burst is over: one listing for the burst, nothing for a quiet folder.
+   */
+  private countBurst(dir: string): void {
+    let burst = this.bursts.get(dir);
+    if (!burst) {
+      burst = { events: 0, timer: null };
+      this.bursts.set(dir, burst);
+    }
+    burst.events++;
+    if (burst.events < BURST_EVENTS) return;
+    if (burst.timer) clearTimeout(burst.timer);
+    burst.timer = setTimeout(() => {
+      this.bursts.delete(dir);
+      if (this.live) this.listFolder(dir);
+    }, BURST_QUIET_MS);
   }
 
   /** The child is looked at once no event about it came for settle_ms (at once when 0). */
@@ -394,20 +465,31 @@ export class LocalWatcher implements WatchHooks {
   private apply(rel: string, s: fs.Stats | null): void {
     const wasFile = this.tree.getFile(rel) !== undefined;
     const wasFolder = this.tree.hasFolder(rel);
-    if (!s || !(s.isFile() || s.isDirectory())) {
+    if (s?.isDirectory()) {
+      if (wasFile) this.fileGone(rel);
+      if (!wasFolder) this.folderAppeared(rel, folderRecOf(s));
+      else this.folderSeen(rel, folderRecOf(s));
+      return;
+    }
+    const rec = s ? this.recordOf(rel, s) : null;
+    if (!rec) {
       if (wasFile) this.fileGone(rel);
       else if (wasFolder) this.folderGone(rel);
       else this.movedAwaySet.delete(rel);
-      if (s?.isSymbolicLink()) this.ctx.log('warn', 'skipped a symlink', { path: rel });
-      return;
-    }
-    if (s.isDirectory()) {
-      if (wasFile) this.fileGone(rel);
-      if (!wasFolder) this.folderAppeared(rel);
       return;
     }
     if (wasFolder) this.folderGone(rel);
-    this.fileSeen(rel, recOf(s));
+    this.fileSeen(rel, rec);
+  }
+
+  /** A known folder looked at again: only a change of its permissions is news. */
+  private folderSeen(rel: string, rec: FileRec): void {
+    const old = this.tree.folderRec(rel);
+    this.tree.addFolder(rel, rec);
+    if (old && old.mode === rec.mode) return;
+    const stat = statOfFolder(rec);
+    if (this.consumeEcho(rel, stat)) return;
+    this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
   }
 
   private fileSeen(rel: string, rec: FileRec): void {
@@ -466,7 +548,7 @@ export class LocalWatcher implements WatchHooks {
   /** A folder removed (or renamed away): its files are gone, each awaiting a rename's other half. */
   private folderGone(rel: string): void {
     const removed = this.tree.removeFolder(rel);
-    for (const folder of removed.folders) {
+    for (const [folder] of removed.folders) {
       const absolute = path.join(this.root, folder);
       this.polled.delete(folder);
       this.listedByChokidar.delete(absolute);
@@ -477,19 +559,32 @@ export class LocalWatcher implements WatchHooks {
       (this.watcher as unknown as { _closePath?: (p: string) => void })?._closePath?.(absolute);
     }
     for (const [file, rec] of removed.files) this.vanished(file, rec);
+    // The folders themselves: deepest first, once their files are said gone.
+    for (const [folder] of removed.folders.reverse()) {
+      if (this.movedAwaySet.delete(folder) || this.consumeEcho(folder, null)) continue;
+      this.reportDeleted(folder);
+    }
     if (removed.folders.length > 0) this.watchStateSoon();
   }
 
   /** A new folder: watched (chokidar walks it and watches its subfolders), listed now and soon again. */
-  private folderAppeared(rel: string): void {
+  private folderAppeared(rel: string, rec: FileRec): void {
     // Files moved into it may have vanished elsewhere with their own events still settling: those
     // are looked at first, so that a file found here with their inode is a move.
     this.lookAtVanished();
-    this.tree.addFolder(rel);
+    this.folderFound(rel, rec);
     this.relistSoon(rel);
     this.watcher?.add(path.join(this.root, rel));
     this.listTree(rel);
     this.watchStateSoon();
+  }
+
+  /** A folder not known before: recorded and reported (unless we made it). */
+  private folderFound(rel: string, rec: FileRec): void {
+    this.tree.addFolder(rel, rec);
+    const stat = statOfFolder(rec);
+    if (this.consumeEcho(rel, stat)) return;
+    this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
   }
 
   private relistSoon(rel: string): void {
@@ -528,14 +623,17 @@ export class LocalWatcher implements WatchHooks {
       seen.add(e.name);
       const child = joinRel(rel, e.name);
       if (e.isDirectory()) {
-        if (this.tree.hasFolder(child)) subfolders.push(child);
-        else {
+        const stats = lstatOrNull(path.join(absolute, e.name));
+        if (!stats?.isDirectory()) continue; // gone meanwhile: its parent's events will say
+        if (this.tree.hasFolder(child)) {
+          this.folderSeen(child, folderRecOf(stats));
+        } else {
           // Watched by the listing of its parent's new folder (chokidar walks down), or now.
           if (this.tree.getFile(child)) this.fileGone(child);
-          this.tree.addFolder(child);
+          this.folderFound(child, folderRecOf(stats));
           if (!this.isUnderNewFolder(child)) this.watcher?.add(path.join(this.root, child));
-          subfolders.push(child);
         }
+        subfolders.push(child);
         continue;
       }
       let s: fs.Stats | null;
@@ -594,6 +692,8 @@ export class LocalWatcher implements WatchHooks {
   private forgetOldEchoes(): void {
     const now = Date.now();
     for (const [rel, echo] of this.expected) if (echo.until < now) this.expected.delete(rel);
+    // A burst is that many events within this period: slow trickles are forgotten.
+    for (const [dir, burst] of this.bursts) if (!burst.timer) this.bursts.delete(dir);
   }
 
   // ---- the state of watching ----

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { api, daemonHarness, startDaemon, until, writeSetup, type RunningDaemon } from './helpers.js';
 
 /**
@@ -31,6 +31,24 @@ beforeEach(() => void ({ dir, daemons } = harness));
 
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 
+/** The tmpfs mounted by the running test, if any. */
+let mounted: string | null = null;
+
+/** Unmounts the tmpfs; lazily if something (a daemon not yet stopped) still holds it. */
+function unmount(): void {
+  if (mounted === null) return;
+  try {
+    run('umount', [mounted]);
+  } catch {
+    run('umount', ['-l', mounted]);
+  }
+  mounted = null;
+}
+
+// A test that timed out never reaches its finally: the mount is undone here too, before the
+// harness removes the folder (after hooks run in reverse order of registration).
+afterEach(() => unmount());
+
 /** Files under a folder (relative paths), Ferry's temporaries left out. */
 function filesIn(folder: string): string[] {
   const out: string[] = [];
@@ -51,6 +69,7 @@ describe.skipIf(!runnable)("the store's disk full", () => {
     const dataDir = path.join(dir, 'data');
     await fsp.mkdir(dataDir);
     run('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', dataDir]);
+    mounted = dataDir;
     let d: RunningDaemon | undefined;
     try {
       const setupFile = await writeSetup(dir, { entries: { A: 'A', B: 'B' }, rules: [{ match: { path: '/' }, sync: ['A', 'B'] }] });
@@ -122,11 +141,7 @@ describe.skipIf(!runnable)("the store's disk full", () => {
       expect(listed.status).toBe(200);
     } finally {
       await d?.stop();
-      try {
-        run('umount', [dataDir]);
-      } catch {
-        run('umount', ['-l', dataDir]);
-      }
+      unmount();
     }
-  });
+  }, 240_000);
 });

@@ -845,21 +845,24 @@ describe('toMermaid and statePath', () => {
     const text = toMermaid(entryMachine.toJSON());
     expect(text).toContain('  [*] --> entry_stopped\n');
     expect(text).toContain('entry_stopped --> entry_active : entry.start\n');
-    expect(text).toContain('entry_active --> entry_restarting : worker.exited\n');
-    expect(text).toContain('entry_active --> entry_active_draining : entry.stop\n');
-    expect(text).toContain('entry_active --> entry_active_draining : entry.restart\n');
-    expect(text).toContain('entry_active_draining --> entry_stopped : worker.exited\n');
-    expect(text).toContain('entry_active_draining --> entry_active : worker.exited [restartAsked]\n');
-    expect(text).toContain('entry_active_draining --> entry_stopped : after drainTimeout\n');
+    // One edge per pair of states, labelled with every transition between them.
+    expect(text).toContain('entry_active --> entry_restarting : worker.exited, entry.suspend, error\n');
+    expect(text).toContain('entry_active --> entry_stopped : worker.failed, entry.refuse\n');
+    expect(text).toContain('entry_active --> entry_active_draining : entry.stop, entry.restart\n');
+    expect(text).toContain('entry_active_draining --> entry_stopped : worker.exited, entry.suspend, after drainTimeout\n');
+    expect(text).toContain('entry_active_draining --> entry_active : worker.exited [restartAsked], after drainTimeout [restartAsked]\n');
     expect(text).toContain('entry_active_starting --> entry_active_running : worker.ready\n');
     expect(text).toContain('entry_active_starting --> entry_stopped : worker.ready [massDeletionRefused]\n');
     expect(text).toContain('entry_active_running_dispatching --> entry_active_running_waiting : done\n');
+    expect(text).toContain('entry_active_running_dispatching --> entry_active_running_dispatching : done [dispatchAsked]\n');
     expect(text).toContain('entry_active_running_dispatching --> entry_active_running_backingOff : done [retryWaiting]\n');
     expect(text).toContain('entry_active_running_dispatching --> entry_stopped : done [dispatchRefused]\n');
-    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : jobs.available [slotsFree]\n');
-    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : worker.reports [finishesJobs]\n');
-    expect(text).toContain('entry_active_running_backingOff --> entry_active_running_dispatching : after retryDue [slotsFree]\n');
-    expect(text).toContain('entry_restarting --> entry_active : after backoff\n');
+    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : jobs.available [slotsFree], worker.reports [finishesJobs]\n');
+    expect(text).toContain(
+      'entry_active_running_backingOff --> entry_active_running_dispatching : jobs.available [slotsFree], worker.reports [finishesJobs], after retryDue [slotsFree]\n',
+    );
+    expect(text).toContain('entry_restarting --> entry_active : entry.start, after backoff\n');
+    expect(text.match(/-->/g)).toHaveLength(3 + 19);
     expect(text).not.toContain('xstate.after');
     // The composite state holds its children.
     expect(text).toMatch(
@@ -870,8 +873,7 @@ describe('toMermaid and statePath', () => {
   it('the rules diagram shows guards and the outcomes of the invoked actor', () => {
     const text = toMermaid(rulesMachine.toJSON());
     expect(text).toContain('rules_ready --> rules_reloading : rules.reload [stagedDiffers]\n');
-    expect(text).toContain('rules_reloading --> rules_ready : done\n');
-    expect(text).toContain('rules_reloading --> rules_ready : error\n');
+    expect(text).toContain('rules_reloading --> rules_ready : done, error\n');
   });
 
   it('a current path marks each state on it with the class current', () => {

@@ -108,7 +108,7 @@ export interface EntryContext {
   sample: WorkerSample | null;
   limits: DispatchLimits;
   /** The jobs the worker has and has not reported finished: job id → bytes of its upload. */
-  inflight: Record<number, number>;
+  inflight: ReadonlyMap<number, number>;
   jobsInFlight: number;
   bytesInFlight: number;
   /** Something may be ready to dispatch (jobs were queued, or finished and freed slots). */
@@ -184,9 +184,6 @@ export const entryMachine = setup({
   },
   guards: {
     slotsFree: ({ context }) => slotsFree(context),
-    /** Among the reports, jobs the worker had finished: slots freed. */
-    finishesJobs: ({ context }, params: { reports: WorkerReport[] }) =>
-      params.reports.some((r) => r.type === 'job.finished' && r.jobId in context.inflight),
     /** Jobs were queued or finished while a dispatch was under way: take again. */
     dispatchAsked: ({ context }) => context.dispatchAsked,
     // Implemented in src: the rules would delete most of the entry's files (and the start was not forced).
@@ -201,33 +198,38 @@ export const entryMachine = setup({
       ({ system }) => system.get('rules'),
       ({ context }, params: { reports: WorkerReport[] }) => ({ type: 'reports.batch' as const, entry: context.name, reports: params.reports }),
     ),
-    /** The finished jobs among the reports leave the in-flight count; a freed slot asks for a dispatch. */
+    /**
+     * The finished jobs among the reports leave the in-flight count. The rules actor, once it has
+     * recorded them, tells the entry jobs.available: it dispatches then, seeing what they queued.
+     */
     landJobs: assign(({ context }, params: { reports: WorkerReport[] }) => {
-      let inflight: Record<number, number> | null = null;
+      let inflight: Map<number, number> | null = null;
       let jobs = context.jobsInFlight;
       let bytes = context.bytesInFlight;
       for (const report of params.reports) {
-        if (report.type !== 'job.finished' || !(report.jobId in context.inflight)) continue;
-        inflight ??= { ...context.inflight };
-        if (!(report.jobId in inflight)) continue;
-        bytes -= inflight[report.jobId]!;
+        if (report.type !== 'job.finished' || !context.inflight.has(report.jobId)) continue;
+        inflight ??= new Map(context.inflight);
+        const size = inflight.get(report.jobId);
+        if (size === undefined) continue;
+        bytes -= size;
         jobs -= 1;
-        delete inflight[report.jobId];
+        inflight.delete(report.jobId);
       }
       if (inflight === null) return {};
-      return { inflight, jobsInFlight: jobs, bytesInFlight: bytes, dispatchAsked: true };
+      return { inflight, jobsInFlight: jobs, bytesInFlight: bytes };
     }),
     askDispatch: assign({ dispatchAsked: true }),
     startDispatch: assign({ dispatchAsked: false }),
     /** The jobs taken are in flight: counted, with the bytes of their uploads. */
     holdJobs: assign(({ context }, params: TakenJobs) => {
-      const inflight = { ...context.inflight };
+      if (params.jobs.length === 0) return { nextRetry: params.nextDue };
+      const inflight = new Map(context.inflight);
       let jobs = context.jobsInFlight;
       let bytes = context.bytesInFlight;
       for (const job of params.jobs) {
-        if (job.id in inflight) continue;
+        if (inflight.has(job.id)) continue;
         const size = job.kind === 'upload' ? (job.sourceStat?.size ?? 0) : 0;
-        inflight[job.id] = size;
+        inflight.set(job.id, size);
         bytes += size;
         jobs += 1;
       }
@@ -237,7 +239,7 @@ export const entryMachine = setup({
     dispatchJobs: sendTo('worker', (_, params: TakenJobs) => ({ type: 'worker.jobs' as const, jobs: params.jobs })),
     // Implemented in src: jobs still in flight when the worker goes go back to the queue.
     requeueJobs: () => {},
-    clearJobs: assign({ inflight: {}, jobsInFlight: 0, bytesInFlight: 0, dispatchAsked: false, nextRetry: null }),
+    clearJobs: assign({ inflight: new Map(), jobsInFlight: 0, bytesInFlight: 0, dispatchAsked: false, nextRetry: null }),
     // Implemented in src (with the figures): why the start or the dispatch was refused.
     recordRefusal: assign({
       lastError: ({ context }) => `the rules would delete most of the files of ${context.name}; refusing (start it with --force to apply them)`,
@@ -298,7 +300,7 @@ export const entryMachine = setup({
     rescansDone: 0,
     sample: null,
     limits: input.limits ?? DISPATCH_LIMITS,
-    inflight: {},
+    inflight: new Map(),
     jobsInFlight: 0,
     bytesInFlight: 0,
     dispatchAsked: false,
@@ -381,7 +383,7 @@ export const entryMachine = setup({
                   force: context.force,
                   limit: context.limits.jobs - context.jobsInFlight,
                   maxBytes: context.limits.bytes - context.bytesInFlight,
-                  inFlight: Object.keys(context.inflight).map(Number),
+                  inFlight: [...context.inflight.keys()],
                 }),
                 onDone: [
                   {
@@ -422,47 +424,16 @@ export const entryMachine = setup({
               },
             },
             waiting: {
-              description: 'Every slot is taken, or no job is due: jobs queued for it, or a job finishing, dispatch again.',
+              description:
+                'Every slot is taken, or no job is due: jobs.available (jobs queued for it, or some of its own recorded finished) dispatches again.',
               on: {
-                'jobs.available': [{ guard: 'slotsFree', target: 'dispatching' }, { actions: 'askDispatch' }],
-                'worker.reports': [
-                  {
-                    guard: { type: 'finishesJobs', params: ({ event }) => ({ reports: event.reports }) },
-                    target: 'dispatching',
-                    actions: [
-                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
-                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
-                    ],
-                  },
-                  {
-                    actions: [
-                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
-                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
-                    ],
-                  },
-                ],
+                'jobs.available': { guard: 'slotsFree', target: 'dispatching' },
               },
             },
             backingOff: {
-              description: 'As waiting, and a job waits out its retry delay: it is dispatched when it falls due (retryDue).',
+              description: 'As waiting, and a job waits out its retry delay: it is dispatched when it falls due (retryDue), or sooner.',
               on: {
-                'jobs.available': [{ guard: 'slotsFree', target: 'dispatching' }, { actions: 'askDispatch' }],
-                'worker.reports': [
-                  {
-                    guard: { type: 'finishesJobs', params: ({ event }) => ({ reports: event.reports }) },
-                    target: 'dispatching',
-                    actions: [
-                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
-                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
-                    ],
-                  },
-                  {
-                    actions: [
-                      { type: 'landJobs', params: ({ event }) => ({ reports: event.reports }) },
-                      { type: 'forwardReports', params: ({ event }) => ({ reports: event.reports }) },
-                    ],
-                  },
-                ],
+                'jobs.available': { guard: 'slotsFree', target: 'dispatching' },
               },
               after: {
                 retryDue: [{ guard: 'slotsFree', target: 'dispatching' }, { target: 'waiting' }],

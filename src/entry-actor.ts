@@ -85,7 +85,7 @@ export function provideEntry(deps: EntryDeps) {
         },
       }),
       requeueJobs: ({ context }) => {
-        const ids = Object.keys(context.inflight).map(Number);
+        const ids = [...context.inflight.keys()];
         if (ids.length === 0) return;
         try {
           engine.requeue(ids);

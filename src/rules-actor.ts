@@ -24,8 +24,9 @@ type Reports = Extract<RulesEvent, { type: 'reports.batch' }>;
 /**
  * The `recordReports` action: one message of a worker, its reports in one catalogue transaction
  * (the finished jobs among them set-based), committed with the others of the next moment. It
- * answers with `jobs.queued` (the entries with new work), `entry.refused` (a scan that would
- * delete most of an entry's files) and `store.failed` (the store cannot write).
+ * answers with `jobs.queued` (the entries with new work, and the reporting entry when it finished
+ * jobs), `entry.refused` (a scan that would delete most of an entry's files) and `store.failed`
+ * (the store cannot write).
  */
 export function recordReports(deps: Pick<RulesDeps, 'engine' | 'store' | 'log'>) {
   const { engine, store, log } = deps;
@@ -51,11 +52,15 @@ export function recordReports(deps: Pick<RulesDeps, 'engine' | 'store' | 'log'>)
       self.send({ type: 'store.failed', reason: failure });
       return;
     }
-    const { touched, refused } = result;
+    const { refused } = result;
     if (refused) {
       log.warn({ entry: refused.entry, missing: refused.missing, total: refused.total }, refused.message);
       self.send({ type: 'entry.refused', entry: refused.entry, reason: refused.message });
     }
+    // Jobs the entry finished free its slots: it takes more now that they are recorded (and
+    // learns when one that failed is due again). One announcement, one dispatch, per message.
+    const touched = [...result.touched];
+    if (!touched.includes(entry) && reports.some((r) => r.type === 'job.finished')) touched.push(entry);
     if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
   };
 }

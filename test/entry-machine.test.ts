@@ -87,7 +87,7 @@ function fakeStore() {
       guards: { massDeletionRefused: ({ context }) => store.refuse !== null && !context.force },
       actions: {
         requeueJobs: ({ context }) => {
-          const ids = Object.keys(context.inflight).map(Number);
+          const ids = [...context.inflight.keys()];
           if (ids.length > 0) store.requeued.push(ids);
         },
         recordRefusal: assign({ lastError: () => store.refuse }),
@@ -128,6 +128,15 @@ const sentJobs = (worker: FakeWorker) =>
     .filter((e) => e.type === 'worker.jobs' && e.jobs.length > 0)
     .map((e) => (e as { jobs: JobOrder[] }).jobs.map((j) => j.id));
 
+/**
+ * The worker reports jobs finished, and the rules actor, having recorded them, tells the entry
+ * jobs.available (as src's recordReports does for an entry whose jobs finished).
+ */
+function finish(actor: { send(e: EntryEvent): void }, worker: FakeWorker, ...ids: number[]): void {
+  worker.sendBack({ type: 'worker.reports', reports: finished(...ids) });
+  actor.send({ type: 'jobs.available' });
+}
+
 const finished = (...ids: number[]): WorkerReport[] =>
   ids.map((jobId) => ({ type: 'job.finished', entry: 'A', jobId, outcome: { ok: true, stat: { size: 1, mtime: 1, ino: null } } }));
 
@@ -161,7 +170,7 @@ describe('entry machine', () => {
       rescansDone: 0,
       sample: null,
       limits: DISPATCH_LIMITS,
-      inflight: {},
+      inflight: new Map(),
       jobsInFlight: 0,
       bytesInFlight: 0,
       dispatchAsked: false,
@@ -498,7 +507,7 @@ describe('entry machine', () => {
       expect(sentJobs(last())).toEqual([[1, 2, 3]]);
       let snapshot = actor.getSnapshot();
       expect(snapshot.value).toEqual({ active: { running: 'waiting' } });
-      expect(snapshot.context).toMatchObject({ jobsInFlight: 3, bytesInFlight: 0, inflight: { 1: 0, 2: 0, 3: 0 } });
+      expect(snapshot.context).toMatchObject({ jobsInFlight: 3, bytesInFlight: 0, inflight: new Map([[1, 0], [2, 0], [3, 0]]) });
 
       // Every slot taken: more jobs queued elsewhere are not asked for.
       actor.send({ type: 'jobs.available' });
@@ -506,19 +515,24 @@ describe('entry machine', () => {
       expect(store.takes).toHaveLength(1);
       expect(actor.getSnapshot().context.dispatchAsked).toBe(true);
 
-      // Two finish, in one message: two slots free, one dispatch fills them.
+      // Two finish, in one message: two slots free; once recorded, one dispatch fills them.
       last().sendBack({ type: 'worker.reports', reports: finished(1, 2) });
+      await settle();
+      expect(store.takes).toHaveLength(1);
+      expect(actor.getSnapshot().context.jobsInFlight).toBe(1);
+      actor.send({ type: 'jobs.available' });
       await settle();
       expect(store.takes.at(-1)).toEqual({ name: 'A', force: false, limit: 2, maxBytes: 1000, inFlight: [3] });
       expect(sentJobs(last())).toEqual([[1, 2, 3], [4, 5]]);
       snapshot = actor.getSnapshot();
-      expect(snapshot.context).toMatchObject({ jobsInFlight: 3, inflight: { 3: 0, 4: 0, 5: 0 }, dispatchAsked: false });
+      expect(snapshot.context).toMatchObject({ jobsInFlight: 3, inflight: new Map([[3, 0], [4, 0], [5, 0]]), dispatchAsked: false });
 
       // A finished job it does not know (reported twice) changes nothing.
       last().sendBack({ type: 'worker.reports', reports: finished(1) });
       await settle();
       expect(actor.getSnapshot().context.jobsInFlight).toBe(3);
       expect(store.takes).toHaveLength(2);
+      expect(actor.getSnapshot().context.dispatchAsked).toBe(false);
     });
 
     it('bounds the bytes of uploads in flight, and lets one large upload through', async () => {
@@ -537,14 +551,14 @@ describe('entry machine', () => {
       await settle();
       expect(store.takes).toHaveLength(1); // over the bytes: nothing more asked for
 
-      last().sendBack({ type: 'worker.reports', reports: finished(1) });
+      finish(actor, last(), 1);
       await settle();
       // Uploads up to the 100 bytes free, the first always: 60, then 60 more.
       expect(store.takes.at(-1)).toMatchObject({ limit: 100, maxBytes: 100 });
       expect(sentJobs(last())).toEqual([[1], [2, 3]]);
       expect(actor.getSnapshot().context).toMatchObject({ jobsInFlight: 2, bytesInFlight: 120 });
 
-      last().sendBack({ type: 'worker.reports', reports: finished(2) });
+      finish(actor, last(), 2);
       await settle();
       expect(store.takes.at(-1)).toMatchObject({ maxBytes: 40, inFlight: [3] });
       expect(sentJobs(last())).toEqual([[1], [2, 3], [4]]);
@@ -589,7 +603,7 @@ describe('entry machine', () => {
       await settle();
       expect(store.takes).toHaveLength(1);
       expect(actor.getSnapshot().value).toEqual({ active: { running: 'waiting' } });
-      last().sendBack({ type: 'worker.reports', reports: finished(1) });
+      finish(actor, last(), 1);
       await settle();
       expect(sentJobs(last())).toEqual([[1], [2]]);
     });
@@ -604,7 +618,7 @@ describe('entry machine', () => {
       last().sendBack({ type: 'worker.exited', code: null, signal: 'SIGKILL' });
       expect(actor.getSnapshot().value).toBe('restarting');
       expect(store.requeued).toEqual([[1, 3]]);
-      expect(actor.getSnapshot().context).toMatchObject({ inflight: {}, jobsInFlight: 0, bytesInFlight: 0 });
+      expect(actor.getSnapshot().context).toMatchObject({ inflight: new Map(), jobsInFlight: 0, bytesInFlight: 0 });
 
       vi.advanceTimersByTime(BACKOFF_PER_FAILURE);
       store.remove(4);

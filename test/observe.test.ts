@@ -379,7 +379,7 @@ describe('GET /api/v1.0/debug/machines', () => {
     expect(Object.keys(res.body.machines.entry.states.active.states).sort()).toEqual(['draining', 'running', 'starting']);
     // The dispatch's states, and its guards, actions and delays, are in the definition and the drawing.
     expect(Object.keys(res.body.machines.entry.states.active.states.running.states).sort()).toEqual(['backingOff', 'dispatching', 'waiting']);
-    for (const name of ['dispatchRefused', 'dispatchAsked', 'retryWaiting', 'slotsFree', 'finishesJobs', 'massDeletionRefused', 'restartAsked']) {
+    for (const name of ['dispatchRefused', 'dispatchAsked', 'retryWaiting', 'slotsFree', 'massDeletionRefused', 'restartAsked']) {
       expect(res.body.mermaid.entry).toContain(`[${name}]`);
     }
     expect(res.body.mermaid.entry).toContain('after retryDue');
@@ -857,10 +857,9 @@ describe('toMermaid and statePath', () => {
     expect(text).toContain('entry_active_running_dispatching --> entry_active_running_dispatching : done [dispatchAsked]\n');
     expect(text).toContain('entry_active_running_dispatching --> entry_active_running_backingOff : done [retryWaiting]\n');
     expect(text).toContain('entry_active_running_dispatching --> entry_stopped : done [dispatchRefused]\n');
-    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : jobs.available [slotsFree], worker.reports [finishesJobs]\n');
-    expect(text).toContain(
-      'entry_active_running_backingOff --> entry_active_running_dispatching : jobs.available [slotsFree], worker.reports [finishesJobs], after retryDue [slotsFree]\n',
-    );
+    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : jobs.available [slotsFree]\n');
+    expect(text).toContain('entry_active_running_backingOff --> entry_active_running_dispatching : jobs.available [slotsFree], after retryDue [slotsFree]\n');
+    expect(text).toContain('entry_active_running_backingOff --> entry_active_running_waiting : after retryDue\n');
     expect(text).toContain('entry_restarting --> entry_active : entry.start, after backoff\n');
     expect(text.match(/-->/g)).toHaveLength(3 + 19);
     expect(text).not.toContain('xstate.after');

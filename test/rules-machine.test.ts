@@ -385,7 +385,7 @@ describe('rules machine', () => {
         return { d: startDaemon({ rules }), engine, requeued, grouped, log };
       }
 
-      it('records the batch in one grouped transaction and announces the entries it queued jobs for', async () => {
+      it('records the batch in one grouped transaction and announces the entries it queued jobs for, and the one whose jobs finished', async () => {
         const { d, engine, grouped } = withEngine(() => ({ touched: ['B'], refused: null }));
         await d.run('A');
         await d.run('B');
@@ -394,9 +394,14 @@ describe('rules machine', () => {
         d.rules.send({ type: 'reports.batch', entry: 'A', reports: [finishedJob, changed] });
         expect(engine.handleBatch.mock.calls).toEqual([[[finishedJob, changed]]]);
         expect(grouped).toEqual([1]);
-        expect(d.received('A')).toEqual([]);
+        expect(d.received('A')).toEqual([{ type: 'jobs.available' }]);
         expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
         expect(d.received('C')).toEqual([]);
+        // A batch without finished jobs tells only the entries the engine names.
+        await d.forget();
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [changed] });
+        expect(d.received('A')).toEqual([]);
+        expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
       });
 
       it('stops the entry whose scan would delete most of its files, with the reason; the rest of the batch counts', async () => {
@@ -450,11 +455,14 @@ describe('rules machine', () => {
           throw new TypeError('a bug');
         });
         await d.run('A');
+        await d.forget();
         d.rules.send({ type: 'reports.batch', entry: 'A', reports: [finishedJob] });
         expect(requeued).toEqual([[7]]);
         expect(d.root.getSnapshot().context.restarts).toBe(1);
         expect(d.root.system.get('rules')!.getSnapshot().status).toBe('active');
         expect(d.entry('A').getSnapshot().matches({ active: 'running' })).toBe(true);
+        // What the failed actor would have announced is lost: every entry looks for work.
+        expect(d.received('A')).toHaveLength(1);
       });
     });
   });

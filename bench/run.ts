@@ -7,6 +7,7 @@
  *   FERRY_BENCH_CASES=initial,nochange,latency,flat,api,memory   which cases (api and memory share one setup);
  *                            or name them on the command line: `npm run bench -- api memory`
  *                            `million` (1,000,000 files) is not in the default set: name it to run it
+ *                            `sftp`, `s3`, `remote-poll`: local → SFTP / S3 beside rclone copy, a no-change poll (bench/remote.ts)
  *   FERRY_BENCH_PROFILE=DIR  run every daemon (and its workers) with `node --cpu-prof` into DIR
  *   FERRY_BENCH_KEEP=1       keep the temporary folder
  *
@@ -26,6 +27,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { REMOTE_CASES, remoteCases } from './remote.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(REPO, 'dist/src/cli.js');
@@ -34,7 +36,7 @@ const RESULTS = path.join(REPO, 'bench/results');
 const SCALE = Number(process.env.FERRY_BENCH_SCALE ?? '1');
 const RUNS = Math.max(1, Number(process.env.FERRY_BENCH_RUNS ?? '3'));
 /** The cases of a plain `npm run bench`; `million` runs only when asked for. */
-const DEFAULT_CASES = ['initial', 'nochange', 'latency', 'flat', 'api', 'memory'];
+const DEFAULT_CASES = ['initial', 'nochange', 'latency', 'flat', 'api', 'memory', ...REMOTE_CASES];
 const KNOWN_CASES = [...DEFAULT_CASES, 'million'];
 // Cases from the command line (`npm run bench -- api memory`), else FERRY_BENCH_CASES, else the default set.
 const caseArgs = process.argv.slice(2).flatMap((a) => a.split(','));
@@ -553,7 +555,7 @@ const PEERS: Record<Exclude<Tool, 'ferry'>, { bin: string; args: (a: string, b: 
 interface Row {
   case: string;
   unit: string;
-  values: Partial<Record<Tool | 'bare route', ReturnType<typeof stats> | null>>;
+  values: Partial<Record<Tool | 'bare route' | 'rclone copy', ReturnType<typeof stats> | null>>;
   /** ferry ÷ cp -a (times) or ferry ÷ bare route (throughput); the flat case: last ÷ first arrival rate. */
   ratio?: number;
   target?: string;
@@ -1196,9 +1198,9 @@ function machine() {
   };
 }
 
-const COLUMNS: (Tool | 'bare route')[] = ['ferry', 'cp -a', 'rsync -a', 'rclone sync', 'unison', 'bare route'];
+const COLUMNS: (Tool | 'bare route' | 'rclone copy')[] = ['ferry', 'cp -a', 'rsync -a', 'rclone sync', 'rclone copy', 'unison', 'bare route'];
 
-function cell(row: Row, tool: Tool | 'bare route'): string {
+function cell(row: Row, tool: Tool | 'bare route' | 'rclone copy'): string {
   if (tool === 'ferry' && row.display) return row.display;
   const s = row.values[tool];
   if (!s) return '';
@@ -1275,6 +1277,9 @@ async function main(): Promise<void> {
     if (CASES.has('api') || CASES.has('memory')) await attempt('100,000 files', () => caseHuge(peers));
     await rmrf(path.join(work, 'huge'));
     if (CASES.has('million')) await attempt('1,000,000 files', caseMillion);
+    await attempt('remote storage', () =>
+      remoteCases({ work, scale: SCALE, runs: RUNS, cases: CASES, startFerry, copiedAll, dropCaches, have, stats, note, addRow: (row) => rows.push(row) }),
+    );
   } finally {
     if (!KEEP) await rmrf(work);
   }

@@ -1,5 +1,5 @@
 import { assign, fromPromise, sendTo, setup, type CallbackActorLogic } from 'xstate';
-import type { WatchState, WorkerReport } from './reports.js';
+import type { ConnectionState, WatchState, WorkerReport } from './reports.js';
 
 /**
  * One entry: supervises the child process that runs the entry's driver, and dispatches the
@@ -101,6 +101,8 @@ export interface EntryContext {
   force: boolean;
   /** What the worker watches, and what it cannot (rescanned at an interval instead). */
   watch: WatchState | null;
+  /** Whether a remote driver reaches its server (null: a local one, or not said yet). */
+  connection: ConnectionState | null;
   /** Rescans asked of the worker, and the last of them done: each asked one has the next number. */
   rescansAsked: number;
   rescansDone: number;
@@ -148,7 +150,9 @@ export type EntryEvent =
   | { type: 'worker.stop' }
   | { type: 'worker.rescanned'; id: number }
   | { type: 'worker.watch'; state: WatchState }
-  | { type: 'worker.sampled'; sample: WorkerSample };
+  | { type: 'worker.sampled'; sample: WorkerSample }
+  /** A remote driver's connection to its server came up or went down (with why). */
+  | { type: 'worker.connection'; state: ConnectionState };
 
 /** Whether the worker may be given more: a slot is free and the bytes allow (one job always may go). */
 const slotsFree = (c: EntryContext) => c.jobsInFlight < c.limits.jobs && (c.bytesInFlight < c.limits.bytes || c.jobsInFlight === 0);
@@ -255,6 +259,7 @@ export const entryMachine = setup({
     sendRescan: sendTo('worker', ({ context }) => ({ type: 'worker.rescan' as const, id: context.rescansAsked })),
     recordRescanned: assign({ rescansDone: ({ context }, params: { id: number }) => Math.max(context.rescansDone, params.id) }),
     recordWatch: assign({ watch: (_, params: { state: WatchState }) => params.state }),
+    recordConnection: assign({ connection: (_, params: { state: ConnectionState }) => params.state }),
     announceReady: sendTo(
       ({ system }) => system.get('rules'),
       ({ context }) => ({ type: 'entry.ready' as const, entry: context.name }),
@@ -277,7 +282,7 @@ export const entryMachine = setup({
       sample: null,
     })),
     recordFailure: assign((_, params: { reason: string }) => ({ lastError: params.reason, pid: null, startedAt: null, sample: null })),
-    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null, restart: null }),
+    clearProcess: assign({ pid: null, startedAt: null, watch: null, sample: null, connection: null, restart: null }),
     recordSample: assign({ sample: (_, params: { sample: WorkerSample }) => params.sample }),
     clearError: assign({ lastError: null, failures: 0 }),
     recordForce: assign({ force: (_, params: { force: boolean }) => params.force }),
@@ -296,6 +301,7 @@ export const entryMachine = setup({
     startedAt: null,
     force: false,
     watch: null,
+    connection: null,
     rescansAsked: 0,
     rescansDone: 0,
     sample: null,
@@ -486,6 +492,7 @@ export const entryMachine = setup({
         'worker.progress': { actions: { type: 'showProgress', params: ({ event }) => ({ jobId: event.jobId, bytes: event.bytes }) } },
         'worker.conflict': { actions: { type: 'showConflict', params: ({ event }) => ({ path: event.path, conflict: event.conflict }) } },
         'worker.watch': { actions: { type: 'recordWatch', params: ({ event }) => ({ state: event.state }) } },
+        'worker.connection': { actions: { type: 'recordConnection', params: ({ event }) => ({ state: event.state }) } },
         'worker.exited': {
           target: 'restarting',
           actions: { type: 'recordExit', params: ({ event }) => ({ code: event.code, signal: event.signal }) },

@@ -31,6 +31,17 @@ export interface WatchState {
   reason: string | null;
 }
 
+/**
+ * Whether a remote entry's worker reaches its server, and if not why (`sftp 127.0.0.1:2222:
+ * connection refused; retrying in 8 s`). Local storage has none.
+ */
+export interface ConnectionState {
+  /** What is reached, as the reason names it: `sftp HOST:PORT`, `s3 BUCKET`. */
+  endpoint: string;
+  connected: boolean;
+  reason: string | null;
+}
+
 /** The file-type bits of a mode, and the two types besides regular files that are synced. */
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;

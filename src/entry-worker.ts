@@ -121,6 +121,9 @@ export function workerActor(deps: WorkerDeps) {
         case 'watch':
           tell({ type: 'worker.watch', state: message.state });
           break;
+        case 'connection':
+          tell({ type: 'worker.connection', state: message.state });
+          break;
         case 'rescanned':
           tell({ type: 'worker.rescanned', id: message.id });
           break;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Rule } from '../machines/rules.js';
-import { drivers } from './drivers/registry.js';
+import { drivers, publicOptions } from './drivers/registry.js';
 import type { EntryConfig } from './entry-config.js';
 import { validateRules } from './rules/validate.js';
 import { unknownName } from './did-you-mean.js';
@@ -81,7 +81,15 @@ export function loadSetup(file: string): Setup {
     if (!isObject(options)) return fail(`${at}.options: must be an object`);
     const resolved = spec.resolveOptions(options, path.dirname(absolute));
     if (!resolved.ok) return fail(`${at}.options.${resolved.reason}`);
-    entries.push({ name, driver: entry.driver as string, options, resolved: resolved.value });
+    // What the API shows: the options as written, any secret written inline masked (the worker
+    // gets the resolved ones); and the local folder the entry keeps, if any.
+    entries.push({
+      name,
+      driver: entry.driver as string,
+      options: publicOptions(entry.driver as string, options),
+      resolved: resolved.value,
+      folder: spec.folder?.(resolved.value) ?? null,
+    });
   }
   const rules = validateRules(raw.rules ?? [], new Set(names));
   if (!rules.ok) return fail(rules.reason);

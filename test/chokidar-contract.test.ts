@@ -100,10 +100,13 @@ describe('chokidar 5.0.0 watching folders only', () => {
     await until('the new folder sub', sawChild(a, 'sub'));
   });
 
-  it('has the private members the watcher wraps', async () => {
+  it('has the private members the watcher wraps or reads', async () => {
     const w = await folderWatcher(dir);
     const handler = (w as unknown as { _nodeFsHandler: { _handleRead: unknown } })._nodeFsHandler;
     expect(typeof handler._handleRead).toBe('function');
     expect(typeof (w as unknown as { _closePath: unknown })._closePath).toBe('function');
+    // A folder's watch is up once its closer is registered (the watcher relists new folders then).
+    expect((w as unknown as { _closers: unknown })._closers).toBeInstanceOf(Map);
+    expect((w as unknown as { _closers: Map<string, unknown> })._closers.has(dir)).toBe(true);
   });
 });

@@ -166,6 +166,7 @@ describe('entry machine', () => {
       startedAt: null,
       force: false,
       watch: null,
+      connection: null,
       rescansAsked: 0,
       rescansDone: 0,
       sample: null,
@@ -700,6 +701,21 @@ describe('entry machine', () => {
       expect(actor.getSnapshot().context).toMatchObject({ failures: 1, lastError: "the store's disk is full: database or disk is full" });
       expect(fake.last().stopped).toBe(true);
     });
+  });
+
+  it("keeps a remote driver's connection state while its worker runs, and forgets it once stopped", () => {
+    const { actor, last } = startEntry();
+    actor.send({ type: 'entry.start' });
+    const down = { endpoint: 'sftp 127.0.0.1:2222', connected: false, reason: 'connection refused' };
+    last().sendBack({ type: 'worker.connection', state: down });
+    expect(actor.getSnapshot().context.connection).toEqual(down);
+    last().sendBack({ type: 'worker.ready', pid: 1 });
+    const up = { endpoint: 'sftp 127.0.0.1:2222', connected: true, reason: null };
+    last().sendBack({ type: 'worker.connection', state: up });
+    expect(actor.getSnapshot().context.connection).toEqual(up);
+    actor.send({ type: 'entry.stop' });
+    last().sendBack({ type: 'worker.exited', code: 0, signal: null });
+    expect(actor.getSnapshot().context.connection).toBeNull();
   });
 
   it('samples the worker only while it runs, and keeps the last sample in its context', () => {

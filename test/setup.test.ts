@@ -51,14 +51,15 @@ describe('loadSetup', () => {
       file,
       name: 'example',
       entries: [
-        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS } },
+        { name: 'A', driver: 'local_storage', options: { root: 'A' }, resolved: { root: path.join(dir, 'A'), ...DEFAULTS }, folder: path.join(dir, 'A') },
         {
           name: 'B',
           driver: 'local_storage',
           options: { root: '../elsewhere/B' },
           resolved: { root: path.resolve(dir, '../elsewhere/B'), ...DEFAULTS },
+          folder: path.resolve(dir, '../elsewhere/B'),
         },
-        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS } },
+        { name: 'C', driver: 'local_storage', options: { root: '/srv/C' }, resolved: { root: '/srv/C', ...DEFAULTS }, folder: '/srv/C' },
       ],
       rules: SPEC_RULES,
       maxDeleteShare: 0.5,
@@ -175,10 +176,10 @@ describe('loadSetup', () => {
   it('refuses an entry without a known driver', () => {
     expect(failure({ entries: { A: 'local' } }).message).toMatch(/: entries\.A: must be an object/);
     expect(failure({ entries: { A: { options: { root: 'A' } } } }).message).toMatch(
-      /: entries\.A\.driver: missing \(known drivers: local_storage\)$/,
+      /: entries\.A\.driver: missing \(known drivers: local_storage, sftp, s3\)$/,
     );
     expect(failure({ entries: { A: { driver: 'ftp', options: {} } } }).message).toMatch(
-      /: entries\.A\.driver: unknown driver "ftp" \(known drivers: local_storage\)$/,
+      /: entries\.A\.driver: unknown driver "ftp" \(known drivers: local_storage, sftp, s3\)$/,
     );
   });
 

@@ -172,6 +172,18 @@ export const entryStatsSchema = {
     name: { type: 'string' },
     status: { type: 'string', const: 'ok' },
     time: { type: 'number', description: 'Epoch seconds' },
+    connection: {
+      type: 'object',
+      description: 'Beyond 1.0, remote entries (sftp, s3) only: whether the server is reached, and what was copied in',
+      required: ['endpoint', 'connected', 'reason', 'bytes_transferred', 'files_transferred'],
+      properties: {
+        endpoint: { type: 'string', description: 'What is reached: sftp HOST:PORT, s3 BUCKET' },
+        connected: { type: 'boolean' },
+        reason: { type: ['string', 'null'], description: 'Why it is not reached, and when it is tried again' },
+        bytes_transferred: { type: 'integer', description: 'Bytes copied into the entry since the daemon started' },
+        files_transferred: { type: 'integer', description: 'Files copied into the entry since the daemon started' },
+      },
+    },
   },
 } as const;
 

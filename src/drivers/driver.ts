@@ -1,6 +1,6 @@
-import type { JobOutcome, WatchState, WorkerReport } from '../../machines/reports.js';
+import type { ConnectionState, JobOutcome, WatchState, WorkerReport } from '../../machines/reports.js';
 
-export type { WatchState };
+export type { ConnectionState, WatchState };
 import type { JobCommand, LogLevel } from './protocol.js';
 
 /** What a driver is given when its worker starts. */
@@ -16,6 +16,8 @@ export interface DriverContext {
   conflict(path: string, conflict: string): void;
   /** What is watched and what is not, whenever that changes. */
   watchState?(state: WatchState): void;
+  /** Whether a remote storage is reached, whenever that changes. */
+  connection?(state: ConnectionState): void;
 }
 
 /** A storage driver, run inside an entry's worker process. */

@@ -1,5 +1,5 @@
 import type { FileStat, WorkerReport } from '../../machines/reports.js';
-import type { WatchState } from './driver.js';
+import type { ConnectionState, WatchState } from './driver.js';
 
 /** How a worker reaches another entry's storage to read a file from it. */
 export interface SourceRef {
@@ -50,5 +50,7 @@ export type FromWorker =
   | { type: 'conflict'; path: string; conflict: string }
   /** What the driver watches, and what it cannot (rescanned at an interval instead). */
   | { type: 'watch'; state: WatchState }
+  /** Whether a remote driver reaches its server, and if not why. */
+  | { type: 'connection'; state: ConnectionState }
   /** The rescan asked for is done; its reports came before this message. */
   | { type: 'rescanned'; id: number };

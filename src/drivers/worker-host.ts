@@ -7,6 +7,7 @@ import type { Driver } from './driver.js';
 import { DriverRefusal } from './driver.js';
 import type { FromWorker, JobCommand, LogLevel, ToWorker } from './protocol.js';
 import { drivers } from './registry.js';
+import { closeSourceReaders } from './source-reader.js';
 
 let driver: Driver | null = null;
 let entry = '';
@@ -94,7 +95,7 @@ function drain(): void {
 async function stop(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
-    await Promise.race([driver?.stop(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
+    await Promise.race([Promise.all([driver?.stop(), closeSourceReaders()]), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
   }
   flushReports();
   process.exit(code);
@@ -118,6 +119,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
       conflict: (path, conflict) => send({ type: 'conflict', path, conflict }),
       watchState: (state) => send({ type: 'watch', state }),
+      connection: (state) => send({ type: 'connection', state }),
     });
     await driver.start();
   } catch (err) {

@@ -230,6 +230,12 @@ export class SyncEngine {
       if (detailsChanged(replica, stat)) this.store.putReplica({ ...replica, ...stat });
       return;
     }
+    // A folder with the name of a file another entry holds: the file wins (it is what a user
+    // wrote); the folder is not synced (its contents are, and fail where the file is).
+    if (isFolderStat(stat) && file && !file.deleted && !file.folder) {
+      if (!replica) this.log.warn({ entry, path }, `the folder ${path} in ${entry} has the name of a file held elsewhere; the folder is not synced`);
+      return;
+    }
     // A folder found where the store knows that folder already (made here by a copy's mkdir, or
     // by the same mkdir in two entries): this entry holds the latest version, nothing to do.
     if (isFolderStat(stat) && file?.folder && !file.deleted && (!replica || replica.version < file.version)) {

@@ -37,13 +37,12 @@ const refusal: Record<Control, (name: string) => string> = {
 
 const now = () => Date.now() / 1000;
 
-/** The entry as written in the setup, and (local roots) the absolute folder it keeps. */
-const describe = (e: EntryConfig): Entry => ({
-  name: e.name,
-  driver: e.driver,
-  options: e.options,
-  ...(typeof e.resolved.root === 'string' ? { root_path: e.resolved.root } : {}),
-});
+/** The entry as written in the setup (secrets given inline masked), and (local roots) the absolute folder it keeps. */
+const describe = (e: EntryConfig): Entry => {
+  // The setup says which folder an entry keeps (none for a remote one); a config made by hand, its root.
+  const folder = e.folder !== undefined ? e.folder : typeof e.resolved.root === 'string' ? e.resolved.root : null;
+  return { name: e.name, driver: e.driver, options: e.options, ...(folder ? { root_path: folder } : {}) };
+};
 
 /** The entry's status as the API shows it: the top-level state of its actor. */
 export function statusOf(actor: AnyActorRef): EntryState {
@@ -102,7 +101,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
     },
     async (request) => {
       const { actor } = find(request.params.name);
-      const { lastError, watch } = actor.getSnapshot().context as EntryContext;
+      const { lastError, watch, connection } = actor.getSnapshot().context as EntryContext;
       const failing = ctx.store.failingJobs(request.params.name);
       // Said only when there is something to say: why it stopped or restarts, what fails, or
       // what its watcher cannot watch.
@@ -110,6 +109,7 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
         lastError,
         failing.count > 0 ? `${failing.count} job(s) failing and retried; last error: ${failing.lastError}` : null,
         watch?.reason ?? null,
+        connection?.reason ?? null,
       ].filter((r): r is string => !!r);
       const reason = lastError ?? (reasons.length > 0 ? reasons.join('; ') : null);
       return { name: request.params.name, status: statusOf(actor), time: now(), ...(reason ? { reason } : {}) };
@@ -136,10 +136,15 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
       const settled = await waitFor(actor, (s) => !running(s) || (s.context as EntryContext).sample !== null, {
         timeout: SAMPLE_TIMEOUT_MS,
       }).catch(() => actor.getSnapshot());
-      const { sample, restarts } = settled.context as EntryContext;
+      const { sample, restarts, connection } = settled.context as EntryContext;
       if (!running(settled) || sample === null) throw new ApiError(409, `entry ${name} is not running`);
       const { info } = sample;
-      return { info: { ...info, restarts }, name, status: 'ok' as const, time: now() };
+      // Remote entries: whether the server is reached, and what was copied in.
+      const counters = ctx.board.count(name);
+      const link = connection
+        ? { connection: { ...connection, bytes_transferred: counters.bytesTransferred, files_transferred: counters.filesTransferred } }
+        : {};
+      return { info: { ...info, restarts }, name, status: 'ok' as const, time: now(), ...link };
     },
   );
 

@@ -52,6 +52,7 @@ export const metricsRoutes: FastifyPluginAsync<ApiContext> = async (app, ctx) =>
       family('ferry_queue_length', 'gauge', 'Jobs queued or running for the entry.', entries.map((e) => [{ entry: e.name }, ctx.store.countJobs(e.name)])),
       family('ferry_watched_folders', 'gauge', "Folders the entry's watcher watches (one inotify watch each).", entries.filter((e) => e.context.watch).map((e) => [{ entry: e.name }, e.context.watch!.watched])),
       family('ferry_polled_folders', 'gauge', 'Folders the kernel refused to watch, rescanned every poll_interval instead.', entries.filter((e) => e.context.watch).map((e) => [{ entry: e.name }, e.context.watch!.polled])),
+      family('ferry_entry_connected', 'gauge', 'Whether a remote entry reaches its server (1) or not (0).', entries.filter((e) => e.context.connection).map((e) => [{ entry: e.name, endpoint: e.context.connection!.endpoint }, e.context.connection!.connected ? 1 : 0])),
       family('ferry_worker_resident_memory_bytes', 'gauge', "Resident memory of the entry's worker process.", workerMemory),
       family('ferry_worker_cpu_seconds_total', 'counter', "CPU time of the entry's worker process.", workerCpu),
       family('process_cpu_user_seconds_total', 'counter', 'User CPU time of the daemon.', [[{}, usage.user / 1e6]]),

@@ -11,6 +11,7 @@ import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js'
 import { conflictName } from '../../conflict-name.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
+import { uploadFromReader } from './from-reader.js';
 
 /** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
 export const RESUMABLE_MIN = 32 << 20;
@@ -79,7 +80,16 @@ export class LocalTransfers {
 
   private async upload(job: Extract<JobCommand, { kind: 'upload' }>): Promise<FileStat> {
     if (isFolderStat(job.sourceStat)) return this.makeFolder(job);
-    if (job.source.driver !== 'local_storage') throw new Error(`cannot read from a ${job.source.driver} entry`);
+    if (job.source.driver !== 'local_storage') {
+      // Another driver's storage (SFTP, S3): read through that driver's reader.
+      return uploadFromReader(job, {
+        root: this.root,
+        ctx: this.ctx,
+        watch: this.watch,
+        keepConflictCopy: (rel, absolute) => this.keepConflictCopy(rel, absolute),
+        copies: this.copies,
+      });
+    }
     const sourceRoot = path.resolve(String(job.source.options.root));
     if (isLinkStat(job.sourceStat)) return this.makeLink(job, sourceRoot);
     const small = job.sourceStat.size <= SMALL_FILE_MAX;

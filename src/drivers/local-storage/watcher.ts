@@ -9,12 +9,17 @@ import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
 import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, statOfFolder, statOfRec } from './folder-tree.js';
 
-/** How long a vanished file waits for a new file with its inode, which makes it a rename. */
-const RENAME_WINDOW_MS = 150;
+/**
+ * How long a vanished file waits for a new file with its inode, which makes it a rename (a file
+ * moved into a folder just made may be found only by the folder's second listing).
+ */
+const RENAME_WINDOW_MS = 300;
 /** How long the echo of one of our own writes is expected from the watcher. */
 const ECHO_WINDOW_MS = 10_000;
-/** A new folder is listed at once, and again this long after (its watch may not have been up). */
-const NEW_FOLDER_RELIST_MS = 250;
+/** A new folder is listed at once, and again once its watch is up: checked this often… */
+const NEW_FOLDER_RELIST_MS = 50;
+/** …for at most this long. */
+const NEW_FOLDER_WATCH_MAX_MS = 5000;
 /** Partial files of interrupted copies older than this are removed on start. */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** Files of a start-up scan sent in one report: the daemon's memory does not grow with the tree. */
@@ -587,13 +592,29 @@ export class LocalWatcher implements WatchHooks {
     this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
   }
 
+  /**
+   * Lists a new folder again once chokidar's watch of it is up (files written into it before
+   * that have no event), however long that takes on a busy machine; at the latest after 5 s.
+   */
   private relistSoon(rel: string): void {
     clearTimeout(this.relists.get(rel));
-    const timer = setTimeout(() => {
+    const absolute = path.join(this.root, rel);
+    const closers = (this.watcher as unknown as { _closers?: Map<string, unknown> } | null)?._closers;
+    const started = Date.now();
+    const tick = () => {
+      if (!this.live || !this.tree.hasFolder(rel)) {
+        this.relists.delete(rel);
+        return;
+      }
+      const watched = !closers || closers.has(absolute) || this.polled.has(rel);
+      if (!watched && Date.now() - started < NEW_FOLDER_WATCH_MAX_MS) {
+        this.relists.set(rel, setTimeout(tick, NEW_FOLDER_RELIST_MS));
+        return;
+      }
       this.relists.delete(rel);
-      if (this.live && this.tree.hasFolder(rel)) this.listTree(rel);
-    }, NEW_FOLDER_RELIST_MS);
-    this.relists.set(rel, timer);
+      this.listTree(rel);
+    };
+    this.relists.set(rel, setTimeout(tick, NEW_FOLDER_RELIST_MS));
   }
 
   /** Lists `rel` and every folder under it, synchronously, reporting what differs. */
@@ -632,6 +653,7 @@ export class LocalWatcher implements WatchHooks {
           if (this.tree.getFile(child)) this.fileGone(child);
           this.folderFound(child, folderRecOf(stats));
           if (!this.isUnderNewFolder(child)) this.watcher?.add(path.join(this.root, child));
+          this.relistSoon(child);
         }
         subfolders.push(child);
         continue;

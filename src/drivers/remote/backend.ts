@@ -1,0 +1,76 @@
+import type { Readable } from 'node:stream';
+import type { StorageReader } from '../source-reader.js';
+import { S_IFDIR } from '../../../machines/reports.js';
+import type { RemoteStat } from './poller.js';
+
+/** A folder's stat, as local_storage reports one: size and mtime 0, its type in the mode. */
+export const FOLDER_STAT: RemoteStat = { size: 0, mtime: 0, ino: null, mode: S_IFDIR };
+
+export type { RemoteStat };
+
+/** A listing of a remote storage: its files and folders, and Ferry's own names found in it. */
+export interface Listing {
+  /** Files, and folders (mode S_IFDIR, size and mtime 0, as local_storage reports them). */
+  files: Map<string, RemoteStat>;
+  /** Ferry's own names (`.ferry-tmp-*`, `.ferry-part-*`, the marker), with their mtime. */
+  internal: { rel: string; mtime: number }[];
+}
+
+/** One copy into a remote storage, as the driver hands it to its backend. */
+export interface UploadPlan {
+  jobId: number;
+  rel: string;
+  size: number;
+  /** The source's mtime (ms), given to the copy where the storage lets it be set. */
+  mtime: number;
+  /** The source's bytes from `offset`. */
+  open(offset: number): Promise<Readable>;
+  /** Throws a StaleJob when the source changed since the copy began: called just before the copy becomes visible. */
+  verifySource(): Promise<void>;
+  /** Bytes copied so far (resumed bytes included). */
+  progress(bytes: number): void;
+  log(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
+  signal: AbortSignal;
+}
+
+/**
+ * What a remote driver does on its storage; the RemoteDriver around it does the rest
+ * (connection state and retries, polling, conflicts, the worker's reports).
+ */
+export interface RemoteBackend extends StorageReader {
+  /** What is reached, as reasons name it: `sftp 127.0.0.1:2222`, `s3 bucket`. */
+  readonly endpoint: string;
+  /** Whether a rename keeps a file's mtime on this storage (a poll then tells renames by size and mtime). */
+  readonly renameKeepsMtime: boolean;
+  /**
+   * Connects and checks the credentials. Throws a DriverRefusal when the storage must not be
+   * used as configured (a host key that does not match), anything else when it cannot be reached.
+   */
+  connect(): Promise<void>;
+  /** Every file, and Ferry's own names; throws a DriverRefusal when the root (bucket) does not exist. */
+  listing(): Promise<Listing>;
+  /** Copies a file in through a temporary name (or an invisible multipart upload) and returns its stat. */
+  upload(plan: UploadPlan): Promise<RemoteStat>;
+  /** The folder at `rel` (S3: its `rel/` marker object), or null. */
+  folderStat(rel: string): Promise<RemoteStat | null>;
+  /** Makes a folder (its parents too; S3: a `name/` marker object) and returns its stat. */
+  makeFolder(rel: string): Promise<RemoteStat>;
+  /** Removes an empty folder; a StaleJob while it still holds anything. */
+  removeFolder(rel: string): Promise<void>;
+  remove(rel: string): Promise<void>;
+  /** Renames a file on the storage (S3: a server-side copy, then a delete). */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes one of Ferry's own names left by a crash (an abandoned multipart upload is aborted with it). */
+  removeInternal(rel: string): Promise<void>;
+  /** Aborts what a crash left behind that no name shows (old multipart uploads); returns how many. */
+  sweep?(): Promise<number>;
+  /** Told of each folder the backend made on its own (the parents of a copy): not a change from the user. */
+  onFolderMade?: (rel: string, stat: RemoteStat) => void;
+  /** Writes the marker that says this storage is this entry's. */
+  writeMarker(): Promise<void>;
+  /**
+   * Why an error means the server is not reached (connection refused or lost, bad credentials),
+   * in a few words for the entry's status; null for an error of the operation itself.
+   */
+  connectionError(err: unknown): string | null;
+}

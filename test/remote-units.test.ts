@@ -1,0 +1,219 @@
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { WorkerReport } from '../machines/reports.js';
+import { ListingPoller, SCAN_CHUNK, type RemoteStat } from '../src/drivers/remote/poller.js';
+import { fingerprint, hostKeyProblem } from '../src/drivers/sftp/host-key.js';
+import { drivers, publicOptions } from '../src/drivers/registry.js';
+import { reconnectDelay } from '../src/drivers/remote/remote-driver.js';
+import { Readable } from 'node:stream';
+import { S3Backend } from '../src/drivers/s3/s3-backend.js';
+import { hasS3rver, S3RVER_KEY, startS3rver } from './servers.js';
+
+/** The remote drivers' pure parts: the listing diff, the host key check, the options. */
+
+const st = (size: number, mtime: number, etag?: string): RemoteStat => ({ size, mtime, ino: etag ?? null, ...(etag ? { etag } : {}) });
+
+function poller(renameKeepsMtime = true) {
+  const reports: WorkerReport[] = [];
+  return { p: new ListingPoller('B', (r) => reports.push(r), renameKeepsMtime), reports };
+}
+
+describe('the listing poller', () => {
+  it('reports the start-up scan in chunks of 10,000 files, then entry.scanned', () => {
+    const { p, reports } = poller();
+    const files = new Map(Array.from({ length: SCAN_CHUNK * 2 + 5 }, (_, i) => [`f${i}`, st(i, 1000)] as const));
+    p.scan(files);
+    expect(reports.map((r) => [r.type, 'files' in r ? r.files.length : 0])).toEqual([
+      ['scan.chunk', SCAN_CHUNK],
+      ['scan.chunk', SCAN_CHUNK],
+      ['entry.scanned', 5],
+    ]);
+  });
+
+  it('reports nothing on an unchanged listing; changes, new files, deletions as such', () => {
+    const { p, reports } = poller();
+    p.scan(new Map([['a', st(1, 1000)], ['b', st(2, 1000)], ['c', st(3, 1000)]]));
+    reports.length = 0;
+    expect(p.diff(new Map([['a', st(1, 1000)], ['b', st(2, 1000)], ['c', st(3, 1000)]]), p.mark())).toBe(0);
+    p.diff(new Map([['a', st(5, 2000)], ['c', st(3, 1000)], ['d', st(4, 3000)]]), p.mark());
+    expect(reports).toEqual([
+      { type: 'file.deleted', entry: 'B', path: 'b' },
+      { type: 'file.changed', entry: 'B', path: 'a', stat: { size: 5, mtime: 2000, ino: null } },
+      { type: 'file.changed', entry: 'B', path: 'd', stat: { size: 4, mtime: 3000, ino: null } },
+    ]);
+  });
+
+  it('tells a rename by size and mtime where a rename keeps the mtime, by ETag elsewhere; never when ambiguous', () => {
+    const sftp = poller(true);
+    sftp.p.scan(new Map([['x', st(7, 1000)], ['y', st(9, 1000)], ['z', st(9, 1000)]]));
+    sftp.reports.length = 0;
+    sftp.p.diff(new Map([['moved/x', st(7, 1000)], ['y2', st(9, 1000)], ['z2', st(9, 1000)]]), sftp.p.mark());
+    // x is alone of its size and mtime: a move. y and z are not: deletions and new files.
+    expect(sftp.reports.map((r) => `${r.type} ${'from' in r ? `${r.from}→` : ''}${'path' in r ? r.path : ''}`)).toEqual([
+      'file.moved x→moved/x',
+      'file.deleted y',
+      'file.deleted z',
+      'file.changed y2',
+      'file.changed z2',
+    ]);
+
+    // Folders (size and mtime 0) are never paired: one renamed is one gone and one new.
+    const folders = poller(true);
+    const dir = { size: 0, mtime: 0, ino: null, mode: 0o040000 };
+    folders.p.scan(new Map([['old', dir]]));
+    folders.reports.length = 0;
+    folders.p.diff(new Map([['new', dir]]), folders.p.mark());
+    expect(folders.reports.map((r) => r.type)).toEqual(['file.deleted', 'file.changed']);
+    expect(folders.reports[1]).toMatchObject({ stat: { mode: 0o040000 } });
+
+    const s3 = poller(false);
+    s3.p.scan(new Map([['x', st(7, 1000, 'e1')], ['y', st(7, 1000)]]));
+    s3.reports.length = 0;
+    s3.p.diff(new Map([['x2', st(7, 5000, 'e1')], ['y2', st(7, 1000)]]), s3.p.mark());
+    expect(s3.reports.map((r) => r.type)).toEqual(['file.moved', 'file.deleted', 'file.changed']);
+  });
+
+  it('never reports our own writes: in flight, or settled after the poll began', () => {
+    const { p, reports } = poller();
+    p.scan(new Map([['a', st(1, 1000)]]));
+    reports.length = 0;
+    p.begin('b');
+    // A listing that sees b half-way (S3 completing, say) while its copy runs.
+    p.diff(new Map([['a', st(1, 1000)], ['b', st(2, 2000)]]), p.mark());
+    expect(reports).toEqual([]);
+    // A poll that began before the copy settled, its listing without b: no deletion of b.
+    const mark = p.mark();
+    p.settle('b', st(2, 2000));
+    p.diff(new Map([['a', st(1, 1000)]]), mark);
+    expect(reports).toEqual([]);
+    // The next poll sees it as we left it.
+    p.diff(new Map([['a', st(1, 1000)], ['b', st(2, 2000)]]), p.mark());
+    expect(reports).toEqual([]);
+    // A delete of ours.
+    p.begin('a');
+    p.settle('a', null);
+    p.diff(new Map([['b', st(2, 2000)]]), p.mark());
+    expect(reports).toEqual([]);
+    // A user's change after ours is reported.
+    p.diff(new Map([['b', st(3, 4000)]]), p.mark());
+    expect(reports.map((r) => r.type)).toEqual(['file.changed']);
+  });
+});
+
+describe('the SFTP host key check', () => {
+  const key = Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, 32]), randomBytes(32)]);
+  const other = Buffer.concat([key.subarray(0, 19), randomBytes(32)]);
+  const at = { host: '127.0.0.1', port: 2222 };
+  const fp = `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+
+  it('takes the fingerprint ssh-keygen -l prints', () => {
+    expect(fingerprint(key)).toBe(fp);
+    expect(hostKeyProblem(key, at, fp, '/nonexistent')).toBeNull();
+    expect(hostKeyProblem(other, at, fp, '/nonexistent')).toMatch(/^the host key of 127\.0\.0\.1:2222 is SHA256:\S+, not the host_key SHA256:/);
+  });
+
+  it('without host_key: known_hosts decides, plain or hashed names; a changed key is refused, an unknown one prints its fingerprint', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ferry-known-hosts-'));
+    try {
+      const file = path.join(dir, 'known_hosts');
+      await fsp.writeFile(file, `# comment\nother.example ssh-ed25519 ${other.toString('base64')}\n[127.0.0.1]:2222 ssh-ed25519 ${key.toString('base64')}\n`);
+      expect(hostKeyProblem(key, at, null, file)).toBeNull();
+      expect(hostKeyProblem(other, at, null, file)).toContain('changed: it is now SHA256:');
+      const salt = randomBytes(20);
+      const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('[127.0.0.1]:2222').digest('base64')}`;
+      await fsp.writeFile(file, `${hashed} ssh-ed25519 ${key.toString('base64')}\n`);
+      expect(hostKeyProblem(key, at, null, file)).toBeNull();
+      await fsp.writeFile(file, '');
+      expect(hostKeyProblem(key, at, null, file)).toBe(
+        `the host key of 127.0.0.1:2222 is not known: it is ${fp}; check it (ssh-keygen -lf on the server's key), then put ` +
+          `"host_key": "${fp}" in this entry's options or add the key to ${file}`,
+      );
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the remote drivers’ options', () => {
+  const sftp = (o: Record<string, unknown>) => drivers.sftp.resolveOptions(o, '/setup');
+  const s3 = (o: Record<string, unknown>) => drivers.s3.resolveOptions(o, '/setup');
+
+  it('sftp: defaults filled, paths resolved against the setup, unknown and missing options refused', () => {
+    expect(sftp({ host: 'h', username: 'u', root: '/srv', key_file: 'keys/id' })).toEqual({
+      ok: true,
+      value: { host: 'h', username: 'u', root: '/srv', port: 22, key_file: '/setup/keys/id', poll_interval: 10 },
+    });
+    expect(sftp({ host: 'h', username: 'u', root: '/srv', key_file: 'k', hots_key: 'x' })).toEqual({
+      ok: false,
+      reason: expect.stringMatching(/^hots_key: unknown option \(did you mean "host_key"\?\)/),
+    });
+    expect(sftp({ host: 'h', username: 'u', root: '/srv' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^key_file: missing/) });
+    expect(sftp({ host: 'h', username: 'u', root: '/srv', key_file: 'k', port: 0 })).toMatchObject({ ok: false, reason: expect.stringMatching(/^port:/) });
+    expect(sftp({ host: 'h', username: 'u', root: '/srv', key_file: 'k', host_key: 'MD5:aa' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^host_key:/) });
+    expect(sftp({ username: 'u', root: '/srv', key_file: 'k' })).toEqual({ ok: false, reason: 'host: missing' });
+  });
+
+  it('s3: defaults filled, a prefix made a folder, credentials in pairs', () => {
+    expect(s3({ bucket: 'b', prefix: 'backup' })).toEqual({
+      ok: true,
+      value: { bucket: 'b', prefix: 'backup/', region: 'us-east-1', force_path_style: false, poll_interval: 10 },
+    });
+    expect(s3({ bucket: 'b', secret_access_key_env: 'S' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^access_key_id_env: missing/) });
+    expect(s3({ bucket: 'b', endpoint: 'minio:9000' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^endpoint:/) });
+    expect(s3({ bucket: 'b', secret_key: 'x' })).toMatchObject({ ok: false, reason: expect.stringMatching(/^secret_key: unknown option/) });
+  });
+
+  it('publicOptions masks inline secrets only', () => {
+    expect(publicOptions('sftp', { host: 'h', password: 'p', password_env: 'X' })).toEqual({ host: 'h', password: '***', password_env: 'X' });
+    expect(publicOptions('s3', { bucket: 'b', secret_access_key: 's', access_key_id: 'id' })).toEqual({ bucket: 'b', secret_access_key: '***', access_key_id: 'id' });
+    const local = { root: 'A' };
+    expect(publicOptions('local_storage', local)).toBe(local);
+  });
+
+  it('reconnects after 1 s, 2 s, 4 s … at most 60 s', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map(reconnectDelay)).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60]);
+  });
+});
+
+describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
+  it('renames keys with spaces, accents and URL characters server-side, and batches stats into listings', async () => {
+    const server = await startS3rver();
+    try {
+      const b = new S3Backend({ bucket: server.bucket, prefix: 'units/', region: 'us-east-1', force_path_style: true, endpoint: server.endpoint, access_key_id: S3RVER_KEY, secret_access_key: S3RVER_KEY });
+      await b.connect();
+      const body = randomBytes(1000);
+      const plan = (rel: string) => ({
+        jobId: 1,
+        rel,
+        size: body.length,
+        mtime: 0,
+        open: async () => Readable.from([body]),
+        verifySource: async () => {},
+        progress: () => {},
+        log: () => {},
+        signal: new AbortController().signal,
+      });
+      const from = 'dossier é/naïve résumé (1).pdf';
+      const to = 'x/ü +&=?#.pdf';
+      const put = await b.upload(plan(from));
+      expect(put).toMatchObject({ size: 1000, etag: createHash('md5').update(body).digest('hex') });
+      await b.rename(from, to);
+      expect(await b.stat(from)).toBeNull();
+      expect(await b.stat(to)).toMatchObject({ size: 1000, etag: put.etag });
+      const back = Buffer.concat(await (await b.open(to, 0)).toArray());
+      expect(back.equals(body)).toBe(true);
+      // Many stats of one folder at once: answered together, the same as one by one.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => b.upload(plan(`many/f${i}.bin`))));
+      const together = await Promise.all(Array.from({ length: 22 }, (_, i) => b.stat(`many/f${i}.bin`)));
+      expect(together.slice(0, 20).every((s) => s?.size === 1000 && s.etag === put.etag)).toBe(true);
+      expect(together.slice(20)).toEqual([null, null]);
+      expect(await b.stat('many/f3.bin')).toEqual(together[3]);
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});

@@ -222,14 +222,14 @@ export class LocalWatcher implements WatchHooks {
     if (s.isDirectory()) {
       const rel = this.relative(p);
       if (rel !== null && !this.live) {
-        const stats = 'mtimeMs' in s ? s : lstatOrNull(p);
+        const stats = 'mtimeMs' in s ? s : this.lstatOrSay(p);
         this.tree.addFolder(rel, stats ? folderRecOf(stats) : null);
       }
       return false;
     }
     if (!this.live) {
       const rel = this.relative(p);
-      const stats = rel === null ? null : 'mtimeMs' in s ? s : lstatOrNull(p);
+      const stats = rel === null ? null : 'mtimeMs' in s ? s : this.lstatOrSay(p);
       if (rel !== null && stats) {
         const rec = this.recordOf(rel, stats);
         if (rec) this.tree.setFile(rel, rec);
@@ -276,6 +276,17 @@ export class LocalWatcher implements WatchHooks {
   }
 
   private readonly warned = new Set<string>();
+
+  /** lstat, null when it fails; a failure other than the path being gone is said (once). */
+  private lstatOrSay(p: string): fs.Stats | null {
+    try {
+      return fs.lstatSync(p);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warnOnce(`watcher error: ${(err as Error).message}`);
+      return null;
+    }
+  }
 
   private warnOnce(message: string): void {
     if (this.warned.has(message)) return;
@@ -633,7 +644,11 @@ export class LocalWatcher implements WatchHooks {
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(absolute, { withFileTypes: true });
-    } catch {
+    } catch (err) {
+      // Gone (ENOENT, ENOTDIR): a removal. Anything else (a path longer than PATH_MAX, no
+      // permission) is said, once, as chokidar's errors are.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warnOnce(`watcher error: ${(err as Error).message}`);
       if (rel !== '') this.apply(rel, null);
       return [];
     }
@@ -644,7 +659,7 @@ export class LocalWatcher implements WatchHooks {
       seen.add(e.name);
       const child = joinRel(rel, e.name);
       if (e.isDirectory()) {
-        const stats = lstatOrNull(path.join(absolute, e.name));
+        const stats = this.lstatOrSay(path.join(absolute, e.name));
         if (!stats?.isDirectory()) continue; // gone meanwhile: its parent's events will say
         if (this.tree.hasFolder(child)) {
           this.folderSeen(child, folderRecOf(stats));
@@ -658,13 +673,7 @@ export class LocalWatcher implements WatchHooks {
         subfolders.push(child);
         continue;
       }
-      let s: fs.Stats | null;
-      try {
-        s = fs.lstatSync(path.join(absolute, e.name));
-      } catch {
-        s = null;
-      }
-      this.apply(child, s);
+      this.apply(child, this.lstatOrSay(path.join(absolute, e.name)));
     }
     for (const name of this.tree.childNames(rel)) {
       if (seen.has(name)) continue;

@@ -759,14 +759,6 @@ function recFromStat(stat: FileStat): FileRec {
   return { size: stat.size, mtime: stat.mtime, ctime: stat.ctime ?? 0, ino: Number(stat.ino ?? 0), mode: stat.mode ?? 0 };
 }
 
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
 function readNumber(file: string): number | null {
   try {
     const n = Number(fs.readFileSync(file, 'utf8').trim());

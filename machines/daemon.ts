@@ -53,6 +53,8 @@ export const daemonMachine = setup({
       if (id === 'rules') {
         const { staged = context.rules.staged, active = context.rules.active } = last?.context ?? {};
         enqueue.spawnChild('rules', { id, systemId: id, input: { entries: context.rules.entries, staged, active } });
+        // What the failed one would have announced is lost with it: every entry looks for work.
+        for (const name of context.entries) enqueue.sendTo(`entry:${name}`, { type: 'jobs.available' });
       } else if (id.startsWith('entry:')) {
         const name = id.slice('entry:'.length);
         enqueue.spawnChild('entry', { id, systemId: id, input: { name } });

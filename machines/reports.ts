@@ -78,3 +78,22 @@ export type WorkerReport =
    */
   | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };
+
+/**
+ * A version an entry keeps of content a sync overwrote or deleted, as its worker reports it:
+ * `key`, its path under the storage's `.ferry-versions/`; `time`, when it was kept (epoch ms).
+ */
+export interface VersionRecord {
+  key: string;
+  filename: string;
+  time: number;
+  size: number;
+  reason: 'overwritten' | 'deleted';
+}
+
+/** What changed in an entry's versions; `full`: `kept` is every version it holds (sent at start). */
+export interface VersionChange {
+  kept: VersionRecord[];
+  dropped: string[];
+  full?: boolean;
+}

@@ -5,9 +5,11 @@ import type { WorkerReport } from './reports.js';
  * The rules actor: holds the staged and the active rules, takes every change the entries
  * report, and pushes jobs to the entries that must act on them.
  *
- * The catalogue work (recording a change, computing owners, queueing jobs) is the injected
- * action `recordReport` and the injected actor `applyRules`; both answer with `jobs.queued`
- * naming the entries that have new work, which this machine announces to them.
+ * The catalogue work (recording changes, computing owners, queueing jobs) is the injected
+ * action `recordReports` and the injected actor `applyRules`; both answer with `jobs.queued`
+ * naming the entries that have new work, which this machine announces to them. What
+ * `recordReports` cannot record answers with `entry.refused` (a mass deletion: that entry stops)
+ * or `store.failed` (the store cannot write: every entry pauses).
  */
 
 export interface Rule {
@@ -42,7 +44,11 @@ export interface RulesContext {
 }
 
 export type RulesEvent =
-  | WorkerReport
+  /**
+   * What one message of an entry's worker reported, in order, relayed by its entry actor:
+   * recorded in one catalogue transaction.
+   */
+  | { type: 'reports.batch'; entry: string; reports: WorkerReport[] }
   | { type: 'rules.stage'; rules: Rule[] }
   | { type: 'rules.reload' }
   /** Compute what reloading the staged rules would change (a preview, kept in the context). */
@@ -76,8 +82,9 @@ export const rulesMachine = setup({
     stagedDiffers: ({ context }) => JSON.stringify(context.staged) !== JSON.stringify(context.active),
   },
   actions: {
-    // Implemented in src: records a worker report in the catalogue and queues jobs.
-    recordReport: () => {},
+    // Implemented in src: records a batch of reports in the catalogue and queues jobs; answers
+    // with jobs.queued, entry.refused or store.failed.
+    recordReports: () => {},
     // Implemented in src: writes the staged rules to the store so they survive a restart.
     persistStaged: () => {},
     stage: assign({
@@ -131,12 +138,7 @@ export const rulesMachine = setup({
   }),
   initial: 'ready',
   on: {
-    'file.changed': { actions: 'recordReport' },
-    'file.deleted': { actions: 'recordReport' },
-    'file.moved': { actions: 'recordReport' },
-    'scan.chunk': { actions: 'recordReport' },
-    'entry.scanned': { actions: 'recordReport' },
-    'job.finished': { actions: 'recordReport' },
+    'reports.batch': { actions: 'recordReports' },
     'jobs.queued': { actions: 'announceJobs' },
     'entry.ready': { actions: 'announceToAll' },
     'entry.refused': { actions: 'refuseEntry' },

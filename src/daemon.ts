@@ -1,21 +1,20 @@
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { createActor, fromPromise, waitFor, type Actor, type AnyActorRef } from 'xstate';
+import { createActor, waitFor, type Actor, type AnyActorRef } from 'xstate';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import pidusage from 'pidusage';
 import { daemonMachine } from '../machines/daemon.js';
-import { entryMachine } from '../machines/entry.js';
-import { rulesMachine, type Rule, type RulesChange } from '../machines/rules.js';
 import { buildServer } from './api/server.js';
 import { isLoopback } from './api/access.js';
-import { workerActor } from './entry-worker.js';
-import { samplerActor } from './worker-sampler.js';
+import { provideEntry } from './entry-actor.js';
+import { provideRules } from './rules-actor.js';
 import { validateRules } from './rules/validate.js';
-import { checkPlaces, loadSetup, writeSetupRules, type Setup } from './setup.js';
+import { checkPlaces, loadSetup, type Setup } from './setup.js';
 import { Catalogue } from './store/catalogue.js';
 import { DataDirLocked, lockDataDir, removeFreshDataDir, type DataDirLock } from './store/data-dir-lock.js';
-import { MassDeletionRefused, SyncEngine, type EntryConfig } from './sync/engine.js';
+import { SyncEngine, type EntryConfig } from './sync/engine.js';
+import { storeFailure } from './store/store-failure.js';
 import { EventLog } from './observe/event-log.js';
 import { TransferBoard } from './observe/transfer-board.js';
 import { statePath } from './observe/mermaid.js';
@@ -57,21 +56,7 @@ function listenError(err: unknown, host: string, port: number): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/**
- * The reason to show when `err` is the store failing to write (a full disk, an I/O error, a
- * read-only or locked database), or null when it is anything else.
- */
-export function storeFailure(err: unknown): string | null {
-  const code = (err as { code?: unknown })?.code;
-  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null;
-  const message = (err as Error).message;
-  if (code.startsWith('SQLITE_FULL')) return `the store's disk is full: ${message}`;
-  if (code.startsWith('SQLITE_IOERR')) return `the store's disk failed: ${message}`;
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_BUSY')) {
-    return `the store cannot be written: ${message}`;
-  }
-  return null;
-}
+export { storeFailure };
 
 /** Back-off before restarting a worker that died: 0.5 s, 1 s, 2 s … capped at 15 s. */
 export function restartDelay(failures: number): number {
@@ -171,61 +156,16 @@ export class Daemon {
         },
       },
       actors: {
-        rules: rulesMachine.provide({
-          actions: {
-            recordReport: ({ event, self }) => {
-              try {
-                const touched = engine.handle(event as Parameters<SyncEngine['handle']>[0]);
-                if (touched.length > 0) self.send({ type: 'jobs.queued', entries: touched });
-              } catch (err) {
-                if (err instanceof MassDeletionRefused) {
-                  log.warn({ entry: err.entry, missing: err.missing, total: err.total }, err.message);
-                  self.send({ type: 'entry.refused', entry: err.entry, reason: err.message });
-                  return;
-                }
-                const failure = storeFailure(err);
-                if (!failure) throw err;
-                // Not recorded: the entries pause, and each rescans against the store when it
-                // starts again, which finds what this report said.
-                log.error({ err: (err as Error).message }, failure);
-                self.send({ type: 'store.failed', reason: failure });
-              }
-            },
-            persistStaged: ({ event }) => {
-              store.putRules('staged', (event as { rules: Rule[] }).rules);
-            },
-          },
-          actors: {
-            previewRules: fromPromise<{ id: number; rules: Rule[]; changes: RulesChange[] }, { id: number; rules: Rule[] }>(
-              async ({ input }) => ({ ...input, changes: engine.diff(input.rules) }),
-            ),
-            applyRules: fromPromise<string[], { rules: Rule[] }>(async ({ input }) => {
-              // The setup file first: if it cannot be written, nothing has changed. If the store
-              // then failed, the next start would see the file's rules differ and apply them.
-              writeSetupRules(setup.file, input.rules);
-              const touched = engine.applyRules(input.rules);
-              store.putRules('staged', input.rules);
-              log.info({ rules: input.rules.length }, 'rules reloaded');
-              return touched;
-            }),
-          },
-        }),
-        entry: entryMachine.provide({
-          actors: {
-            worker: workerActor({
-              entries,
-              engine,
-              store,
-              log,
-              board,
-              events,
-              track: (exited) => daemon!.track(exited),
-            }),
-            sampler: samplerActor(),
-          },
-          delays: {
-            backoff: ({ context }) => restartDelay(context.failures),
-          },
+        rules: provideRules({ engine, store, log, setupFile: setup.file }),
+        entry: provideEntry({
+          entries,
+          engine,
+          store,
+          log,
+          board,
+          events,
+          track: (exited) => daemon!.track(exited),
+          restartDelay,
         }),
       },
     });
@@ -244,7 +184,9 @@ export class Daemon {
         }
         if (inspection.type !== '@xstate.snapshot' || !(id === 'rules' || id.startsWith('entry:'))) return;
         const value = (inspection.snapshot as { value?: unknown }).value;
-        const to = statePath(value).join('.');
+        // Two levels (`active.running`, `active.draining`): the dispatch's own states below
+        // `running` change with every batch of jobs, and would drown the stream.
+        const to = statePath(value).slice(0, 2).join('.');
         const from = lastState.get(id);
         if (from === to) return;
         lastState.set(id, to);
@@ -268,6 +210,13 @@ export class Daemon {
       token: options.token,
       cors: options.cors,
     });
+    // A group commit that fails (a full disk) loses what it held: every entry pauses, as for a
+    // batch that could not be recorded, and rescans when it starts again.
+    store.onCommitFailure = (err) => {
+      const failure = storeFailure(err) ?? `the store could not commit: ${(err as Error).message}`;
+      log.error({ err: (err as Error).message }, failure);
+      if (root.getSnapshot().status === 'active') root.system.get('rules')?.send({ type: 'store.failed', reason: failure });
+    };
     daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock);
     // The actors exist (every entry stopped, no worker yet) before the first request can arrive.
     root.start();

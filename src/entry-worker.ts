@@ -4,21 +4,12 @@ import { fileURLToPath } from 'node:url';
 import { fromCallback, type ActorSystem } from 'xstate';
 import type { Logger } from 'pino';
 import type { EntryEvent, EntryInput } from '../machines/entry.js';
-import type { FromWorker, ToWorker } from './drivers/protocol.js';
-import type { WorkerReport } from '../machines/reports.js';
+import type { FromWorker, JobCommand, ToWorker } from './drivers/protocol.js';
 import type { EntryConfig, SyncEngine } from './sync/engine.js';
 import type { Catalogue } from './store/catalogue.js';
-import type { EventLog } from './observe/event-log.js';
+import { storeFailure } from './store/store-failure.js';
 import type { TransferBoard } from './observe/transfer-board.js';
 
-/**
- * Jobs one worker has at once: copies overlap, so the disk is never idle, and the jobs and
- * reports of many small files share each message and each catalogue transaction (a worker
- * reports what it finished every few hundred jobs, and is given as many new ones at once).
- * Large files are bounded by their bytes instead: a few at a time (and always one).
- */
-const JOBS_IN_FLIGHT = 1024;
-const BYTES_IN_FLIGHT = 128 << 20;
 /** How long a worker has to exit after SIGTERM before its process group is killed. */
 const KILL_AFTER_MS = 3000;
 
@@ -45,7 +36,6 @@ export interface WorkerDeps {
   store: Catalogue;
   log: Logger;
   board: TransferBoard;
-  events: EventLog;
   /** Every worker process ever started registers its exit here, so shutdown can await them. */
   track(exited: Promise<void>): void;
 }
@@ -71,30 +61,33 @@ function killGroup(child: ChildProcess, exited: Promise<void>): void {
 }
 
 /**
- * The `worker` actor of an entry: forks the driver's worker process, relays what it reports,
- * and feeds it the entry's queued jobs. Stopping the actor kills the process group.
+ * The `worker` actor of an entry: a process adapter. It forks the driver's worker process, turns
+ * its messages into events for the entry actor (`worker.ready`, `worker.reports`,
+ * `worker.progress`, `worker.exited` …) and the entry actor's `worker.jobs`, `worker.rescan` and
+ * `worker.stop` into messages. What to give the worker, and when, is the entry machine's.
+ * Stopping the actor kills the process group.
  */
 export function workerActor(deps: WorkerDeps) {
-  return fromCallback<EntryEvent, EntryInput>(({ input, sendBack, receive, system }) => {
+  return fromCallback<EntryEvent, EntryInput>(({ input, sendBack, receive }) => {
     const config = deps.entries.get(input.name)!;
     const log = deps.log.child({ entry: config.name });
-    const inflight = new Set<number>();
-    /** Bytes of the uploads in flight, by job. */
-    const inflightBytes = new Map<number, number>();
-    let bytesInFlight = 0;
-    const landed = (jobId: number) => {
-      inflight.delete(jobId);
-      bytesInFlight -= inflightBytes.get(jobId) ?? 0;
-      inflightBytes.delete(jobId);
-    };
-    let ready = false;
-    let stopping = false;
-    let failed = false;
+    /** The actor was stopped: the process is being killed, and nothing more goes to the machine. */
+    let stopped = false;
+    /** The machine asked the worker to stop: its exit is expected. */
+    let asked = false;
     let alive = true;
-    let dueTimer: NodeJS.Timeout | null = null;
+    const tell = (event: EntryEvent) => {
+      if (!stopped) sendBack(event);
+    };
 
-    // A scan its previous worker left unfinished is forgotten: this one's starts afresh.
-    deps.engine.workerStarted(config.name);
+    // A scan its previous worker left unfinished is forgotten (this one's starts afresh), and the
+    // jobs it had go back to the queue. If the store cannot take even that, the actor fails to
+    // start: the entry machine tries again after its back-off.
+    try {
+      deps.engine.workerStarted(config.name);
+    } catch (err) {
+      throw new Error(storeFailure(err) ?? `could not prepare the worker: ${(err as Error).message}`, { cause: err });
+    }
     const child = fork(WORKER_SCRIPT, [], {
       detached: true, // its own process group, killed as a whole
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -106,113 +99,8 @@ export function workerActor(deps: WorkerDeps) {
     const send = (message: ToWorker) => {
       if (alive && child.connected) child.send(message);
     };
-
-    /**
-     * Rules that would delete most of the entry's files (a reload that bans it from them) stop
-     * the entry, unless it was started with --force. Deletions made in another entry are
-     * guarded where they are found: by that entry's rescan.
-     */
-    const massDeletion = (): string | null => {
-      if (input.force) return null;
-      const deletes = deps.store.countRuleDeletes(config.name);
-      // No deletion is never a mass deletion: the count of the entry's files is not needed.
-      if (deletes === 0) return null;
-      const total = deps.store.countReplicas(config.name);
-      if (!deps.engine.isMassDeletion(deletes, total)) return null;
-      return (
-        `the rules would delete ${deletes} of the ${total} files of ${config.name}; refusing ` +
-        `(check the rules, then start it with --force to apply them)`
-      );
-    };
-
-    const pump = () => {
-      if (!ready || stopping || !alive) return;
-      const refusal = massDeletion();
-      if (refusal) {
-        log.warn(refusal);
-        stopping = true;
-        sendBack({ type: 'entry.refuse', reason: refusal });
-        return;
-      }
-      const free = JOBS_IN_FLIGHT - inflight.size;
-      if (free > 0 && (bytesInFlight < BYTES_IN_FLIGHT || inflight.size === 0)) {
-        const jobs = deps.engine.takeJobs(config.name, free, (n) => isRunning(system, n), inflight, BYTES_IN_FLIGHT - bytesInFlight);
-        for (const job of jobs) {
-          inflight.add(job.id);
-          if (job.kind === 'upload') {
-            inflightBytes.set(job.id, job.sourceStat.size);
-            bytesInFlight += job.sourceStat.size;
-          }
-          deps.board.start(config.name, job);
-        }
-        if (jobs.length > 0) send({ type: 'jobs', jobs });
-      }
-      // Jobs waiting out a retry delay: come back when the first is due.
-      const due = deps.store.nextDue(config.name);
-      if (dueTimer) clearTimeout(dueTimer);
-      dueTimer = null;
-      if (due !== null && due > Date.now()) {
-        dueTimer = setTimeout(pump, due - Date.now() + 5);
-        dueTimer.unref();
-      }
-    };
-
-    /**
-     * A pump soon: every report of a batch the worker sent at once, and every `jobs.available`
-     * they cause, lead to one pump (one query of the queue) instead of one each.
-     */
-    let pumpQueued = false;
-    const pumpSoon = () => {
-      if (pumpQueued) return;
-      pumpQueued = true;
-      queueMicrotask(() => {
-        pumpQueued = false;
-        pump();
-      });
-    };
-
-    /**
-     * The reports of one message, recorded straight into the engine in one catalogue
-     * transaction (the finished jobs among them set-based); the rules actor would only pass
-     * them on. The entries with new work are told, as the rules actor would tell them.
-     */
-    const record = (all: WorkerReport[]) => {
-      // A worker on its way out may be replaced by the next one already: the scan it had begun
-      // is left to the next one's, which would otherwise be mixed with it.
-      const reports = stopping ? all.filter((r) => r.type !== 'scan.chunk' && r.type !== 'entry.scanned') : all;
-      let finished = false;
-      for (const report of reports) {
-        // A worker speaks for its own entry only.
-        report.entry = config.name;
-        if (report.type === 'entry.scanned') report.force = input.force === true;
-        if (report.type === 'job.finished') {
-          finished = true;
-          landed(report.jobId);
-          const { outcome } = report;
-          deps.board.finish(config.name, report.jobId, outcome.ok, !outcome.ok && outcome.reason === 'error');
-        }
-      }
-      let result: ReturnType<SyncEngine['handleBatch']>;
-      try {
-        result = deps.store.grouped(() => deps.engine.handleBatch(reports));
-      } catch (err) {
-        // Nothing of the message was recorded: its jobs go back to the queue, to be done again.
-        log.error({ err }, 'could not record what the worker reported');
-        deps.engine.requeue(reports.flatMap((r) => (r.type === 'job.finished' ? [r.jobId] : [])));
-        pumpSoon();
-        return;
-      }
-      const { touched, refused } = result;
-      if (refused) {
-        log.warn({ entry: refused.entry, missing: refused.missing, total: refused.total }, refused.message);
-        if (!stopping) sendBack({ type: 'entry.refuse', reason: refused.message });
-      }
-      for (const name of touched) {
-        if (name === config.name) pumpSoon();
-        else system.get(`entry:${name}`)?.send({ type: 'jobs.available' });
-      }
-      if (finished) pumpSoon();
-    };
+    /** Transfers shown as running that this worker will never finish. */
+    const dropTransfers = () => deps.board.drop(config.name, deps.board.runningOf(config.name).map((t) => t.id));
 
     child.on('message', (message: FromWorker) => {
       switch (message.type) {
@@ -220,83 +108,62 @@ export function workerActor(deps: WorkerDeps) {
           log[message.level](message.fields ?? {}, message.msg);
           break;
         case 'fatal':
-          failed = true;
           log.error(`refused to start: ${message.reason}`);
-          if (!stopping) sendBack({ type: 'worker.failed', reason: message.reason });
+          tell({ type: 'worker.failed', reason: message.reason });
           break;
         case 'ready':
-          ready = true;
           log.info({ pid: message.pid }, 'worker ready');
-          // Rules that would delete most of its files refuse the start itself, while it is still
-          // starting (the API answers 409 with the reason): pump() says why and stops it.
-          if (!stopping && massDeletion() === null) sendBack({ type: 'worker.ready', pid: message.pid });
-          pump();
+          tell({ type: 'worker.ready', pid: message.pid });
           break;
-        case 'progress': {
-          const t = deps.board.progress(config.name, message.jobId, message.bytes);
-          if (t) {
-            deps.events.emit({ type: 'progress', entry: config.name, job: t.id, path: t.filename, bytes: t.bytes, size: t.size });
-          }
+        case 'progress':
+          tell({ type: 'worker.progress', jobId: message.jobId, bytes: message.bytes });
           break;
-        }
         case 'watch':
-          sendBack({ type: 'worker.watch', state: message.state });
+          tell({ type: 'worker.watch', state: message.state });
           break;
         case 'connection':
-          sendBack({ type: 'worker.connection', state: message.state });
+          tell({ type: 'worker.connection', state: message.state });
           break;
         case 'rescanned':
-          sendBack({ type: 'worker.rescanned', id: message.id });
+          tell({ type: 'worker.rescanned', id: message.id });
           break;
         case 'conflict':
-          deps.events.emit({ type: 'file', kind: 'conflict', entry: config.name, path: message.path, conflict: message.conflict });
-          break;
-        case 'reports':
-          record(message.reports);
+          tell({ type: 'worker.conflict', path: message.path, conflict: message.conflict });
           break;
         case 'versions':
-          try {
-            deps.store.grouped(() => deps.store.versions.record(config.name, message.change));
-          } catch (err) {
-            log.error({ err }, 'could not record the versions the worker keeps');
-          }
+          tell({ type: 'worker.versions', change: message.change });
           break;
-        case 'ignore': {
-          // Before anything the worker reports under these patterns (its scan, its changes).
-          let touched: string[] = [];
-          try {
-            touched = deps.store.grouped(() => deps.engine.setIgnore(config.name, message.patterns));
-          } catch (err) {
-            log.error({ err }, 'could not record the ignore patterns the worker applies');
+        case 'ignore':
+          tell({ type: 'worker.ignore', patterns: message.patterns });
+          break;
+        case 'restored':
+          tell({ type: 'worker.restored', id: message.id, error: message.error, missing: message.missing === true });
+          break;
+        case 'reports': {
+          if (stopped) break;
+          for (const report of message.reports) {
+            // A worker speaks for its own entry only.
+            report.entry = config.name;
+            if (report.type === 'entry.scanned') report.force = input.force === true;
+            if (report.type === 'job.finished') {
+              const { outcome } = report;
+              deps.board.finish(config.name, report.jobId, outcome.ok, !outcome.ok && outcome.reason === 'error');
+            }
           }
-          for (const name of touched) {
-            if (name === config.name) pumpSoon();
-            else system.get(`entry:${name}`)?.send({ type: 'jobs.available' });
-          }
-          sendBack({ type: 'worker.ignore', patterns: message.patterns });
+          // One event per message, however many reports it carries.
+          tell({ type: 'worker.reports', reports: message.reports });
           break;
         }
-        case 'restored':
-          sendBack({ type: 'worker.restored', id: message.id, error: message.error, missing: message.missing === true });
-          break;
       }
     });
     child.on('error', (err) => log.error({ err }, 'worker process error'));
     child.once('exit', (code, signal) => {
       alive = false;
-      if (dueTimer) clearTimeout(dueTimer);
-      if (inflight.size > 0) {
-        deps.board.drop(config.name, inflight);
-        deps.engine.requeue(inflight);
-        inflight.clear();
-        inflightBytes.clear();
-        bytesInFlight = 0;
-        // Another worker of this entry may be running already: it takes the requeued jobs.
-        system.get(`entry:${config.name}`)?.send({ type: 'jobs.available' });
-      }
-      if (stopping || failed) return;
-      log.warn({ code, signal }, 'worker exited unexpectedly');
-      sendBack({ type: 'worker.exited', code, signal });
+      dropTransfers();
+      if (stopped) return;
+      if (asked) log.info({ code, signal }, 'worker stopped');
+      else log.warn({ code, signal }, 'worker exited unexpectedly');
+      tell({ type: 'worker.exited', code, signal });
     });
 
     send({
@@ -310,16 +177,31 @@ export function workerActor(deps: WorkerDeps) {
     });
 
     receive((event) => {
-      if (event.type === 'jobs.available') pumpSoon();
-      if (event.type === 'worker.rescan') send({ type: 'rescan', id: event.id });
-      if (event.type === 'worker.restore') send({ type: 'restore', id: event.id, key: event.key });
+      switch (event.type) {
+        case 'worker.jobs': {
+          const jobs = event.jobs as JobCommand[];
+          if (jobs.length === 0) break;
+          for (const job of jobs) deps.board.start(config.name, job);
+          send({ type: 'jobs', jobs });
+          break;
+        }
+        case 'worker.rescan':
+          send({ type: 'rescan', id: event.id });
+          break;
+        case 'worker.restore':
+          send({ type: 'restore', id: event.id, key: event.key });
+          break;
+        case 'worker.stop':
+          asked = true;
+          send({ type: 'stop' });
+          break;
+      }
     });
 
     return () => {
-      stopping = true;
-      ready = false;
-      if (dueTimer) clearTimeout(dueTimer);
+      stopped = true;
       if (!alive) return;
+      dropTransfers();
       send({ type: 'stop' });
       killGroup(child, exited);
     };

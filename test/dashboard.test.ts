@@ -27,6 +27,9 @@ const run = promisify(execFile);
 // Generous: the suite runs two files at once on two cores, and a 2,100-file tree syncs meanwhile.
 const WAIT = 45_000;
 
+/** Where a running entry with nothing to do rests: running, waiting for work. */
+const RUNNING = 'active.running.waiting';
+
 const CURRENT = '  classDef current fill:#ffd866,stroke:#b8860b,stroke-width:3px,color:#000\n';
 /** The class lines src/observe/mermaid.ts adds for a state path: each state on it is `current`. */
 function withCurrent(text: string, machine: string, path: string[]): string {
@@ -109,7 +112,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
   const words = (name: string) => page.getByTestId(`overview-${name}-state`);
   /** Resolves once the entry's drawing (in Debug) shows `text` as its current state, and its state text says it. */
   async function shows(name: string, text: string) {
-    await page.locator(`[data-testid="entry-${name}-state"]`, { hasText: new RegExp(`^${text.replace('.', '\\.')}$`) }).waitFor();
+    await page.locator(`[data-testid="entry-${name}-state"]`, { hasText: new RegExp(`^${text.replaceAll('.', '\\.')}$`) }).waitFor();
     const leaf = text.split('.').pop()!;
     await page
       .locator(`[data-testid="entry-${name}-diagram"][data-state="${text}"] g.node.current`, { hasText: new RegExp(`^\\s*${leaf}\\s*$`) })
@@ -128,12 +131,14 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
     expect(await page.getByTestId('entry-A-diagram').isVisible()).toBe(false);
 
     await page.getByTestId('overview-A-details').click();
-    await shows('A', 'active.running');
-    await shows('B', 'active.running');
-    expect(await state('A').textContent()).toBe('active.running');
-    // Exactly one state is the current one; the state around it is marked as its parent.
+    await shows('A', RUNNING);
+    await shows('B', RUNNING);
+    expect(await state('A').textContent()).toBe(RUNNING);
+    // Exactly one state is the current one; the states around it are marked as its parents.
     expect(await page.locator('[data-testid="entry-A-diagram"] g.current').count()).toBe(1);
-    expect(await page.locator('[data-testid="entry-A-diagram"] g.currentParent').textContent()).toContain('active');
+    const parents = page.locator('[data-testid="entry-A-diagram"] g.currentParent');
+    expect(await parents.count()).toBe(2);
+    expect(await parents.first().textContent()).toContain('active');
     await page.locator('[data-testid="rules-diagram"][data-state="ready"] g.node.current', { hasText: 'ready' }).waitFor();
     expect(await page.getByTestId('rules-state').textContent()).toBe('ready');
     // Running entries show their worker's stats.
@@ -141,7 +146,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
   });
 
   it('stops and starts an entry with its buttons; the words, the drawing and /debug/machines follow', async () => {
-    expect(await actorPath(daemon.api, 'entry:B')).toBe('active.running');
+    expect(await actorPath(daemon.api, 'entry:B')).toBe(RUNNING);
 
     await page.getByTestId('entry-B-stop').click();
     await shows('B', 'stopped');
@@ -149,18 +154,20 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
     await page.getByTestId('overview-summary').getByText('Not in sync: B stopped — nothing waiting.').waitFor();
     await until('entry:B stopped in /debug/machines', async () => (await actorPath(daemon.api, 'entry:B')) === 'stopped');
     await page.getByTestId('entry-B-stats').getByText('not running').waitFor();
-    expect(await state('A').textContent()).toBe('active.running');
+    expect(await state('A').textContent()).toBe(RUNNING);
 
     // A refused control shows the API's reason.
     await page.getByTestId('entry-B-stop').click();
     await page.getByTestId('entry-B-message').getByText('entry B is already stopped').waitFor();
 
     await page.getByTestId('entry-B-start').click();
-    await shows('B', 'active.running');
+    await shows('B', RUNNING);
     await words('B').getByText('Up to date').waitFor();
-    await until('entry:B running in /debug/machines', async () => (await actorPath(daemon.api, 'entry:B')) === 'active.running');
+    await until('entry:B running in /debug/machines', async () => (await actorPath(daemon.api, 'entry:B')) === RUNNING);
     await page.getByTestId('entry-B-stats').getByText('pid').waitFor();
-    await page.getByTestId('event-log').getByText('entry:B  active.running → stopped  (entry.stop)').first().waitFor();
+    // Asked to stop, its worker drains, then exits.
+    await page.getByTestId('event-log').getByText('entry:B  active.running → active.draining  (entry.stop)').first().waitFor();
+    await page.getByTestId('event-log').getByText('entry:B  active.draining → stopped  (worker.exited)').first().waitFor();
   });
 
   it('lists a file dropped into an entry', async () => {
@@ -290,7 +297,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in chromium', () => {
 
     // B catches up once started.
     await page.getByTestId('entry-B-start').click();
-    await shows('B', 'active.running');
+    await shows('B', RUNNING);
     await page.getByTestId('file-row-dropped.txt').getByText('B ✓').waitFor();
     expect(fs.existsSync(path.join(dir, 'B/dropped.txt'))).toBe(true);
     await page.getByTestId('transfers-B').getByText('0 queued').waitFor();

@@ -144,10 +144,13 @@ describe('GET /api/v1.0/events: the event stream, end to end', () => {
     // B's copy is Ferry's own: it is not reported back as a change made in B.
     expect(s.events.some(fileEvent('changed', 'B', 'docs/hello.txt'))).toBe(false);
 
-    // Stop and start B through the API: the transitions, with from, to and the event.
+    // Stop and start B through the API: the transitions, with from, to and the event. Its worker
+    // drains (asked to stop, it exits) before the entry is stopped.
     await control(d, 'B', 'stop');
-    const stopped = await s.waitFor('B stopped', transition('entry:B', 'stopped', 'active.running'));
-    expect(stopped.data).toMatchObject({ actor: 'entry:B', entry: 'B', from: 'active.running', to: 'stopped', event: 'entry.stop' });
+    const draining = await s.waitFor('B draining', transition('entry:B', 'active.draining', 'active.running'));
+    expect(draining.data).toMatchObject({ actor: 'entry:B', entry: 'B', from: 'active.running', to: 'active.draining', event: 'entry.stop' });
+    const stopped = await s.waitFor('B stopped', transition('entry:B', 'stopped', 'active.draining'));
+    expect(stopped.data).toMatchObject({ actor: 'entry:B', entry: 'B', from: 'active.draining', to: 'stopped', event: 'worker.exited' });
     await control(d, 'B', 'start');
     const starting = await s.waitFor('B starting', (e) => transition('entry:B', 'active.starting', 'stopped')(e) && e.id! > stopped.id!);
     const running = await s.waitFor('B running again', (e) => transition('entry:B', 'active.running')(e) && e.id! > starting.id!);
@@ -176,7 +179,8 @@ describe('GET /api/v1.0/events: the event stream, end to end', () => {
     await control(d, 'A', 'restart');
     await s.waitFor('A running again', (e) => transition('entry:A', 'active.running')(e) && e.id! > up.id!);
     expect(transitionsOf(s.events, 'entry:A').slice(3)).toEqual([
-      ['active.running', 'active.starting', 'entry.restart'],
+      ['active.running', 'active.draining', 'entry.restart'],
+      ['active.draining', 'active.starting', 'worker.exited'],
       ['active.starting', 'active.running', 'worker.ready'],
     ]);
 
@@ -272,7 +276,8 @@ describe('GET /api/v1.0/events: the event stream, end to end', () => {
       expect(secondEvents.some(fileEvent('transferred', 'B', n)), `transferred ${n}`).toBe(true);
     }
     expect(transitionsOf(secondEvents, 'entry:B')).toEqual([
-      ['active.running', 'stopped', 'entry.stop'],
+      ['active.running', 'active.draining', 'entry.stop'],
+      ['active.draining', 'stopped', 'worker.exited'],
       ['stopped', 'active.starting', 'entry.start'],
       ['active.starting', 'active.running', 'worker.ready'],
     ]);
@@ -358,7 +363,11 @@ describe('GET /api/v1.0/debug/machines', () => {
 
   it("answers the machines' definitions, their mermaid diagrams and every actor's live state", async () => {
     const d = await daemon();
-    const res = await api(d.api, 'GET', '/debug/machines');
+    // Once the entries' first dispatches are done (nothing to do: they wait for work).
+    const res = (await until('both entries waiting for work', async () => {
+      const r = await api(d.api, 'GET', '/debug/machines');
+      return r.body.actors.filter((a: { path: string[] }) => a.path.join('.') === 'active.running.waiting').length === 2 ? r : null;
+    }))!;
     expect(res.status).toBe(200);
     expect(Object.keys(res.body).sort()).toEqual(['actors', 'machines', 'mermaid']);
     expect(Object.keys(res.body.machines).sort()).toEqual(['entry', 'rules']);
@@ -367,7 +376,15 @@ describe('GET /api/v1.0/debug/machines', () => {
     expect(res.body.machines.entry.id).toBe('entry');
     expect(res.body.machines.rules.id).toBe('rules');
     expect(Object.keys(res.body.machines.entry.states).sort()).toEqual(['active', 'restarting', 'stopped']);
-    expect(Object.keys(res.body.machines.entry.states.active.states).sort()).toEqual(['running', 'starting']);
+    expect(Object.keys(res.body.machines.entry.states.active.states).sort()).toEqual(['draining', 'running', 'starting']);
+    // The dispatch's states, and its guards, actions and delays, are in the definition and the drawing.
+    expect(Object.keys(res.body.machines.entry.states.active.states.running.states).sort()).toEqual(['backingOff', 'dispatching', 'waiting']);
+    for (const name of ['dispatchRefused', 'dispatchAsked', 'retryWaiting', 'slotsFree', 'massDeletionRefused', 'restartAsked']) {
+      expect(res.body.mermaid.entry).toContain(`[${name}]`);
+    }
+    expect(res.body.mermaid.entry).toContain('after retryDue');
+    expect(res.body.mermaid.entry).toContain('after drainTimeout');
+    expect(JSON.stringify(res.body.machines.entry)).toContain('"dispatchJobs"');
     expect(Object.keys(res.body.machines.rules.states).sort()).toEqual(['ready', 'reloading']);
     expect(res.body.mermaid.entry.startsWith('stateDiagram-v2\n')).toBe(true);
     expect(res.body.mermaid.rules.startsWith('stateDiagram-v2\n')).toBe(true);
@@ -388,8 +405,9 @@ describe('GET /api/v1.0/debug/machines', () => {
           id: `entry:${name}`,
           machine: 'entry',
           entry: name,
-          state: { active: 'running' },
-          path: ['active', 'running'],
+          // Running, waiting for work: nothing is due.
+          state: { active: { running: 'waiting' } },
+          path: ['active', 'running', 'waiting'],
           context: { queue: 0, restarts: 0, failures: 0, lastError: null, pid: await pidOf(name), watch: { folders: expect.any(Number), watched: expect.any(Number), polled: 0 } },
         })),
       )),
@@ -400,8 +418,11 @@ describe('GET /api/v1.0/debug/machines', () => {
 
   it('shows the live state as entries are stopped and started', async () => {
     const d = await daemon();
-    const running = await actorOf(d, 'entry:B');
-    expect(running.path).toEqual(['active', 'running']);
+    // Running, and once its first dispatch is done, waiting for work.
+    const running = await until('B waiting for work', async () => {
+      const b = await actorOf(d, 'entry:B');
+      return b.path.join('.') === 'active.running.waiting' ? b : null;
+    });
     const pid = running.context.pid as number;
     expect(pid).toEqual(expect.any(Number));
     expect(alive(pid)).toBe(true);
@@ -410,12 +431,16 @@ describe('GET /api/v1.0/debug/machines', () => {
     const stopped = await actorOf(d, 'entry:B');
     expect(stopped).toMatchObject({ state: 'stopped', path: ['stopped'] });
     expect(stopped.context).toEqual({ queue: 0, restarts: 0, failures: 0, lastError: null, pid: null, watch: null });
-    expect((await actorOf(d, 'entry:A')).path).toEqual(['active', 'running']);
+    expect((await actorOf(d, 'entry:A')).path).toEqual(['active', 'running', 'waiting']);
     await until('the old worker to be gone', () => !alive(pid));
 
     await control(d, 'B', 'start');
-    const again = await actorOf(d, 'entry:B');
-    expect(again).toMatchObject({ state: { active: 'running' }, path: ['active', 'running'] });
+    const settled = await until('B waiting for work', async () => {
+      const b = await actorOf(d, 'entry:B');
+      return b.path.join('.') === 'active.running.waiting' ? b : null;
+    });
+    expect(settled).toMatchObject({ state: { active: { running: 'waiting' } }, path: ['active', 'running', 'waiting'] });
+    const again = settled;
     expect(again.context.pid).toEqual(expect.any(Number));
     expect(again.context.pid).not.toBe(pid);
     expect(again.context.pid).toBe((await api(d.api, 'GET', '/entries/B/stats')).body.info.pid);
@@ -671,7 +696,7 @@ describe('GET /metrics', () => {
     const a = (await api(d.api, 'GET', '/debug/machines')).body.actors.find((x: { id: string }) => x.id === 'entry:A');
     expect(a.context.restarts).toBe(1);
     expect(a.context.lastError).toMatch(/SIGKILL/);
-    expect(a.path).toEqual(['active', 'running']);
+    expect(a.path.slice(0, 2)).toEqual(['active', 'running']);
     // The stream told the whole story: the exit, the back-off, the new worker.
     await s.waitFor('A running again', (e) => transition('entry:A', 'active.running')(e) && e.id! > up.id!);
     expect(transitionsOf(s.events, 'entry:A').slice(3)).toEqual([
@@ -820,21 +845,34 @@ describe('toMermaid and statePath', () => {
     const text = toMermaid(entryMachine.toJSON());
     expect(text).toContain('  [*] --> entry_stopped\n');
     expect(text).toContain('entry_stopped --> entry_active : entry.start\n');
-    expect(text).toContain('entry_active --> entry_restarting : worker.exited\n');
-    expect(text).toContain('entry_active --> entry_stopped : entry.stop\n');
-    expect(text).toContain('entry_active --> entry_active : entry.restart\n');
+    // One edge per pair of states, labelled with every transition between them.
+    expect(text).toContain('entry_active --> entry_restarting : worker.exited, entry.suspend, error\n');
+    expect(text).toContain('entry_active --> entry_stopped : worker.failed, entry.refuse\n');
+    expect(text).toContain('entry_active --> entry_active_draining : entry.stop, entry.restart\n');
+    expect(text).toContain('entry_active_draining --> entry_stopped : worker.exited, entry.suspend, after drainTimeout\n');
+    expect(text).toContain('entry_active_draining --> entry_active : worker.exited [restartAsked], after drainTimeout [restartAsked]\n');
     expect(text).toContain('entry_active_starting --> entry_active_running : worker.ready\n');
-    expect(text).toContain('entry_restarting --> entry_active : after backoff\n');
+    expect(text).toContain('entry_active_starting --> entry_stopped : worker.ready [massDeletionRefused]\n');
+    expect(text).toContain('entry_active_running_dispatching --> entry_active_running_waiting : done\n');
+    expect(text).toContain('entry_active_running_dispatching --> entry_active_running_dispatching : done [dispatchAsked]\n');
+    expect(text).toContain('entry_active_running_dispatching --> entry_active_running_backingOff : done [retryWaiting]\n');
+    expect(text).toContain('entry_active_running_dispatching --> entry_stopped : done [dispatchRefused]\n');
+    expect(text).toContain('entry_active_running_waiting --> entry_active_running_dispatching : jobs.available [slotsFree]\n');
+    expect(text).toContain('entry_active_running_backingOff --> entry_active_running_dispatching : jobs.available [slotsFree], after retryDue [slotsFree]\n');
+    expect(text).toContain('entry_active_running_backingOff --> entry_active_running_waiting : after retryDue\n');
+    expect(text).toContain('entry_restarting --> entry_active : entry.start, after backoff\n');
+    expect(text.match(/-->/g)).toHaveLength(3 + 19);
     expect(text).not.toContain('xstate.after');
     // The composite state holds its children.
-    expect(text).toMatch(/state "active" as entry_active \{\n\s+entry_active_starting : starting\n\s+\[\*\] --> entry_active_starting\n\s+entry_active_running : running\n\s+\}/);
+    expect(text).toMatch(
+      /state "active" as entry_active \{\n\s+entry_active_starting : starting\n\s+\[\*\] --> entry_active_starting\n\s+state "running" as entry_active_running \{\n\s+entry_active_running_dispatching : dispatching\n\s+\[\*\] --> entry_active_running_dispatching\n\s+entry_active_running_waiting : waiting\n\s+entry_active_running_backingOff : backingOff\n\s+\}\n\s+entry_active_draining : draining\n\s+\}/,
+    );
   });
 
   it('the rules diagram shows guards and the outcomes of the invoked actor', () => {
     const text = toMermaid(rulesMachine.toJSON());
     expect(text).toContain('rules_ready --> rules_reloading : rules.reload [stagedDiffers]\n');
-    expect(text).toContain('rules_reloading --> rules_ready : done\n');
-    expect(text).toContain('rules_reloading --> rules_ready : error\n');
+    expect(text).toContain('rules_reloading --> rules_ready : done, error\n');
   });
 
   it('a current path marks each state on it with the class current', () => {
@@ -889,7 +927,7 @@ describe('toMermaid and statePath', () => {
     actor.send({ type: 'entry.start' });
     expect(statePath(actor.getSnapshot().value)).toEqual(['active', 'starting']);
     actor.send({ type: 'worker.ready', pid: 1 });
-    expect(statePath(actor.getSnapshot().value)).toEqual(['active', 'running']);
+    expect(statePath(actor.getSnapshot().value)).toEqual(['active', 'running', 'dispatching']);
     actor.stop();
   });
 });

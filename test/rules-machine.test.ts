@@ -1,15 +1,22 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromCallback, fromPromise, waitFor, type Actor } from 'xstate';
 import { rulesMachine, type Rule, type RulesChange, type RulesEvent, type RulesInput } from '../machines/rules.js';
-import { entryMachine, type EntryEvent, type EntryInput } from '../machines/entry.js';
+import { entryMachine, type EntryEvent, type EntryInput, type TakeJobsInput, type TakenJobs } from '../machines/entry.js';
 import { daemonMachine } from '../machines/daemon.js';
 import type { WorkerReport } from '../machines/reports.js';
+import { recordReports } from '../src/rules-actor.js';
+import { MassDeletionRefused } from '../src/sync/engine.js';
 
 const EVERYTHING_TO_A: Rule[] = [{ match: { path: '/' }, sync: ['A'] }];
 const PDFS_TO_B: Rule[] = [
   { match: { path: '/' }, sync: ['A'] },
   { match: { path: '/backedup/', mime: ['application/pdf'] }, sync: ['B'] },
 ];
+
+/** Lets the promise actors settle: a few turns of the microtask queue. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
 
 /** A promise the test settles by hand. */
 function deferred<T>() {
@@ -24,7 +31,7 @@ function deferred<T>() {
 
 /** Fakes of what src gives the rules machine: they record their calls. */
 function fakes() {
-  const recordReport = vi.fn<(event: RulesEvent) => void>();
+  const recordReports = vi.fn<(event: RulesEvent) => void>();
   const persistStaged = vi.fn<(event: RulesEvent) => void>();
   const applyCalls: { rules: Rule[]; settle: ReturnType<typeof deferred<string[]>> }[] = [];
   const applyRules = fromPromise<string[], { rules: Rule[] }>(({ input }) => {
@@ -34,12 +41,12 @@ function fakes() {
   });
   const machine = rulesMachine.provide({
     actions: {
-      recordReport: ({ event }) => recordReport(event),
+      recordReports: ({ event }) => recordReports(event),
       persistStaged: ({ event }) => persistStaged(event),
     },
     actors: { applyRules },
   });
-  return { recordReport, persistStaged, applyCalls, machine };
+  return { recordReports, persistStaged, applyCalls, machine };
 }
 
 const actors: Actor<any>[] = [];
@@ -185,8 +192,8 @@ describe('rules machine', () => {
     expect(ready.can({ type: 'rules.reload' })).toBe(true);
   });
 
-  it('records every worker report, in any state', () => {
-    const { actor, recordReport, applyCalls } = startRules();
+  it("records every batch of an entry's reports, in any state", () => {
+    const { actor, recordReports, applyCalls } = startRules();
     const stat = { size: 3, mtime: 1000, ino: '12' };
     const reports: WorkerReport[] = [
       { type: 'file.changed', entry: 'A', path: 'a.txt', stat },
@@ -196,40 +203,47 @@ describe('rules machine', () => {
       { type: 'entry.scanned', entry: 'B', files: [{ path: 'b.txt', ...stat }] },
       { type: 'job.finished', entry: 'A', jobId: 4, outcome: { ok: true, stat } },
     ];
-    for (const report of reports) actor.send(report);
-    expect(recordReport.mock.calls.map(([e]) => e)).toEqual(reports);
+    const batch = { type: 'reports.batch', entry: 'A', reports } as const;
+    actor.send(batch);
+    expect(recordReports.mock.calls.map(([e]) => e)).toEqual([batch]);
 
     // While reloading too: changes keep coming.
     actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
     actor.send({ type: 'rules.reload' });
     expect(actor.getSnapshot().value).toBe('reloading');
-    actor.send(reports[0]!);
-    expect(recordReport).toHaveBeenCalledTimes(reports.length + 1);
+    actor.send(batch);
+    expect(recordReports).toHaveBeenCalledTimes(2);
     expect(applyCalls).toHaveLength(1);
   });
 
   it('records nothing for events that are not reports', () => {
-    const { actor, recordReport } = startRules();
+    const { actor, recordReports } = startRules();
     actor.send({ type: 'rules.stage', rules: PDFS_TO_B });
     actor.send({ type: 'entry.ready', entry: 'A' });
     actor.send({ type: 'jobs.queued', entries: ['A'] });
-    expect(recordReport).not.toHaveBeenCalled();
+    expect(recordReports).not.toHaveBeenCalled();
   });
 
   describe('in the daemon', () => {
-    /** The real daemon machine with fake workers, the fake rules actions, and entries A, B, C. */
-    function startDaemon() {
+    /**
+     * The real daemon machine with fake workers, the fake rules actions, and entries A, B, C.
+     * An entry told `jobs.available` asks its store for jobs: `received` lists those asks.
+     */
+    function startDaemon(options: { rules?: typeof rulesMachine } = {}) {
       const f = fakes();
-      const workers = new Map<string, { received: EntryEvent[]; sendBack: (e: EntryEvent) => void }>();
-      const worker = fromCallback<EntryEvent, EntryInput>(({ input, sendBack, receive }) => {
-        const record = { received: [] as EntryEvent[], sendBack };
-        workers.set(input.name, record);
-        receive((event) => record.received.push(event));
+      const workers = new Map<string, { sendBack: (e: EntryEvent) => void }>();
+      const asks = new Map<string, number>();
+      const worker = fromCallback<EntryEvent, EntryInput>(({ input, sendBack }) => {
+        workers.set(input.name, { sendBack });
+      });
+      const takeJobs = fromPromise<TakenJobs, TakeJobsInput>(async ({ input }) => {
+        asks.set(input.name, (asks.get(input.name) ?? 0) + 1);
+        return { refusal: null, jobs: [], nextDue: null };
       });
       const machine = daemonMachine.provide({
         actors: {
-          rules: f.machine,
-          entry: entryMachine.provide({ actors: { worker, sampler: fromCallback(() => () => {}) } }),
+          rules: options.rules ?? f.machine,
+          entry: entryMachine.provide({ actors: { worker, sampler: fromCallback(() => () => {}), takeJobs } }),
         },
       });
       const root = start(
@@ -242,15 +256,18 @@ describe('rules machine', () => {
       );
       const rules = root.system.get('rules')!;
       const entry = (name: string) => root.system.get(`entry:${name}`)!;
-      /** Starts the entry and makes its worker ready; forgets what the workers received so far. */
-      const run = (name: string) => {
+      /** Starts the entry and makes its worker ready; its first dispatch is done once it resolves. */
+      const run = async (name: string) => {
         entry(name).send({ type: 'entry.start' });
         workers.get(name)!.sendBack({ type: 'worker.ready', pid: name.charCodeAt(0) });
-        expect(entry(name).getSnapshot().value).toEqual({ active: 'running' });
+        expect(entry(name).getSnapshot().matches({ active: 'running' })).toBe(true);
+        await settle();
       };
-      const received = (name: string) => workers.get(name)?.received ?? [];
-      const forget = () => {
-        for (const w of workers.values()) w.received.length = 0;
+      /** What the entry was told since the last `forget`: one `jobs.available` for each ask of its store. */
+      const received = (name: string) => Array.from({ length: asks.get(name) ?? 0 }, () => ({ type: 'jobs.available' }));
+      const forget = async () => {
+        await settle();
+        asks.clear();
       };
       return { root, rules, entry, run, received, forget, ...f };
     }
@@ -265,12 +282,12 @@ describe('rules machine', () => {
       expect(root.system.get('entry:D')).toBeUndefined();
     });
 
-    it('sends jobs.available to the entries named by jobs.queued', () => {
+    it('sends jobs.available to the entries named by jobs.queued', async () => {
       const { rules, run, received, forget } = startDaemon();
-      run('A');
-      run('B');
-      run('C');
-      forget();
+      await run('A');
+      await run('B');
+      await run('C');
+      await forget();
 
       rules.send({ type: 'jobs.queued', entries: ['B', 'C'] });
       expect(received('A')).toEqual([]);
@@ -278,10 +295,10 @@ describe('rules machine', () => {
       expect(received('C')).toEqual([{ type: 'jobs.available' }]);
     });
 
-    it('ignores unknown entries and stopped ones in jobs.queued', () => {
+    it('ignores unknown entries and stopped ones in jobs.queued', async () => {
       const { rules, entry, run, received, forget } = startDaemon();
-      run('A');
-      forget();
+      await run('A');
+      await forget();
       rules.send({ type: 'jobs.queued', entries: ['Z', 'B', 'A'] });
       expect(received('A')).toEqual([{ type: 'jobs.available' }]);
       expect(received('B')).toEqual([]); // never started: no worker
@@ -289,26 +306,26 @@ describe('rules machine', () => {
       expect(rules.getSnapshot().status).toBe('active');
     });
 
-    it('announces jobs when recordReport queues some', () => {
-      const { rules, run, received, forget, recordReport } = startDaemon();
-      // As src does: the report gives B work.
-      recordReport.mockImplementation((event) => {
-        if (event.type === 'file.changed') rules.send({ type: 'jobs.queued', entries: ['B'] });
+    it('announces jobs when recordReports queues some', async () => {
+      const { rules, run, received, forget, recordReports } = startDaemon();
+      // As src does: the batch gives B work.
+      recordReports.mockImplementation((event) => {
+        if (event.type === 'reports.batch') rules.send({ type: 'jobs.queued', entries: ['B'] });
       });
-      run('A');
-      run('B');
-      forget();
-      rules.send({ type: 'file.changed', entry: 'A', path: 'a.txt', stat: { size: 1, mtime: 1, ino: null } });
+      await run('A');
+      await run('B');
+      await forget();
+      rules.send({ type: 'reports.batch', entry: 'A', reports: [{ type: 'file.changed', entry: 'A', path: 'a.txt', stat: { size: 1, mtime: 1, ino: null } }] });
       expect(received('B')).toEqual([{ type: 'jobs.available' }]);
       expect(received('A')).toEqual([]);
     });
 
     it('announces the entries applyRules names once the reload is done', async () => {
       const { rules, run, received, forget, applyCalls } = startDaemon();
-      run('A');
-      run('B');
-      run('C');
-      forget();
+      await run('A');
+      await run('B');
+      await run('C');
+      await forget();
 
       rules.send({ type: 'rules.stage', rules: PDFS_TO_B });
       rules.send({ type: 'rules.reload' });
@@ -320,25 +337,133 @@ describe('rules machine', () => {
       expect(received('C')).toEqual([]);
     });
 
-    it('announces to every running entry when one becomes ready', () => {
+    it('announces to every running entry when one becomes ready', async () => {
       const { rules, entry, run, received, forget } = startDaemon();
-      run('A');
-      run('B');
-      forget();
+      await run('A');
+      await run('B');
+      await forget();
 
       // C's worker becomes ready: through its entry actor, the rules actor hears entry.ready.
-      run('C');
+      await run('C');
+      await settle();
       expect(received('A')).toEqual([{ type: 'jobs.available' }]);
       expect(received('B')).toEqual([{ type: 'jobs.available' }]);
-      expect(received('C')).toEqual([{ type: 'jobs.available' }]);
+      // C dispatches as it becomes ready, and once more for the announcement that came meanwhile.
+      expect(received('C')).toHaveLength(2);
 
-      // Sent by hand, it reaches every entry as well; a stopped one has no worker to tell.
+      // Sent by hand, it reaches every entry as well; one that is stopping gives its worker no more.
       entry('B').send({ type: 'entry.stop' });
-      forget();
+      await forget();
       rules.send({ type: 'entry.ready', entry: 'A' });
       expect(received('A')).toEqual([{ type: 'jobs.available' }]);
       expect(received('B')).toEqual([]);
       expect(received('C')).toEqual([{ type: 'jobs.available' }]);
+    });
+
+    describe("with src's recordReports over a fake engine", () => {
+      const finishedJob: WorkerReport = { type: 'job.finished', entry: 'A', jobId: 7, outcome: { ok: true, stat: { size: 1, mtime: 1, ino: '1' } } };
+      const changed: WorkerReport = { type: 'file.changed', entry: 'A', path: 'a.txt', stat: { size: 1, mtime: 1, ino: '2' } };
+
+      function withEngine(handleBatch: () => { touched: string[]; refused: MassDeletionRefused | null }) {
+        const requeued: number[][] = [];
+        const grouped: number[] = [];
+        const log = { error: vi.fn(), warn: vi.fn(), info: vi.fn() };
+        const engine = {
+          handleBatch: vi.fn(handleBatch),
+          requeue: (ids: Iterable<number>) => void requeued.push([...ids]),
+          diff: () => [],
+          applyRules: () => [],
+        };
+        const store = {
+          grouped: <T,>(fn: () => T): T => {
+            grouped.push(1);
+            return fn();
+          },
+          putRules: () => {},
+        };
+        const rules = rulesMachine.provide({ actions: { recordReports: recordReports({ engine, store, log }) } });
+        return { d: startDaemon({ rules }), engine, requeued, grouped, log };
+      }
+
+      it('records the batch in one grouped transaction and announces the entries it queued jobs for, and the one whose jobs finished', async () => {
+        const { d, engine, grouped } = withEngine(() => ({ touched: ['B'], refused: null }));
+        await d.run('A');
+        await d.run('B');
+        await d.run('C');
+        await d.forget();
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [finishedJob, changed] });
+        expect(engine.handleBatch.mock.calls).toEqual([[[finishedJob, changed]]]);
+        expect(grouped).toEqual([1]);
+        expect(d.received('A')).toEqual([{ type: 'jobs.available' }]);
+        expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
+        expect(d.received('C')).toEqual([]);
+        // A batch without finished jobs tells only the entries the engine names.
+        await d.forget();
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [changed] });
+        expect(d.received('A')).toEqual([]);
+        expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
+      });
+
+      it('stops the entry whose scan would delete most of its files, with the reason; the rest of the batch counts', async () => {
+        const refusal = new MassDeletionRefused('A', 30, 40);
+        const { d, log } = withEngine(() => ({ touched: ['B'], refused: refusal }));
+        await d.run('A');
+        await d.run('B');
+        await d.forget();
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [{ type: 'entry.scanned', entry: 'A', files: [] }] });
+        expect(d.entry('A').getSnapshot().value).toBe('stopped');
+        expect(d.entry('A').getSnapshot().context.lastError).toBe(refusal.message);
+        expect(d.entry('B').getSnapshot().matches({ active: 'running' })).toBe(true);
+        expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
+        expect(log.warn).toHaveBeenCalledTimes(1);
+      });
+
+      it('pauses every entry with the reason when the store is full, and requeues the finished jobs of the batch', async () => {
+        vi.useFakeTimers();
+        try {
+          // What better-sqlite3 throws: an SqliteError with its code.
+          const full = Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
+          const { d, requeued, log } = withEngine(() => {
+            throw full;
+          });
+          await d.run('A');
+          await d.run('B');
+          d.rules.send({ type: 'reports.batch', entry: 'A', reports: [finishedJob, changed] });
+          for (const name of ['A', 'B']) {
+            const snapshot = d.entry(name).getSnapshot();
+            expect(snapshot.value).toBe('restarting');
+            expect(snapshot.context.lastError).toBe("the store's disk is full: database or disk is full");
+          }
+          // Never started: it stays stopped.
+          expect(d.entry('C').getSnapshot().value).toBe('stopped');
+          // Nothing of the batch was recorded: its finished job goes back to the queue.
+          expect(requeued).toEqual([[7]]);
+          expect(log.error).toHaveBeenCalledTimes(1);
+          // The rules actor carries on: the failure is an event, not a crash.
+          expect(d.rules.getSnapshot().status).toBe('active');
+          expect(d.root.getSnapshot().context.restarts).toBe(0);
+          // Each entry starts again after its back-off (and rescans).
+          await vi.advanceTimersByTimeAsync(1000);
+          for (const name of ['A', 'B']) expect(d.entry(name).getSnapshot().value).toEqual({ active: 'starting' });
+        } finally {
+          vi.useRealTimers();
+        }
+      });
+
+      it('lets an error that is not the store fail the rules actor (the daemon starts it again), its finished jobs requeued', async () => {
+        const { d, requeued } = withEngine(() => {
+          throw new TypeError('a bug');
+        });
+        await d.run('A');
+        await d.forget();
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [finishedJob] });
+        expect(requeued).toEqual([[7]]);
+        expect(d.root.getSnapshot().context.restarts).toBe(1);
+        expect(d.root.system.get('rules')!.getSnapshot().status).toBe('active');
+        expect(d.entry('A').getSnapshot().matches({ active: 'running' })).toBe(true);
+        // What the failed actor would have announced is lost: every entry looks for work.
+        expect(d.received('A')).toHaveLength(1);
+      });
     });
   });
 });

@@ -31,6 +31,9 @@ function mermaid(): Mermaid | null {
 
 let renderSeq = 0;
 
+/** The smallest a drawing is scaled to fit its box: its labels stay readable. */
+const MIN_SCALE = 0.7;
+
 /**
  * Draws `machine` at `path` into `box`; a later call for the same box wins. Left to right where
  * there is room, top to bottom on a narrow screen, so that labels keep a readable size.
@@ -56,6 +59,10 @@ export function draw(box: HTMLElement, machine: unknown, path: string[]): void {
     (out) => {
       if (box.dataset.pending !== mine) return;
       box.innerHTML = out.svg;
+      // Scaled down to its box, but never below MIN_SCALE: past that the box scrolls instead.
+      const svg = box.querySelector('svg');
+      const width = svg ? svg.viewBox.baseVal.width : 0;
+      if (svg && width > 0) svg.style.minWidth = `${Math.round(width * MIN_SCALE)}px`;
       box.dataset.state = stateText;
     },
     (err: unknown) => {

@@ -81,6 +81,9 @@ export function entryStatus(f: EntryFacts, live: boolean): EntryStatus {
     if (f.lastError) parts.push({ text: f.lastError });
     return { kind: 'stopped', label: 'Stopped', parts };
   }
+  if (top === 'active' && inner === 'draining') {
+    return { kind: 'starting', label: 'Stopping', parts: [{ text: 'its worker finishes or abandons the jobs it has' }] };
+  }
   if (top === 'active' && inner !== 'running') {
     const w = waiting(f, 'waiting');
     return { kind: 'starting', label: 'Starting', parts: [{ text: 'rescanning its root' }, ...(w ? [w] : [])] };

@@ -81,6 +81,9 @@ export function toMermaid(definition: unknown, current: string[] = [], options: 
   };
   declare(machine, '  ');
 
+  // One edge per pair of states, its label every transition between them: parallel edges would
+  // each take their own lane, and make the drawing far wider than the chart.
+  const byPair = new Map<string, string[]>();
   const edges = (node: StateJson) => {
     for (const t of node.transitions ?? []) {
       if (node === machine) continue; // root-level events are handled in every state
@@ -91,12 +94,16 @@ export function toMermaid(definition: unknown, current: string[] = [], options: 
         // toJSON() gives a named guard as its name; a guard with params as {type, params}.
         const guardName = typeof t.guard === 'string' ? t.guard : t.guard?.type;
         const guard = guardName ? ` [${guardName}]` : '';
-        lines.push(`  ${idOf(node)} --> ${idOf(to)} : ${label(eventLabel(t.eventType) + guard)}`);
+        const pair = `${idOf(node)} --> ${idOf(to)}`;
+        const labels = byPair.get(pair) ?? [];
+        if (labels.length === 0) byPair.set(pair, labels);
+        labels.push(label(eventLabel(t.eventType) + guard));
       }
     }
     for (const child of Object.values(node.states ?? {})) edges(child);
   };
   edges(machine);
+  for (const [pair, labels] of byPair) lines.push(`  ${pair} : ${labels.join(', ')}`);
 
   if (current.length > 0) {
     const enclosing = options.enclosing ?? 'current';

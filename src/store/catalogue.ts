@@ -430,12 +430,34 @@ export class Catalogue {
 
   private commitTimer: NodeJS.Timeout | null = null;
 
+  /**
+   * Told when the group commit's COMMIT fails (a full disk): what it held is rolled back, and
+   * nobody waits on the timer that committed it. Unset, the error is thrown.
+   */
+  onCommitFailure: ((err: unknown) => void) | null = null;
+
   /** Commits the group commit's transaction now, if one is open. */
   commit(): void {
     if (this.commitTimer === null) return;
     clearTimeout(this.commitTimer);
     this.commitTimer = null;
-    if (this.db.open && this.db.inTransaction) this.db.exec('COMMIT');
+    if (!this.db.open || !this.db.inTransaction) return;
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      // SQLite may have rolled the transaction back already (SQLITE_FULL, SQLITE_IOERR), or not.
+      if (this.db.inTransaction) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // nothing more to undo
+        }
+      }
+      this.jobsGeneration++;
+      this.listingGeneration++;
+      if (!this.onCommitFailure) throw err;
+      this.onCommitFailure(err);
+    }
   }
 
   file(fid: string): FileRecord | undefined {

@@ -179,9 +179,14 @@ export class SyncEngine {
     }
   }
 
-  /** A worker of `entry` starts: whatever part of a scan its previous worker sent is forgotten. */
+  /**
+   * A worker of `entry` starts: whatever part of a scan its previous worker sent is forgotten,
+   * and the jobs it was running and never reported (a message lost when the store could not
+   * record it, a worker killed) go back to the queue.
+   */
   workerStarted(entry: string): void {
     this.store.scanEnd(entry);
+    this.store.requeueRunning(entry);
   }
 
   /** Makes `rules` the active rules and recomputes every known file under them. */

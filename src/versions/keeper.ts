@@ -6,18 +6,10 @@
  */
 import { dropAll, dropForFile, dropOverTotal, nextChange, type KeptVersion, type VersionPolicy, type VersionReason } from './policy.js';
 import { parseVersionKey, versionKey } from './names.js';
+import type { VersionChange, VersionRecord } from '../../machines/reports.js';
 
-/** A version as the daemon records it. */
-export interface VersionRecord extends KeptVersion {
-  reason: VersionReason;
-}
-
-/** What changed in an entry's versions; `full`: `kept` is every version it holds (sent at start). */
-export interface VersionChange {
-  kept: VersionRecord[];
-  dropped: string[];
-  full?: boolean;
-}
+// What the worker reports of its versions (a VersionRecord is a KeptVersion with its reason).
+export type { VersionChange, VersionRecord };
 
 /** How a driver's storage lists and removes versions (keys are paths under its versions folder). */
 export interface VersionStorage {

@@ -216,9 +216,11 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
         if (!actor.getSnapshot().can(event)) throw new ApiError(409, refusal[control](name));
         actor.send(event);
         const target = control === 'stop' ? 'stopped' : 'active';
+        // A start or restart settles once the worker is running or refused; a worker draining
+        // (one asked to stop, which restarts once it exits) is on its way, not settled.
         const settled = await waitFor(
           actor,
-          (s) => (control === 'stop' ? s.matches('stopped') : !s.matches({ active: 'starting' })),
+          (s) => (control === 'stop' ? s.matches('stopped') : !s.matches({ active: 'starting' }) && !s.matches({ active: 'draining' })),
           { timeout: STATE_TIMEOUT_MS },
         ).catch(() => {
           throw new ApiError(503, `entry ${name} did not become ${target} within ${STATE_TIMEOUT_MS / 1000} s`);

@@ -136,10 +136,10 @@ export class LocalWatcher implements WatchHooks {
         top = up;
       }
       const parent = top.includes('/') ? top.slice(0, top.lastIndexOf('/')) : '';
-      if (this.tree.hasFolder(parent)) this.apply(top, lstatOrNull(path.join(this.root, top)));
+      if (this.tree.hasFolder(parent)) this.apply(top, this.lstatOrSay(path.join(this.root, top)));
       return;
     }
-    this.apply(rel, lstatOrNull(path.join(this.root, rel)));
+    this.apply(rel, this.lstatOrSay(path.join(this.root, rel)));
   }
 
   moved(from: string, to: string, stat: FileStat): void {
@@ -263,13 +263,13 @@ export class LocalWatcher implements WatchHooks {
     if (rel !== null && this.ignore.ignores(rel, s.isDirectory())) return true;
     if (s.isDirectory()) {
       if (rel !== null && !this.live) {
-        const stats = 'mtimeMs' in s ? s : lstatOrNull(p);
+        const stats = 'mtimeMs' in s ? s : this.lstatOrSay(p);
         this.tree.addFolder(rel, stats ? folderRecOf(stats) : null);
       }
       return false;
     }
     if (!this.live) {
-      const stats = rel === null ? null : 'mtimeMs' in s ? s : lstatOrNull(p);
+      const stats = rel === null ? null : 'mtimeMs' in s ? s : this.lstatOrSay(p);
       if (rel !== null && stats) {
         const rec = this.recordOf(rel, stats);
         if (rec) this.tree.setFile(rel, rec);
@@ -316,6 +316,17 @@ export class LocalWatcher implements WatchHooks {
   }
 
   private readonly warned = new Set<string>();
+
+  /** lstat, null when it fails; a failure other than the path being gone is said (once). */
+  private lstatOrSay(p: string): fs.Stats | null {
+    try {
+      return fs.lstatSync(p);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warnOnce(`watcher error: ${(err as Error).message}`);
+      return null;
+    }
+  }
 
   private warnOnce(message: string): void {
     if (this.warned.has(message)) return;
@@ -680,7 +691,11 @@ export class LocalWatcher implements WatchHooks {
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(absolute, { withFileTypes: true });
-    } catch {
+    } catch (err) {
+      // Gone (ENOENT, ENOTDIR): a removal. Anything else (a path longer than PATH_MAX, no
+      // permission) is said, once, as chokidar's errors are.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warnOnce(`watcher error: ${(err as Error).message}`);
       if (rel !== '') this.apply(rel, null);
       return [];
     }
@@ -692,7 +707,7 @@ export class LocalWatcher implements WatchHooks {
       const child = joinRel(rel, e.name);
       if (this.ignore.ignores(child, e.isDirectory())) continue;
       if (e.isDirectory()) {
-        const stats = lstatOrNull(path.join(absolute, e.name));
+        const stats = this.lstatOrSay(path.join(absolute, e.name));
         if (!stats?.isDirectory()) continue; // gone meanwhile: its parent's events will say
         if (this.tree.hasFolder(child)) {
           this.folderSeen(child, folderRecOf(stats));
@@ -706,13 +721,7 @@ export class LocalWatcher implements WatchHooks {
         subfolders.push(child);
         continue;
       }
-      let s: fs.Stats | null;
-      try {
-        s = fs.lstatSync(path.join(absolute, e.name));
-      } catch {
-        s = null;
-      }
-      this.apply(child, s);
+      this.apply(child, this.lstatOrSay(path.join(absolute, e.name)));
     }
     for (const name of this.tree.childNames(rel)) {
       if (seen.has(name)) continue;
@@ -826,14 +835,6 @@ export class LocalWatcher implements WatchHooks {
 
 function recFromStat(stat: FileStat): FileRec {
   return { size: stat.size, mtime: stat.mtime, ctime: stat.ctime ?? 0, ino: Number(stat.ino ?? 0), mode: stat.mode ?? 0 };
-}
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
 }
 
 function readNumber(file: string): number | null {

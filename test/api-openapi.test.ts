@@ -283,11 +283,12 @@ describe('GET /api/v1.0/openapi.json', () => {
     // that A keeps two versions and the file is in the trash; the newest is restored.
     const v = fidOf('v.txt');
     await fsp.writeFile(path.join(dir, 'B/v.txt'), 'one\n');
-    await until('v.txt in A', () => fs.existsSync(path.join(dir, 'A/v.txt')));
+    // Recorded in A (not only copied) before the edit; the waits allow for a loaded machine.
+    await until('v.txt up to date in A', async () => (await inject(plain, 'GET', `${P}/files/${v}/metadata`)).body.uptodate?.includes('A'), 45_000);
     await fsp.writeFile(path.join(dir, 'B/v.txt'), 'two, longer\n');
-    await until('A to keep a version of v.txt', async () => (await inject(plain, 'GET', `${P}/files/${v}/versions`)).body.versions?.length === 1);
+    await until('A to keep a version of v.txt', async () => (await inject(plain, 'GET', `${P}/files/${v}/versions`)).body.versions?.length === 1, 45_000);
     await fsp.rm(path.join(dir, 'B/v.txt'));
-    await until('v.txt in the trash', async () => (await inject(plain, 'GET', `${P}/trash`)).body.files.length === 1);
+    await until('v.txt in the trash', async () => (await inject(plain, 'GET', `${P}/trash`)).body.files.length === 1, 45_000);
     const versions = (await record(plain, 'GET', `${P}/files/${v}/versions`, 200)) as { versions: { id: number }[] };
     expect(versions.versions).toHaveLength(2);
     await record(plain, 'GET', `${P}/files/${fidOf('never.txt')}/versions`, 404);

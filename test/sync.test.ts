@@ -59,6 +59,8 @@ function tree(entry: string): Record<string, string> {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (d === base && e.name === '.ferry-entry') continue;
+      // The versions an entry keeps of what a sync replaced (issue 14): not part of the tree.
+      if (d === base && e.name === '.ferry-versions') continue;
       if (e.isDirectory()) walk(p);
       else out[path.relative(base, p).split(path.sep).join('/')] = digest(fs.readFileSync(p));
     }

@@ -220,7 +220,12 @@ export const entriesRoutes: FastifyPluginAsync<ApiContext, RawServerDefault, Sch
         // (one asked to stop, which restarts once it exits) is on its way, not settled.
         const settled = await waitFor(
           actor,
-          (s) => (control === 'stop' ? s.matches('stopped') : !s.matches({ active: 'starting' }) && !s.matches({ active: 'draining' })),
+          // A stop is done once the worker has drained: stopped, or started again by a request that
+          // came after it (both answered; the later one says where the entry ends).
+          (s) =>
+            control === 'stop'
+              ? s.matches('stopped') || !s.matches({ active: 'draining' })
+              : !s.matches({ active: 'starting' }) && !s.matches({ active: 'draining' }),
           { timeout: STATE_TIMEOUT_MS },
         ).catch(() => {
           throw new ApiError(503, `entry ${name} did not become ${target} within ${STATE_TIMEOUT_MS / 1000} s`);

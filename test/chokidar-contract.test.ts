@@ -105,6 +105,8 @@ describe('chokidar 5.0.0 watching folders only', () => {
     const handler = (w as unknown as { _nodeFsHandler: { _handleRead: unknown } })._nodeFsHandler;
     expect(typeof handler._handleRead).toBe('function');
     expect(typeof (w as unknown as { _closePath: unknown })._closePath).toBe('function');
+    // Its folder listings are asked without stats through this (see listWithoutStats).
+    expect(typeof (w as unknown as { _readdirp: unknown })._readdirp).toBe('function');
     // A folder's watch is up once its closer is registered (the watcher relists new folders then).
     expect((w as unknown as { _closers: unknown })._closers).toBeInstanceOf(Map);
     expect((w as unknown as { _closers: Map<string, unknown> })._closers.has(dir)).toBe(true);

@@ -15,6 +15,12 @@ export interface StorageReader {
   stat(rel: string): Promise<FileStat | null>;
   /** The file's bytes from `offset` to its end, as a stream (memory stays bounded whatever the size). */
   open(rel: string, offset: number): Promise<Readable>;
+  /**
+   * A small file whole: its first `into.length` bytes at most, read into `into`, with the stat
+   * of what was read (which version); null when it is not there. Where a reader has it, a small
+   * copy costs an open, a stat, a read and a close, without a stream.
+   */
+  read?(rel: string, into: Buffer): Promise<{ bytes: number; stat: FileStat } | null>;
   /** Every file of the storage (Ferry's own names left out). */
   list(): Promise<ScannedFile[]>;
   /** Closes what the reader holds open (a connection). */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { ScannedFile } from '../../../machines/reports.js';
+import type { FileStat, ScannedFile } from '../../../machines/reports.js';
 import type { ReaderFactory, StorageReader } from '../source-reader.js';
 import { isInternalName } from '../../paths.js';
 import { confined } from './confine.js';
@@ -30,6 +30,28 @@ export class LocalReader implements StorageReader {
     const { size } = await handle.stat();
     const highWaterMark = Math.min(1 << 20, Math.max(16 << 10, size - offset));
     return handle.createReadStream({ start: offset, highWaterMark, autoClose: true });
+  }
+
+  async read(rel: string, into: Buffer): Promise<{ bytes: number; stat: FileStat } | null> {
+    const file = await confined(this.root, rel);
+    const handle = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ELOOP') return null;
+      throw err;
+    });
+    if (!handle) return null;
+    try {
+      const s = await handle.stat();
+      if (!s.isFile()) return null;
+      let bytes = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(into, bytes, into.length - bytes, bytes);
+        bytes += bytesRead;
+        if (bytesRead === 0 || bytes === into.length) break;
+      }
+      return { bytes, stat: statOf(s) };
+    } finally {
+      await handle.close();
+    }
   }
 
   async list(): Promise<ScannedFile[]> {

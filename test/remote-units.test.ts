@@ -7,10 +7,13 @@ import type { WorkerReport } from '../machines/reports.js';
 import { ListingPoller, SCAN_CHUNK, type RemoteStat } from '../src/drivers/remote/poller.js';
 import { fingerprint, hostKeyProblem } from '../src/drivers/sftp/host-key.js';
 import { drivers, publicOptions } from '../src/drivers/registry.js';
-import { reconnectDelay } from '../src/drivers/remote/remote-driver.js';
+import { CopySlots, reconnectDelay } from '../src/drivers/remote/remote-driver.js';
+import { TargetExists, type UploadPlan } from '../src/drivers/remote/backend.js';
+import { StatBatcher, type ListPage } from '../src/drivers/s3/stat-batcher.js';
+import { SftpBackend } from '../src/drivers/sftp/sftp-backend.js';
 import { Readable } from 'node:stream';
 import { S3Backend } from '../src/drivers/s3/s3-backend.js';
-import { hasS3rver, S3RVER_KEY, startS3rver } from './servers.js';
+import { hasS3rver, hasSshd, S3RVER_KEY, startS3rver, startSshd } from './servers.js';
 
 /** The remote drivers' pure parts: the listing diff, the host key check, the options. */
 
@@ -191,6 +194,7 @@ describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
         size: body.length,
         mtime: 0,
         open: async () => Readable.from([body]),
+        read: async (into: Buffer) => body.copy(into),
         verifySource: async () => {},
         progress: () => {},
         log: () => {},
@@ -211,6 +215,130 @@ describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
       expect(together.slice(0, 20).every((s) => s?.size === 1000 && s.etag === put.etag)).toBe(true);
       expect(together.slice(20)).toEqual([null, null]);
       expect(await b.stat('many/f3.bin')).toEqual(together[3]);
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});
+
+describe('the S3 stat batcher', () => {
+  /** A folder of keys f00 … f99 under d/, listed as S3 lists (sorted, from StartAfter, MaxKeys at most). */
+  function fake() {
+    const keys = Array.from({ length: 100 }, (_, i) => `d/f${String(i).padStart(2, '0')}`);
+    const calls: string[] = [];
+    const list: ListPage = async (folder, from, maxKeys) => {
+      const after = from.token ?? from.startAfter ?? '';
+      calls.push(`list ${folder} after=${after} max=${maxKeys}`);
+      const rest = keys.filter((k) => k.startsWith(folder) && k > after);
+      const items = rest.slice(0, maxKeys).map((key) => ({ key, stat: st(1, 1000, key) }));
+      return { items, next: rest.length > maxKeys ? items.at(-1)!.key : undefined };
+    };
+    const head = async (key: string) => {
+      calls.push(`head ${key}`);
+      return keys.includes(key) ? st(1, 1000, key) : null;
+    };
+    return { calls, batcher: new StatBatcher(head, list) };
+  }
+
+  it('answers the keys of one folder asked together with one listing from just before the first of them', async () => {
+    const { calls, batcher } = fake();
+    const got = await Promise.all(['d/f10', 'd/f12', 'd/f11', 'd/f13'].map((k) => batcher.stat(k)));
+    expect(got.map((x) => x?.etag)).toEqual(['d/f10', 'd/f12', 'd/f11', 'd/f13']);
+    expect(calls).toEqual(['list d/ after=d/f1 max=36']);
+  });
+
+  it('asks one or two keys of a folder with HEAD, and a key a cut listing did not reach; a whole listing without a key says it is not there', async () => {
+    const { calls, batcher } = fake();
+    expect(await Promise.all([batcher.stat('d/f01'), batcher.stat('e/x')])).toEqual([st(1, 1000, 'd/f01'), null]);
+    expect(calls.sort()).toEqual(['head d/f01', 'head e/x']);
+    calls.length = 0;
+    // f00 … f02 and f99: two pages of 36 reach f71, and f99 is asked with HEAD.
+    const far = await Promise.all(['d/f00', 'd/f01', 'd/f02', 'd/f99'].map((k) => batcher.stat(k)));
+    expect(far.map((x) => x?.etag)).toEqual(['d/f00', 'd/f01', 'd/f02', 'd/f99']);
+    expect(calls).toEqual(['list d/ after=d/f0 max=36', 'list d/ after=d/f35 max=36', 'head d/f99']);
+    calls.length = 0;
+    // The folder listed to its end: d/fz is not there.
+    expect(await Promise.all(['d/f90', 'd/f91', 'd/fz'].map((k) => batcher.stat(k)))).toEqual([st(1, 1000, 'd/f90'), st(1, 1000, 'd/f91'), null]);
+    expect(calls).toEqual(['list d/ after=d/f9 max=35']);
+  });
+
+  it('lets a stat asked `later` wait a few milliseconds for others', async () => {
+    const { calls, batcher } = fake();
+    const first = batcher.stat('d/f20', true);
+    await new Promise((r) => setImmediate(r));
+    const rest = [batcher.stat('d/f21', true), batcher.stat('d/f22', true)];
+    await Promise.all([first, ...rest]);
+    expect(calls).toEqual(['list d/ after=d/f2 max=35']);
+  });
+});
+
+describe('the copy slots', () => {
+  it('run at most so many copies and bytes at once, in the order asked; one larger than the bytes runs alone', async () => {
+    const slots = new CopySlots({ files: 2, bytes: 10 });
+    const running: string[] = [];
+    const log: string[] = [];
+    const copy = async (name: string, size: number, done: Promise<void>) => {
+      const release = await slots.take(size);
+      running.push(name);
+      log.push(running.join('+'));
+      await done;
+      running.splice(running.indexOf(name), 1);
+      release();
+    };
+    const gates = new Map<string, () => void>();
+    const gate = (name: string) => new Promise<void>((r) => gates.set(name, r));
+    const all = [copy('a', 3, gate('a')), copy('b', 3, gate('b')), copy('c', 3, gate('c')), copy('big', 50, gate('big')), copy('d', 1, gate('d'))];
+    const tick = () => new Promise((r) => setImmediate(r));
+    await tick();
+    expect(log).toEqual(['a', 'a+b']);
+    gates.get('a')!();
+    await tick();
+    expect(log.at(-1)).toBe('b+c');
+    gates.get('b')!();
+    gates.get('c')!();
+    await tick();
+    // The large one waited for the others to finish, and runs alone; d waits behind it.
+    expect(log.at(-1)).toBe('big');
+    gates.get('big')!();
+    await tick();
+    expect(log.at(-1)).toBe('d');
+    gates.get('d')!();
+    await Promise.all(all);
+  });
+});
+
+describe.runIf(hasSshd)('the SFTP backend on sshd', () => {
+  it('commits a copy meant for an empty name without replacing what appeared there, and leaves no temporary', async () => {
+    const server = await startSshd();
+    try {
+      const root = path.join(server.dir, 'units');
+      await fsp.mkdir(root);
+      const b = new SftpBackend({ host: server.host, port: server.port, username: server.username, root, key_file: server.keyFile, host_key: server.fingerprint });
+      await b.connect();
+      const body = randomBytes(3000);
+      const plan = (rel: string, ifAbsent: boolean): UploadPlan => ({
+        jobId: 1,
+        rel,
+        size: body.length,
+        mtime: 1_700_000_000_000,
+        open: async () => Readable.from([body]),
+        read: async (into: Buffer) => body.copy(into),
+        verifySource: async () => {},
+        progress: () => {},
+        log: () => {},
+        signal: new AbortController().signal,
+        ifAbsent,
+      });
+      expect(await b.upload(plan('new.bin', true))).toEqual({ size: 3000, mtime: 1_700_000_000_000, ino: null });
+      expect((await fsp.readFile(path.join(root, 'new.bin'))).equals(body)).toBe(true);
+      await fsp.writeFile(path.join(root, 'theirs.bin'), 'made meanwhile');
+      await expect(b.upload(plan('theirs.bin', true))).rejects.toBeInstanceOf(TargetExists);
+      expect(await fsp.readFile(path.join(root, 'theirs.bin'), 'utf8')).toBe('made meanwhile');
+      expect((await fsp.readdir(root)).sort()).toEqual(['new.bin', 'theirs.bin']);
+      // Without the condition the copy replaces it (the driver has kept a conflict copy first).
+      await b.upload(plan('theirs.bin', false));
+      expect((await fsp.readFile(path.join(root, 'theirs.bin'))).equals(body)).toBe(true);
       await b.close();
     } finally {
       await server.stop();

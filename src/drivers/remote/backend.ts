@@ -25,12 +25,39 @@ export interface UploadPlan {
   mtime: number;
   /** The source's bytes from `offset`. */
   open(offset: number): Promise<Readable>;
+  /**
+   * The source whole (a small file): its first `into.length` bytes at most, read into `into`;
+   * returns how many. Throws a StaleJob when it is not the version to copy.
+   */
+  read(into: Buffer): Promise<number>;
   /** Throws a StaleJob when the source changed since the copy began: called just before the copy becomes visible. */
   verifySource(): Promise<void>;
   /** Bytes copied so far (resumed bytes included). */
   progress(bytes: number): void;
   log(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
   signal: AbortSignal;
+  /**
+   * Nothing is at `rel` as far as the store and the last listing know: the copy is made without
+   * asking the storage first, and its commit must not replace anything there. Where the
+   * storage can refuse atomically (SFTP's plain rename, S3's `If-None-Match: *`) a file found
+   * there throws a TargetExists, and the driver asks what it is; a storage that ignores the
+   * condition (s3rver) is trusted on its last listing.
+   */
+  ifAbsent?: boolean;
+}
+
+/** An `ifAbsent` copy found something at its target: nothing was replaced (and no partial copy is left under a final name). */
+export class TargetExists extends Error {
+  constructor(rel: string) {
+    super(`${rel} exists`);
+    this.name = 'TargetExists';
+  }
+}
+
+/** How many copies a worker runs at once on one storage, and the bytes they may hold (one copy always runs). */
+export interface CopyLimits {
+  files: number;
+  bytes: number;
 }
 
 /**
@@ -42,6 +69,8 @@ export interface RemoteBackend extends StorageReader {
   readonly endpoint: string;
   /** Whether a rename keeps a file's mtime on this storage (a poll then tells renames by size and mtime). */
   readonly renameKeepsMtime: boolean;
+  /** Copies run at once on this storage (the others wait their turn in the worker, in order). */
+  readonly copyLimits: CopyLimits;
   /**
    * Connects and checks the credentials. Throws a DriverRefusal when the storage must not be
    * used as configured (a host key that does not match), anything else when it cannot be reached.

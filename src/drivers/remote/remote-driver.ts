@@ -6,8 +6,9 @@ import { type Driver, type DriverContext, DriverRefusal, StaleJob } from '../dri
 import { conflictName } from '../../conflict-name.js';
 import { INTERNAL_PREFIX, UnsafePathError, unsafeReason } from '../../paths.js';
 import { sourceReader, type StorageReader } from '../source-reader.js';
-import type { RemoteBackend, RemoteStat } from './backend.js';
+import { type CopyLimits, type RemoteBackend, type RemoteStat, TargetExists, type UploadPlan } from './backend.js';
 import { ListingPoller, plain } from './poller.js';
+import { readInto } from './read-all.js';
 
 /** The marker each remote root gets on first use (as a local root does). */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
@@ -16,6 +17,8 @@ const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** How often a copy reports its progress, and from what size. */
 const PROGRESS_MS = 250;
 const PROGRESS_MIN = 8 << 20;
+/** Copies up to this size may read their source whole (the backends' single requests); larger ones stream it. */
+const READ_WHOLE_MAX = 8 << 20;
 /** Delays between two attempts to reach the server: 1 s, 2 s, 4 s … at most 60 s. */
 export const reconnectDelay = (attempt: number) => Math.min(60, 2 ** Math.max(0, attempt - 1));
 
@@ -49,6 +52,7 @@ export class RemoteDriver implements Driver {
   private pollTimer: NodeJS.Timeout | null = null;
   private polling: Promise<void> | null = null;
   private readonly copies = new Set<AbortController>();
+  private readonly slots: CopySlots;
 
   constructor(
     private readonly ctx: DriverContext,
@@ -56,6 +60,7 @@ export class RemoteDriver implements Driver {
     private readonly pollMs: number,
   ) {
     this.poller = new ListingPoller(ctx.entry, ctx.report, backend.renameKeepsMtime);
+    this.slots = new CopySlots(backend.copyLimits);
     backend.onFolderMade = (rel, stat) => {
       this.poller.begin(rel);
       this.poller.settle(rel, stat);
@@ -225,10 +230,25 @@ export class RemoteDriver implements Driver {
     if (isFolderStat(job.sourceStat)) return this.makeFolder(rel);
     // A link is recreated as a link in local roots; neither SFTP nor S3 entries keep one.
     if (isLinkStat(job.sourceStat)) throw new Error(`${rel} is a symbolic link: ${this.backend.endpoint} keeps no links`);
+    // The worker is given many jobs at once; the copies run a few at a time, in order.
+    const release = await this.slots.take(job.sourceStat.size);
+    try {
+      return await this.copy(job);
+    } finally {
+      release();
+    }
+  }
+
+  private async copy(job: Extract<JobCommand, { kind: 'upload' }>): Promise<RemoteStat> {
+    const rel = job.path;
     const reader = await fromSource(sourceReader(job.source, this.ctx.log));
     const changed = () => new StaleJob(`source ${job.source.entry}:${rel} changed`);
-    const src = await fromSource(reader.stat(rel));
-    if (!src || !sameStat(src, job.sourceStat)) throw changed();
+    // A large copy is not begun for a version the source no longer has; a small one reads the
+    // source whole, and that read tells (its stat is the version read).
+    if (job.sourceStat.size > READ_WHOLE_MAX) {
+      const src = await fromSource(reader.stat(rel));
+      if (!src || !sameStat(src, job.sourceStat)) throw changed();
+    }
     this.poller.begin(rel);
     let final: RemoteStat | null | undefined;
     const abort = new AbortController();
@@ -236,13 +256,52 @@ export class RemoteDriver implements Driver {
     let bytes = 0;
     // Progress for large copies only: for a small file it would be a message per file for nothing.
     const timer = job.sourceStat.size >= PROGRESS_MIN ? setInterval(() => this.ctx.progress(job.id, bytes), PROGRESS_MS) : null;
+    const plan: UploadPlan = {
+      jobId: job.id,
+      rel,
+      size: job.sourceStat.size,
+      mtime: job.sourceStat.mtime,
+      open: (offset) =>
+        fromSource(reader.open(rel, offset)).then(markSourceStream, async (err: unknown) => {
+          // Gone or replaced since the job was given: stale, not a failure.
+          const now = await fromSource(reader.stat(rel)).catch(() => undefined);
+          throw now === null || (now && !sameStat(now, job.sourceStat)) ? changed() : err;
+        }),
+      read: async (into) => {
+        if (!reader.read) return readInto(await plan.open(0), into);
+        const got = await fromSource(reader.read(rel, into));
+        if (!got || !sameStat(got.stat, job.sourceStat)) throw changed();
+        return got.bytes;
+      },
+      verifySource: async () => {
+        const now = await fromSource(reader.stat(rel));
+        if (!now || !sameStat(now, job.sourceStat)) throw new StaleJob(`source ${job.source.entry}:${rel} changed during the copy`);
+      },
+      progress: (n) => (bytes = n),
+      log: (level, msg, fields) => this.ctx.log(level, msg, fields),
+      signal: abort.signal,
+    };
+    const checked = (stat: RemoteStat) => {
+      if (stat.size !== job.sourceStat.size) throw new Error(`copy of ${rel} has ${stat.size} bytes, expected ${job.sourceStat.size}`);
+      return stat;
+    };
     try {
+      // Nothing there as far as the store and the last listing know (a file's first copy): no
+      // stat first, and a commit that replaces nothing; what it finds there is asked below.
+      if (job.expect === null && this.poller.stat(rel) === undefined) {
+        try {
+          final = checked(await this.backend.upload({ ...plan, ifAbsent: true }));
+          return final;
+        } catch (err) {
+          if (!(err instanceof TargetExists)) throw err;
+        }
+      }
       const current = await this.backend.stat(rel);
       if (current && isFolderStat(current)) throw new Error(`${rel} exists and is a folder`);
       if (current) {
         const matches = job.expect !== null && sameStat(current, job.expect);
         if (job.preserve || !matches) {
-          if (current.size === src.size && (await this.sameBytes(reader, rel))) {
+          if (current.size === job.sourceStat.size && (await this.sameBytes(reader, rel))) {
             // The same bytes already: nothing to copy (the first start on equal trees).
             final = current;
             return current;
@@ -250,23 +309,7 @@ export class RemoteDriver implements Driver {
           await this.keepConflictCopy(rel);
         }
       }
-      final = await this.backend.upload({
-        jobId: job.id,
-        rel,
-        size: job.sourceStat.size,
-        mtime: job.sourceStat.mtime,
-        open: (offset) => fromSource(reader.open(rel, offset)).then(markSourceStream),
-        verifySource: async () => {
-          const now = await fromSource(reader.stat(rel));
-          if (!now || !sameStat(now, job.sourceStat)) throw new StaleJob(`source ${job.source.entry}:${rel} changed during the copy`);
-        },
-        progress: (n) => (bytes = n),
-        log: (level, msg, fields) => this.ctx.log(level, msg, fields),
-        signal: abort.signal,
-      });
-      if (final.size !== job.sourceStat.size) {
-        throw new Error(`copy of ${rel} has ${final.size} bytes, expected ${job.sourceStat.size}`);
-      }
+      final = checked(await this.backend.upload(plan));
       return final;
     } finally {
       if (timer) {
@@ -351,6 +394,45 @@ export class RemoteDriver implements Driver {
       this.poller.settle(from, moved ? null : undefined);
       this.poller.settle(to, stat ?? undefined);
     }
+  }
+}
+
+/**
+ * Copies run at once, in the order asked: at most `files`, and at most `bytes` of them (a copy
+ * larger than that runs alone). Many small copies keep the storage's connection busy; a few
+ * large ones fill it as well, with bounded memory.
+ */
+export class CopySlots {
+  private running = 0;
+  private bytes = 0;
+  private readonly waiting: { size: number; go: () => void }[] = [];
+
+  constructor(private readonly limits: CopyLimits) {}
+
+  async take(size: number): Promise<() => void> {
+    if (this.waiting.length > 0 || !this.fits(size)) await new Promise<void>((go) => this.waiting.push({ size, go }));
+    else this.start(size);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running--;
+      this.bytes -= size;
+      while (this.waiting.length > 0 && this.fits(this.waiting[0].size)) {
+        const next = this.waiting.shift()!;
+        this.start(next.size);
+        next.go();
+      }
+    };
+  }
+
+  private fits(size: number): boolean {
+    return this.running === 0 || (this.running < this.limits.files && this.bytes + size <= this.limits.bytes);
+  }
+
+  private start(size: number): void {
+    this.running++;
+    this.bytes += size;
   }
 }
 

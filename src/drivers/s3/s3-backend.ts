@@ -22,10 +22,11 @@ import {
 import type { ScannedFile } from '../../../machines/reports.js';
 import { INTERNAL_PREFIX, isInternalName, unsafeReason, UnsafePathError } from '../../paths.js';
 import { DriverRefusal, StaleJob } from '../driver.js';
-import { FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, type UploadPlan } from '../remote/backend.js';
+import { type CopyLimits, FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, TargetExists, type UploadPlan } from '../remote/backend.js';
 import { plain } from '../remote/poller.js';
 import { MARKER } from '../remote/remote-driver.js';
 import { partialId } from '../remote/partials.js';
+import { borrow, giveBack } from '../remote/read-all.js';
 import { StatBatcher } from './stat-batcher.js';
 
 export interface S3Options {
@@ -87,7 +88,15 @@ interface PartialRecord {
 export class S3Backend implements RemoteBackend {
   readonly endpoint: string;
   readonly renameKeepsMtime = false;
+  /**
+   * Copies at once: a small one is a request or two of a few milliseconds, so many keep the
+   * server busy (the HTTP agent's 64 sockets carry them); large ones are read whole (a part at a
+   * time) for their Content-MD5, a few files at once.
+   */
+  readonly copyLimits: CopyLimits = { files: 256, bytes: 32 << 20 };
   private readonly client: S3Client;
+  /** Whether the server takes `If-None-Match: *` on uploads (one that ignores it is trusted on its last listing). */
+  private conditional = true;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly stats: StatBatcher;
@@ -119,6 +128,8 @@ export class S3Backend implements RemoteBackend {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // Ferry retries with its own back-off and says why in the entry's status.
       maxAttempts: 2,
+      // Each kind of command's middleware stack is resolved once, not on every request.
+      cacheMiddleware: true,
       requestHandler: {
         connectionTimeout: 5000,
         requestTimeout: 120_000,
@@ -141,9 +152,15 @@ export class S3Backend implements RemoteBackend {
     );
     this.stats = new StatBatcher(
       (key) => this.headStat(key),
-      async (prefix, token) => {
+      async (folder, from, maxKeys) => {
         const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: folder,
+            Delimiter: '/',
+            MaxKeys: maxKeys,
+            ...(from.token ? { ContinuationToken: from.token } : { StartAfter: from.startAfter }),
+          }),
         );
         return {
           items: (page.Contents ?? []).map((o) => ({ key: o.Key ?? '', stat: objectStat(o.Size, o.LastModified, o.ETag) })),
@@ -295,28 +312,55 @@ export class S3Backend implements RemoteBackend {
   async upload(plan: UploadPlan): Promise<RemoteStat> {
     const key = this.key(plan.rel);
     if (plan.size <= SINGLE_PUT_MAX) {
-      const body = await readAll(await plan.open(0), plan.size);
-      if (body.length !== plan.size) throw new StaleJob(`source ${plan.rel} has ${body.length} bytes, expected ${plan.size}`);
+      const buffer = borrow(plan.size + 1);
+      const read = await plan.read(buffer.subarray(0, plan.size + 1));
+      if (read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes or more, expected ${plan.size}`);
+      const body = buffer.subarray(0, plan.size);
       plan.progress(body.length);
       await plan.verifySource();
       const digest = md5(body);
-      const put = await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ContentMD5: digest.copy().digest('base64'),
-        }),
-        { abortSignal: plan.signal },
+      const hex = digest.copy().digest('hex');
+      const put = await this.conditionally(plan, (condition) =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            ContentMD5: digest.digest('base64'),
+            ...condition,
+          }),
+          { abortSignal: plan.signal },
+        ),
       );
-      checkEtag(put.ETag, digest.digest('hex'), plan.rel);
+      checkEtag(put.ETag, hex, plan.rel);
+      // Sent and answered: the buffer serves the next copy (after a failure it may still sit in a socket's queue).
+      giveBack(buffer);
     } else {
       await this.multipart(plan, key);
     }
-    const st = await this.stat(plan.rel);
+    // An upload's answer has no LastModified, which a listing compares: asked, with the stats of
+    // the other copies that finish meanwhile (one listing answers them all).
+    const st = await this.stats.stat(key, true);
     if (!st) throw new Error(`${plan.rel} is missing after its upload`);
     return st;
+  }
+
+  /**
+   * Sends an upload's last request with `If-None-Match: *` when nothing may be replaced (a file
+   * found there throws TargetExists); a server that refuses the condition itself gets it no more.
+   */
+  private async conditionally<T>(plan: UploadPlan, send: (condition: { IfNoneMatch?: string }) => Promise<T>): Promise<T> {
+    if (!plan.ifAbsent || !this.conditional) return send({});
+    try {
+      return await send({ IfNoneMatch: '*' });
+    } catch (err) {
+      // 412: something is there; 409: another conditional write of the key is under way.
+      if (statusOf(err) === 412 || statusOf(err) === 409) throw new TargetExists(plan.rel);
+      if (!unsupported(err)) throw err;
+      this.conditional = false;
+      return send({});
+    }
   }
 
   /**
@@ -380,8 +424,11 @@ export class S3Backend implements RemoteBackend {
       }
       if (offset !== plan.size) throw new StaleJob(`source ${plan.rel} has ${offset} bytes, expected ${plan.size}`);
       await plan.verifySource();
-      await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: record.uploadId, MultipartUpload: { Parts: done } }),
+      const uploadId = record.uploadId;
+      await this.conditionally(plan, (condition) =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: done }, ...condition }),
+        ),
       );
     } catch (err) {
       // Another version of the source: this upload will never be completed.
@@ -521,21 +568,6 @@ function checkEtag(etag: string | undefined, hex: string, what: string): void {
   const got = unquote(etag);
   // Servers with server-side encryption (KMS) return other ETags: only an MD5-looking one is compared.
   if (/^[0-9a-f]{32}$/.test(got) && got !== hex) throw new Error(`integrity check failed for ${what}: the server stored MD5 ${got}, sent ${hex}`);
-}
-
-/** The stream whole, into one buffer of the size expected (one copy, no concatenation); more than that is cut. */
-async function readAll(stream: Readable, size: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(size + 1);
-  let n = 0;
-  for await (const c of stream) {
-    const chunk = c as Buffer;
-    n += chunk.copy(out, n);
-    if (n > size) {
-      stream.destroy();
-      break;
-    }
-  }
-  return out.subarray(0, n);
 }
 
 /** A stream cut into buffers of exactly `size` bytes (the last one shorter): one part each. */

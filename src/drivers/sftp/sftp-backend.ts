@@ -9,12 +9,13 @@ import { Client, type SFTPWrapper, type Stats } from 'ssh2';
 import type { ScannedFile } from '../../../machines/reports.js';
 import { INTERNAL_PREFIX, isInternalName, unsafeReason, UnsafePathError } from '../../paths.js';
 import { DriverRefusal, StaleJob } from '../driver.js';
-import { FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, type UploadPlan } from '../remote/backend.js';
+import { type CopyLimits, FOLDER_STAT, type Listing, type RemoteBackend, type RemoteStat, TargetExists, type UploadPlan } from '../remote/backend.js';
 import { MARKER } from '../remote/remote-driver.js';
 import { plain } from '../remote/poller.js';
 import { partialId, RESUMABLE_MIN } from '../remote/partials.js';
 import { HostKeyRefusal, hostKeyProblem } from './host-key.js';
-import { SftpWriteStream, sftpReadStream } from './streams.js';
+import { borrow, giveBack } from '../remote/read-all.js';
+import { requestSize, SftpWriteStream, sftpReadStream } from './streams.js';
 
 export interface SftpOptions {
   host: string;
@@ -33,6 +34,8 @@ export interface SftpOptions {
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Folders listed at once by a listing. */
 const LISTINGS_AT_ONCE = 8;
+/** Files up to this size are read whole, and written with one round of requests. */
+const SMALL_MAX = 1 << 20;
 
 const posix = path.posix;
 const S_IFMT = 0o170000;
@@ -74,6 +77,11 @@ function statOf(attrs: Stats): RemoteStat {
 export class SftpBackend implements RemoteBackend {
   readonly endpoint: string;
   readonly renameKeepsMtime = true;
+  /**
+   * One session carries every copy: many small copies keep its requests in flight (a small
+   * copy is a few round trips); large ones fill its window with a few files at a time.
+   */
+  readonly copyLimits: CopyLimits = { files: 32, bytes: 32 << 20 };
   onFolderMade?: (rel: string, stat: RemoteStat) => void;
   private session: Promise<Session> | null = null;
   private closed = false;
@@ -395,6 +403,12 @@ export class SftpBackend implements RemoteBackend {
     let keep = resumable;
     let committed = false;
     try {
+      // A small file is read whole first: its copy is then one round of requests (writes, mtime,
+      // size, close) sent at once, without a stream.
+      const small = plan.size <= SMALL_MAX ? borrow(plan.size + 1) : null;
+      const read = small ? await plan.read(small.subarray(0, plan.size + 1)) : 0;
+      if (small && read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes or more, expected ${plan.size}`);
+      const body = small?.subarray(0, plan.size);
       // A resumed copy reads the source from its first byte, to check end to end what the
       // partial file already holds: a digest of the source against one of the finished copy.
       const sourceHash = offset > 0 ? createHash('sha256') : null;
@@ -407,34 +421,54 @@ export class SftpBackend implements RemoteBackend {
         await this.mkdirp(s, dir);
         return openTmp();
       });
-      try {
-        const source = await plan.open(0 + (sourceHash ? 0 : offset));
-        let skip = sourceHash ? offset : 0;
-        plan.progress(offset);
-        const writer = new SftpWriteStream(sftp, handle, offset, (n) => plan.progress(n), s.lost);
-        await pipeline(
-          source,
-          new Transform({
-            transform(chunk: Buffer, _enc, done) {
-              sourceHash?.update(chunk);
-              if (skip >= chunk.length) {
-                skip -= chunk.length;
-                return done();
-              }
-              const rest = skip > 0 ? chunk.subarray(skip) : chunk;
-              skip = 0;
-              done(null, rest);
-            },
-          }),
-          writer,
-          { signal: plan.signal },
-        );
-        const seconds = Math.floor(plan.mtime / 1000);
-        await call(s, (cb) => sftp.futimes(handle, seconds, seconds, cb));
-      } finally {
-        await call(s, (cb) => sftp.close(handle, cb)).catch(() => {});
+      const sent: Promise<unknown>[] = [];
+      if (body) {
+        const piece = requestSize(sftp, '_maxWriteLen');
+        for (let at = 0; at < body.length; at += piece) {
+          const len = Math.min(piece, body.length - at);
+          sent.push(call(s, (cb) => sftp.write(handle, body, at, len, at, cb)));
+        }
+        // ssh2 copies each write into its packet as it is made: the buffer serves the next copy.
+        giveBack(small!);
+      } else {
+        try {
+          const source = await plan.open(0 + (sourceHash ? 0 : offset));
+          let skip = sourceHash ? offset : 0;
+          plan.progress(offset);
+          const writer = new SftpWriteStream(sftp, handle, offset, (n) => plan.progress(n), s.lost);
+          await pipeline(
+            source,
+            new Transform({
+              transform(chunk: Buffer, _enc, done) {
+                sourceHash?.update(chunk);
+                if (skip >= chunk.length) {
+                  skip -= chunk.length;
+                  return done();
+                }
+                const rest = skip > 0 ? chunk.subarray(skip) : chunk;
+                skip = 0;
+                done(null, rest);
+              },
+            }),
+            writer,
+            { signal: plan.signal },
+          );
+        } catch (err) {
+          await call(s, (cb) => sftp.close(handle, cb)).catch(() => {});
+          throw err;
+        }
       }
-      const written = await call<Stats>(s, (cb) => sftp.stat(tmp, cb));
+      // The mtime, the size the server holds and the close go at once, after the last write:
+      // requests on one handle are answered as if sent one at a time (each sees the writes before it).
+      const seconds = Math.floor(plan.mtime / 1000);
+      sent.push(call(s, (cb) => sftp.futimes(handle, seconds, seconds, cb)));
+      const fstat = call<Stats>(s, (cb) => sftp.fstat(handle, cb));
+      const close = call(s, (cb) => sftp.close(handle, cb));
+      const settled = await Promise.allSettled([...sent, fstat, close]);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      if (body) plan.progress(body.length);
+      const written = await fstat;
       if (written.size !== plan.size) {
         keep = false;
         throw new Error(`copy of ${plan.rel} has ${written.size} bytes, expected ${plan.size}; not committed`);
@@ -454,7 +488,14 @@ export class SftpBackend implements RemoteBackend {
         keep = false;
         throw err;
       }
-      if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(tmp, target, cb));
+      if (plan.ifAbsent) {
+        // A plain rename replaces nothing (SFTP v3; OpenSSH links, then unlinks): a file that
+        // appeared there since the last listing is kept, and asked about by the driver.
+        await call(s, (cb) => sftp.rename(tmp, target, cb)).catch(async (err) => {
+          const there = await call<Stats>(s, (cb) => sftp.lstat(target, cb)).catch(() => null);
+          throw there ? new TargetExists(plan.rel) : err;
+        });
+      } else if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(tmp, target, cb));
       else {
         await call(s, (cb) => sftp.unlink(target, cb)).catch(() => {});
         await call(s, (cb) => sftp.rename(tmp, target, cb));

@@ -11,7 +11,7 @@ import type { SFTPWrapper } from 'ssh2';
 const WINDOW_BYTES = 4 << 20;
 
 /** The largest read or write one request carries on this session (OpenSSH allows 254 KiB). */
-function requestSize(sftp: SFTPWrapper, which: '_maxReadLen' | '_maxWriteLen'): number {
+export function requestSize(sftp: SFTPWrapper, which: '_maxReadLen' | '_maxWriteLen'): number {
   const n = (sftp as unknown as Record<string, unknown>)[which];
   return typeof n === 'number' && n > 0 ? n : 32 * 1024;
 }

@@ -47,6 +47,8 @@ export interface S3Options {
 export const SINGLE_PUT_MAX = 8 << 20;
 /** The size of a multipart upload's parts (S3 wants at least 5 MiB but for the last, and at most 10,000 parts). */
 export const PART_SIZE = 8 << 20;
+/** Uploads up to this size ask their stat afterwards with others (a listing); larger ones by HEAD. */
+const BATCHED_STAT_MAX = 1 << 20;
 /** Multipart uploads older than this are aborted at start (their partial markers are removed at that age too). */
 const ABANDONED_AFTER_MS = 7 * 24 * 3600 * 1000;
 
@@ -339,9 +341,10 @@ export class S3Backend implements RemoteBackend {
     } else {
       await this.multipart(plan, key);
     }
-    // An upload's answer has no LastModified, which a listing compares: asked, with the stats of
-    // the other copies that finish meanwhile (one listing answers them all).
-    const st = await this.stats.stat(key, true);
+    // An upload's answer has no LastModified, which a listing compares: asked, for a small file
+    // with the stats of the other copies that finish meanwhile (one listing answers them all); a
+    // large one by HEAD (a listing would also read the objects being uploaded beside it).
+    const st = plan.size > BATCHED_STAT_MAX ? await this.headStat(key) : await this.stats.stat(key, true);
     if (!st) throw new Error(`${plan.rel} is missing after its upload`);
     return st;
   }

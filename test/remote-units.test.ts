@@ -10,7 +10,7 @@ import { drivers, publicOptions } from '../src/drivers/registry.js';
 import { reconnectDelay } from '../src/drivers/remote/remote-driver.js';
 import { Readable } from 'node:stream';
 import { S3Backend } from '../src/drivers/s3/s3-backend.js';
-import { hasS3rver, S3RVER_KEY, startS3rver } from './servers.js';
+import { hasS3rver, s3Storage, S3RVER_KEY, startS3rver } from './servers.js';
 
 /** The remote drivers' pure parts: the listing diff, the host key check, the options. */
 
@@ -216,4 +216,39 @@ describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
       await server.stop();
     }
   }, 30_000);
+
+  it('a listing skips the versions folder (past it in one request), and lists every other key; the versions are listed apart', async () => {
+    const server = await startS3rver();
+    try {
+      const storage = await s3Storage(server, 'units-v');
+      const b = new S3Backend({ bucket: server.bucket, prefix: 'units-v/', region: 'us-east-1', force_path_style: true, endpoint: server.endpoint, access_key_id: S3RVER_KEY, secret_access_key: S3RVER_KEY });
+      // The listings asked: from the start, from a page's token, or from past a key.
+      const listings: string[] = [];
+      (b as unknown as { client: { middlewareStack: { add: (m: unknown, o: unknown) => void } } }).client.middlewareStack.add(
+        (next: (a: unknown) => unknown, context: { commandName?: string }) => (args: { input: { ContinuationToken?: string; StartAfter?: string } }) => {
+          const { ContinuationToken: token, StartAfter: after } = args.input;
+          if (context.commandName === 'ListObjectsV2Command') listings.push(token ? 'token' : after ? `after ${after}` : 'start');
+          return next(args);
+        },
+        { step: 'initialize', name: 'countListings' },
+      );
+      await b.connect();
+      // Keys before the versions folder ('!', '-' sort before '.') and after it, around 1,010
+      // versions: the first page of 1,000 keys ends among them, the next starts past them all.
+      const versions = Array.from({ length: 1010 }, (_, i) => `f${String(i).padStart(4, '0')}.txt/20260101-000000-000.deleted`);
+      for (let i = 0; i < versions.length; i += 100) {
+        await Promise.all(versions.slice(i, i + 100).map((k) => storage.put(`.ferry-versions/${k}`, 'v')));
+      }
+      for (const rel of ['!first.txt', '-dash.txt', 'a.txt', 'z/z.txt']) await storage.put(rel, rel);
+      const { files } = await b.listing();
+      expect([...files.keys()].sort()).toEqual(['!first.txt', '-dash.txt', 'a.txt', 'z/z.txt']);
+      expect(listings).toEqual(['start', 'after units-v/.ferry-versions/\u{10FFFF}']);
+      const listed = await b.listVersions();
+      expect(listed.map((v) => v.key)).toEqual(versions);
+      expect(listed.every((v) => v.size === 1)).toBe(true);
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
 });

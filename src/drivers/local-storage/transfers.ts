@@ -98,6 +98,7 @@ export class LocalTransfers {
         watch: this.watch,
         keepConflictCopy: (rel, absolute) => this.keepConflictCopy(rel, absolute),
         copies: this.copies,
+        versions: this.versions,
       });
     }
     const sourceRoot = path.resolve(String(job.source.options.root));

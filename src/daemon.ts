@@ -168,6 +168,9 @@ export class Daemon {
 
     /** The exits of the workers forked so far, awaited on stop. */
     const workerExits = new Set<Promise<void>>();
+    let forked = 0;
+    let allForked!: () => void;
+    const everyWorkerForked = new Promise<void>((resolve) => (allForked = resolve));
     const provided = daemonMachine.provide({
       actions: {
         reportActorError: (_, { actor, error }) => {
@@ -187,6 +190,7 @@ export class Daemon {
           track: (exited) => {
             workerExits.add(exited);
             void exited.then(() => workerExits.delete(exited));
+            if (++forked === entries.size) allForked();
           },
           restartDelay,
         }),
@@ -252,6 +256,9 @@ export class Daemon {
     const url = urlOf(server);
     log.child({ component: 'api' }).info(`Server listening at ${url}`);
     const started = Promise.all([...entries.keys()].map((name) => startEntry(root, log, name)));
+    // Loading Fastify holds the event loop for a while: every worker is forked first (an entry
+    // that does not get one has finished starting), so that none waits for it to begin its scan.
+    await Promise.race([everyWorkerForked, started, new Promise((resolve) => setTimeout(resolve, 500))]);
 
     let app: FastifyInstance;
     try {

@@ -620,22 +620,43 @@ const syncIo: UploadIo = {
   },
 };
 
+/** How many files are compared at once: as many as libuv's pool has threads to read them. */
+const COMPARES = 4;
+/** Bytes read from each file per step of a comparison. */
+const COMPARE_CHUNK = 1 << 20;
+/** Pairs of buffers of comparisons done, for the next: no allocation (and no zero-filling) per file. */
+const spareBuffers: [Buffer, Buffer][] = [];
+let comparing = 0;
+const waitingToCompare: (() => void)[] = [];
+
+/**
+ * Whether two files hold the same bytes: read side by side, 1 MiB at a time, into buffers kept
+ * from one comparison to the next, a few files at a time (more would only queue for the same
+ * threads, each holding its buffers).
+ */
 async function sameContent(a: string, b: string): Promise<boolean> {
-  const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
-  if (sa.size !== sb.size) return false;
-  const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+  if (comparing >= COMPARES) await new Promise<void>((resolve) => waitingToCompare.push(resolve));
+  comparing++;
+  const buffers = spareBuffers.pop() ?? [Buffer.allocUnsafeSlow(COMPARE_CHUNK), Buffer.allocUnsafeSlow(COMPARE_CHUNK)];
   try {
-    // Buffers as large as the file, up to 1 MiB: a small file does not allocate 2 MiB.
-    const size = Math.max(1, Math.min(1 << 20, sa.size));
-    const ba = Buffer.alloc(size);
-    const bb = Buffer.alloc(size);
-    for (let pos = 0; pos < sa.size; pos += size) {
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, size, pos), fb.read(bb, 0, size, pos)]);
-      if (ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+    try {
+      const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+      if (sa.size !== sb.size) return false;
+      const [ba, bb] = buffers;
+      for (let pos = 0; pos < sa.size; pos += COMPARE_CHUNK) {
+        const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
+        if (ra.bytesRead !== rb.bytesRead || ba.compare(bb, 0, rb.bytesRead, 0, ra.bytesRead) !== 0) return false;
+        if (ra.bytesRead < COMPARE_CHUNK) break;
+      }
+      return true;
+    } finally {
+      await Promise.all([fa.close(), fb.close()]);
     }
-    return true;
   } finally {
-    await Promise.all([fa.close(), fb.close()]);
+    spareBuffers.push(buffers);
+    comparing--;
+    waitingToCompare.shift()?.();
   }
 }
 

@@ -82,9 +82,10 @@ async function startEntry(root: Actor<typeof daemonMachine>, log: Logger, name: 
 }
 
 /**
- * The composition root: setup (checked) → data dir lock → store → actor system → API (listening)
- * → workers. `Daemon.start` returns once the API listens and every entry has been started; a
- * start refused before that (a bad setup, a data dir or a port in use) leaves nothing behind.
+ * The composition root: setup (checked) → data dir lock → store → actor system → the port bound
+ * → workers forked → the API (Fastify) answering on that port. `Daemon.start` returns once the
+ * API answers and every entry has been started; a start refused before the workers (a bad setup,
+ * a data dir or a port in use) leaves nothing behind.
  */
 export class Daemon {
   private stopped: Promise<void> | null = null;
@@ -258,7 +259,7 @@ export class Daemon {
     const started = Promise.all([...entries.keys()].map((name) => startEntry(root, log, name)));
     // Loading Fastify holds the event loop for a while: every worker is forked first (an entry
     // that does not get one has finished starting), so that none waits for it to begin its scan.
-    await Promise.race([everyWorkerForked, started, new Promise((resolve) => setTimeout(resolve, 500))]);
+    await Promise.race([everyWorkerForked, started, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
 
     let app: FastifyInstance;
     try {

@@ -1,3 +1,4 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { createActor, waitFor, type Actor, type AnyActorRef } from 'xstate';
@@ -5,7 +6,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import pidusage from 'pidusage';
 import { daemonMachine } from '../machines/daemon.js';
-import { buildServer } from './api/server.js';
 import { isLoopback } from './api/access.js';
 import { provideEntry } from './entry-actor.js';
 import { provideRules } from './rules-actor.js';
@@ -63,13 +63,31 @@ export function restartDelay(failures: number): number {
   return Math.min(15_000, 500 * 2 ** Math.max(0, failures - 1));
 }
 
+/** The API's address as a URL. */
+function urlOf(server: http.Server): string {
+  const address = server.address();
+  if (address === null || typeof address === 'string') return String(address);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+/** Starts an entry, and waits until its start is done (it is active, or stopped and says why). */
+async function startEntry(root: Actor<typeof daemonMachine>, log: Logger, name: string): Promise<void> {
+  const actor = root.system.get(`entry:${name}`)!;
+  actor.send({ type: 'entry.start' });
+  const snapshot = await waitFor(actor, (s) => !s.matches({ active: 'starting' }), { timeout: 60_000 }).catch(
+    () => actor.getSnapshot(),
+  );
+  if (snapshot.matches('stopped')) log.error({ entry: name }, `entry did not start: ${snapshot.context.lastError}`);
+}
+
 /**
- * The composition root: setup (checked) → data dir lock → store → actor system → API (listening)
- * → workers. `Daemon.start` returns once the API listens and every entry has been started; a
- * start refused before that (a bad setup, a data dir or a port in use) leaves nothing behind.
+ * The composition root: setup (checked) → data dir lock → store → actor system → the port bound
+ * → workers forked → the API (Fastify) answering on that port. `Daemon.start` returns once the
+ * API answers and every entry has been started; a start refused before the workers (a bad setup,
+ * a data dir or a port in use) leaves nothing behind.
  */
 export class Daemon {
-  private readonly workerExits = new Set<Promise<void>>();
   private stopped: Promise<void> | null = null;
 
   private constructor(
@@ -82,6 +100,8 @@ export class Daemon {
     readonly events: EventLog,
     readonly board: TransferBoard,
     private readonly lock: DataDirLock,
+    /** The exits of the workers forked so far. */
+    private readonly workerExits: Set<Promise<void>>,
   ) {}
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -147,7 +167,11 @@ export class Daemon {
     }
     store.putRules('staged', staged);
 
-    let daemon: Daemon | null = null;
+    /** The exits of the workers forked so far, awaited on stop. */
+    const workerExits = new Set<Promise<void>>();
+    let forked = 0;
+    let allForked!: () => void;
+    const everyWorkerForked = new Promise<void>((resolve) => (allForked = resolve));
     const provided = daemonMachine.provide({
       actions: {
         reportActorError: (_, { actor, error }) => {
@@ -164,7 +188,11 @@ export class Daemon {
           log,
           board,
           events,
-          track: (exited) => daemon!.track(exited),
+          track: (exited) => {
+            workerExits.add(exited);
+            void exited.then(() => workerExits.delete(exited));
+            if (++forked === entries.size) allForked();
+          },
           restartDelay,
         }),
       },
@@ -200,16 +228,61 @@ export class Daemon {
         });
       },
     });
-    const app = await buildServer({
-      system: root.system,
-      entries,
-      store,
-      events,
-      board,
-      logger: log,
-      token: options.token,
-      cors: options.cors,
-    });
+    // The port is taken before any worker is forked (a busy port refuses the start with nothing
+    // run), by a plain HTTP server: the workers are forked as soon as it listens, and Fastify is
+    // loaded and its routes compiled while they start and scan. A request that comes meanwhile
+    // waits for the API.
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port ?? 3862;
+    const waiting: [IncomingMessage, ServerResponse][] = [];
+    let handle: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
+    const server = http.createServer((req, res) => (handle ? handle(req, res) : waiting.push([req, res])));
+    // Fastify's own defaults for a server it makes.
+    server.keepAliveTimeout = 72_000;
+    server.requestTimeout = 0;
+    // The actors exist (every entry stopped, no worker yet) before the first request can arrive.
+    root.start();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host, port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      root.stop();
+      throw listenError(err, host, port);
+    }
+    const url = urlOf(server);
+    log.child({ component: 'api' }).info(`Server listening at ${url}`);
+    const started = Promise.all([...entries.keys()].map((name) => startEntry(root, log, name)));
+    // Loading Fastify holds the event loop for a while: every worker is forked first (an entry
+    // that does not get one has finished starting), so that none waits for it to begin its scan.
+    await Promise.race([everyWorkerForked, started, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+
+    let app: FastifyInstance;
+    try {
+      const { buildServer } = await import('./api/server.js');
+      app = await buildServer(
+        { system: root.system, entries, store, events, board, logger: log, token: options.token, cors: options.cors },
+        (handler) => {
+          handle = handler;
+          return server;
+        },
+      );
+      await app.ready();
+    } catch (err) {
+      handle = null;
+      for (const [, res] of waiting.splice(0)) res.destroy();
+      for (const name of entries.keys()) root.system.get(`entry:${name}`)?.send({ type: 'entry.stop' });
+      await Promise.race([Promise.all([...workerExits]), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      root.stop();
+      server.close();
+      server.closeAllConnections();
+      throw err;
+    }
+    for (const [req, res] of waiting.splice(0)) handle!(req, res);
     // A group commit that fails (a full disk) loses what it held: every entry pauses, as for a
     // batch that could not be recorded, and rescans when it starts again.
     store.onCommitFailure = (err) => {
@@ -217,43 +290,14 @@ export class Daemon {
       log.error({ err: (err as Error).message }, failure);
       if (root.getSnapshot().status === 'active') root.system.get('rules')?.send({ type: 'store.failed', reason: failure });
     };
-    daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock);
-    // The actors exist (every entry stopped, no worker yet) before the first request can arrive.
-    root.start();
-    // The port is taken before any worker is forked: a busy port refuses the start with nothing run.
-    const host = options.host ?? '127.0.0.1';
-    const port = options.port ?? 3862;
-    try {
-      await app.listen({ host, port });
-    } catch (err) {
-      root.stop();
-      await app.close().catch(() => {});
-      throw listenError(err, host, port);
-    }
-    await Promise.all([...entries.keys()].map((name) => daemon!.startEntry(name)));
+    const daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock, workerExits);
+    await started;
     log.info({ url: daemon.url, setup: setup.file, entries: [...entries.keys()] }, 'ferry is running');
     return daemon;
   }
 
   get url(): string {
-    const address = this.app.server.address();
-    if (address === null || typeof address === 'string') return String(address);
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}`;
-  }
-
-  private track(exited: Promise<void>): void {
-    this.workerExits.add(exited);
-    void exited.then(() => this.workerExits.delete(exited));
-  }
-
-  private async startEntry(name: string): Promise<void> {
-    const actor = this.root.system.get(`entry:${name}`)!;
-    actor.send({ type: 'entry.start' });
-    const snapshot = await waitFor(actor, (s) => !s.matches({ active: 'starting' }), { timeout: 60_000 }).catch(
-      () => actor.getSnapshot(),
-    );
-    if (snapshot.matches('stopped')) this.log.error({ entry: name }, `entry did not start: ${snapshot.context.lastError}`);
+    return urlOf(this.app.server);
   }
 
   /** Stops the API, every worker (awaited), and closes the store. */
@@ -263,6 +307,8 @@ export class Daemon {
       // spare socket, which Node does not count as idle) would otherwise hold the close forever.
       const force = setTimeout(() => this.app.server.closeAllConnections(), 1000);
       await this.app.close().catch(() => {});
+      // The server is the daemon's own (Fastify did not listen with it): closed here.
+      await new Promise<void>((resolve) => this.app.server.close(() => resolve()));
       clearTimeout(force);
       // Workers go first, while the rules actor still records what they report: a copy they
       // finished on the way out is in the store, not redone (or a deletion undone) next start.

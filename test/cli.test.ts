@@ -839,11 +839,14 @@ describe('ferry: options and help in its own words', () => {
         expect(urls).toContain('/dist/src/cli.js\n');
         expect(urls, args.join(' ')).not.toMatch(heavy);
       }
-      // The hook sees them when they are loaded: start does load the daemon.
+      // The hook sees them when they are loaded: start does load the daemon, from its bundle
+      // (scripts/build-daemon.mjs), not from tsc's modules.
       await fsp.rm(loaded, { force: true });
       const start = await run(['start', '--setup', path.join(hooks, 'no-such-setup.json')]);
       expect(start.code).toBe(2);
-      expect(await fsp.readFile(loaded, 'utf8')).toMatch(/\/dist\/src\/daemon\.js$/m);
+      const startUrls = await fsp.readFile(loaded, 'utf8');
+      expect(startUrls).toMatch(/\/dist\/daemon\/cli-start\.js$/m);
+      expect(startUrls).not.toMatch(/\/dist\/src\/daemon\.js$/m);
     } finally {
       await fsp.rm(hooks, { recursive: true, force: true });
     }

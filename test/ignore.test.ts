@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { api, daemonHarness, startDaemon, until, type RunningDaemon } from './helpers.js';
-import { hasSshd, sftpStorage, startSshd, type SshServer } from './servers.js';
+import { hasS3rver, hasSshd, s3Storage, sftpStorage, startS3rver, startSshd, type S3Server, type SshServer } from './servers.js';
 
 /**
  * Ignore patterns on real folders and a real daemon (the built `ferry start`): the setup's (for
@@ -175,17 +175,22 @@ describe('ignore patterns', () => {
     expect(read('B', 'data.csv')).toBeNull();
   });
 
-  describe.skipIf(!hasSshd)('on a remote entry (a real sshd)', () => {
+  const remotes = [...(hasSshd ? (['sftp'] as const) : []), ...(hasS3rver ? (['s3'] as const) : [])];
+  describe.each(remotes)('on a remote entry (%s, a real server)', (kind) => {
     let ssh: SshServer | null = null;
+    let s3: S3Server | null = null;
     afterAll(async () => {
       await ssh?.stop();
+      await s3?.stop();
     });
 
     it('the setup’s patterns apply on the daemon’s side: nothing ignored reaches it, nothing of it is recorded', async () => {
-      ssh = await startSshd();
-      const remote = await sftpStorage(ssh, `t${process.pid}-ignore`);
+      const name = `t${process.pid}-ignore`;
+      const remote = kind === 'sftp' ? await sftpStorage((ssh = await startSshd()), name) : await s3Storage((s3 = await startS3rver()), name);
       await remote.put('from-remote.txt', 'remote\n');
       await remote.put('remote.log', 'remote log\n');
+      await remote.put('both.log', 'R’s own\n');
+      await put('A', 'both.log', 'A’s own\n');
       await put('A', 'a.txt', 'a\n');
       await put('A', 'a.log', 'a log\n');
       await put('A', 'a.tmp', 'tmp\n');
@@ -196,7 +201,7 @@ describe('ignore patterns', () => {
           ignore: ['*.tmp'],
           entries: {
             A: { driver: 'local_storage', options: { root: 'A' } },
-            R: { driver: 'sftp', options: remote.options, ignore: ['*.log'] },
+            R: { driver: remote.driver, options: remote.options, ignore: ['*.log'] },
           },
           rules: [{ match: { path: '/' }, sync: ['A', 'R'] }],
         }),
@@ -204,10 +209,26 @@ describe('ignore patterns', () => {
       const d = await startDaemon(setup);
       daemons.push(d);
       const withR = { owners: ['A', 'R'], uptodate: ['A', 'R'] };
-      await settled(d, { 'a.log': onlyA, 'a.txt': withR, 'from-remote.txt': withR });
+      await settled(d, { 'a.log': onlyA, 'a.txt': withR, 'both.log': onlyA, 'from-remote.txt': withR });
       expect((await api(d.api, 'GET', '/entries/R')).body.ignore).toEqual(['*.tmp', '*.log']);
-      expect([...(await remote.files()).keys()].sort()).toEqual(['a.txt', 'from-remote.txt', 'remote.log']);
+      expect([...(await remote.files()).keys()].sort()).toEqual(['a.txt', 'both.log', 'from-remote.txt', 'remote.log']);
       expect(read('A', 'remote.log')).toBeNull();
+      // A file of the same name on both sides: R's, which R ignores, is neither overwritten nor reported.
+      expect(String(await remote.read('both.log'))).toBe('R’s own\n');
+      expect(read('A', 'both.log')).toBe('A’s own\n');
+
+      // Live: what R ignores and is written on either side, or deleted in A, never reaches R's storage nor the catalogue.
+      await put('A', 'later.log', 'later\n');
+      await put('A', 'later.txt', 'later\n');
+      await remote.put('later-remote.log', 'remote, later\n');
+      await fsp.rm(at('A', 'both.log'));
+      await settled(d, { 'a.log': onlyA, 'a.txt': withR, 'from-remote.txt': withR, 'later.log': onlyA, 'later.txt': withR });
+      // A poll of R now, answered once recorded: it found nothing more.
+      expect((await api(d.api, 'PUT', '/entries/R/rescan')).status).toBe(200);
+      await settled(d, { 'a.log': onlyA, 'a.txt': withR, 'from-remote.txt': withR, 'later.log': onlyA, 'later.txt': withR });
+      expect([...(await remote.files()).keys()].sort()).toEqual(['a.txt', 'both.log', 'from-remote.txt', 'later-remote.log', 'later.txt', 'remote.log']);
+      expect(String(await remote.read('both.log'))).toBe('R’s own\n');
+      expect(read('A', 'later-remote.log')).toBeNull();
     });
   });
 });

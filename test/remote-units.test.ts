@@ -13,7 +13,7 @@ import { StatBatcher, type ListPage } from '../src/drivers/s3/stat-batcher.js';
 import { SftpBackend } from '../src/drivers/sftp/sftp-backend.js';
 import { Readable } from 'node:stream';
 import { S3Backend } from '../src/drivers/s3/s3-backend.js';
-import { hasS3rver, hasSshd, S3RVER_KEY, startS3rver, startSshd } from './servers.js';
+import { hasS3rver, hasSshd, s3Storage, S3RVER_KEY, startS3rver, startSshd } from './servers.js';
 
 /** The remote drivers' pure parts: the listing diff, the host key check, the options. */
 
@@ -217,6 +217,93 @@ describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
       expect(await b.stat('many/f3.bin')).toEqual(together[3]);
       await b.close();
     } finally {
+      await server.stop();
+    }
+  }, 30_000);
+
+  it('a listing skips the versions folder (past it in one request), and lists every other key; the versions are listed apart', async () => {
+    const server = await startS3rver();
+    try {
+      const storage = await s3Storage(server, 'units-v');
+      const b = new S3Backend({ bucket: server.bucket, prefix: 'units-v/', region: 'us-east-1', force_path_style: true, endpoint: server.endpoint, access_key_id: S3RVER_KEY, secret_access_key: S3RVER_KEY });
+      // The listings asked: from the start, from a page's token, or from past a key.
+      const listings: string[] = [];
+      (b as unknown as { client: { middlewareStack: { add: (m: unknown, o: unknown) => void } } }).client.middlewareStack.add(
+        (next: (a: unknown) => unknown, context: { commandName?: string }) => (args: { input: { ContinuationToken?: string; StartAfter?: string } }) => {
+          const { ContinuationToken: token, StartAfter: after } = args.input;
+          if (context.commandName === 'ListObjectsV2Command') listings.push(token ? 'token' : after ? `after ${after}` : 'start');
+          return next(args);
+        },
+        { step: 'initialize', name: 'countListings' },
+      );
+      await b.connect();
+      // Keys before the versions folder ('!', '-' sort before '.') and after it, around 1,010
+      // versions: the first page of 1,000 keys ends among them, the next starts past them all.
+      const versions = Array.from({ length: 1010 }, (_, i) => `f${String(i).padStart(4, '0')}.txt/20260101-000000-000.deleted`);
+      for (let i = 0; i < versions.length; i += 100) {
+        await Promise.all(versions.slice(i, i + 100).map((k) => storage.put(`.ferry-versions/${k}`, 'v')));
+      }
+      for (const rel of ['!first.txt', '-dash.txt', 'a.txt', 'z/z.txt']) await storage.put(rel, rel);
+      const { files } = await b.listing();
+      expect([...files.keys()].sort()).toEqual(['!first.txt', '-dash.txt', 'a.txt', 'z/z.txt']);
+      expect(listings).toEqual(['start', 'after units-v/.ferry-versions/\u{10FFFF}']);
+      const listed = await b.listVersions();
+      expect(listed.map((v) => v.key)).toEqual(versions);
+      expect(listed.every((v) => v.size === 1)).toBe(true);
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+});
+
+describe.runIf(hasSshd)('the SFTP backend on sshd', () => {
+  it('keeps a version by a copy where the server makes no hard links, lists, restores and removes versions', async () => {
+    const server = await startSshd();
+    const root = path.join(server.dir, 'units');
+    await fsp.mkdir(path.join(root, 'docs'), { recursive: true });
+    const b = new SftpBackend({ host: server.host, port: server.port, username: server.username, root, key_file: server.keyFile, host_key: server.fingerprint });
+    try {
+      await b.connect();
+      const bytes = randomBytes(300_000);
+      const file = path.join(root, 'docs/a.bin');
+      await fsp.writeFile(file, bytes);
+      await fsp.utimes(file, 1_700_000_000, 1_700_000_000);
+      // As a server without hardlink@openssh.com: the bytes go through the connection.
+      (await (b as unknown as { sftp(): Promise<{ hardlink: boolean }> }).sftp()).hardlink = false;
+      const key = 'docs/a.bin/20260101-000000-000.overwritten';
+      await b.copyToVersion('docs/a.bin', key);
+      const kept = path.join(root, '.ferry-versions', key);
+      expect((await fsp.readFile(kept)).equals(bytes)).toBe(true);
+      expect((await fsp.stat(kept)).mtimeMs).toBe(1_700_000_000_000);
+      expect((await fsp.stat(kept)).ino).not.toBe((await fsp.stat(file)).ino);
+      expect((await fsp.readFile(file)).equals(bytes)).toBe(true);
+      // Never over a version: the key is taken.
+      await expect(b.copyToVersion('docs/a.bin', key)).rejects.toThrow();
+      expect((await fsp.readFile(kept)).equals(bytes)).toBe(true);
+      expect(await b.listVersions()).toEqual([{ key, size: 300_000 }]);
+      expect(await b.versionSize(key)).toBe(300_000);
+      expect(await b.versionSize('docs/a.bin/nope.deleted')).toBeNull();
+
+      // Restored over a file of the same size written in a later second: a second later still.
+      const other = randomBytes(300_000);
+      await fsp.writeFile(file, other);
+      const later = Math.floor(Date.now() / 1000) + 5;
+      await fsp.utimes(file, later, later);
+      const st = await b.restoreVersion(key, 'docs/a.bin', { size: 300_000, mtime: later * 1000, ino: null });
+      expect(st).toEqual({ size: 300_000, mtime: (later + 1) * 1000, ino: null });
+      expect((await fsp.readFile(file)).equals(bytes)).toBe(true);
+      // The version's folders it left empty went; the versions folder stays.
+      expect(await fsp.readdir(path.join(root, '.ferry-versions'))).toEqual([]);
+
+      await b.moveToVersion('docs/a.bin', 'docs/a.bin/20260102-000000-000.deleted');
+      expect(await fsp.stat(file).catch(() => null)).toBeNull();
+      await b.removeVersion('docs/a.bin/20260102-000000-000.deleted');
+      await b.removeVersion('docs/a.bin/20260102-000000-000.deleted');
+      expect(await b.listVersions()).toEqual([]);
+      expect(await fsp.readdir(path.join(root, '.ferry-versions'))).toEqual([]);
+    } finally {
+      await b.close();
       await server.stop();
     }
   }, 30_000);

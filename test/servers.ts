@@ -259,6 +259,10 @@ export interface RemoteStorage {
   /** Every folder (S3: every `name/` marker object), sorted. */
   folders(): Promise<string[]>;
   makeFolder(rel: string): Promise<void>;
+  /** The versions kept of `rel` (under `.ferry-versions/rel/`): name → content. */
+  versions(rel: string): Promise<Map<string, Buffer>>;
+  /** Every file under `.ferry-versions/` (its key there), sorted. */
+  versionKeys(): Promise<string[]>;
 }
 
 /** A fresh folder `sub` on the SFTP server as an entry's root: the test reaches it through the file system. */
@@ -269,6 +273,8 @@ export async function sftpStorage(server: SshServer, sub: string, extra: Record<
   const walk = async (dir: string, rel: string, out: Map<string, Buffer>, internal: string[]) => {
     for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
       const r = rel ? `${rel}/${e.name}` : e.name;
+      // The versions Ferry keeps are neither the entry's files nor temporaries (see versions()).
+      if (e.isDirectory() && e.name === '.ferry-versions') continue;
       if (e.isDirectory()) await walk(path.join(dir, e.name), r, out, internal);
       else if (e.name.startsWith('.ferry-')) internal.push(r);
       else out.set(r, await fsp.readFile(path.join(dir, e.name)));
@@ -310,7 +316,7 @@ export async function sftpStorage(server: SshServer, sub: string, extra: Record<
       const out: string[] = [];
       const dirs = async (dir: string, rel: string) => {
         for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-          if (!e.isDirectory()) continue;
+          if (!e.isDirectory() || e.name === '.ferry-versions') continue;
           const r = rel ? `${rel}/${e.name}` : e.name;
           out.push(r);
           await dirs(path.join(dir, e.name), r);
@@ -321,6 +327,21 @@ export async function sftpStorage(server: SshServer, sub: string, extra: Record<
     },
     async makeFolder(rel) {
       await fsp.mkdir(at(rel), { recursive: true });
+    },
+    async versions(rel) {
+      const out = new Map<string, Buffer>();
+      const folder = at(path.join('.ferry-versions', rel));
+      for (const e of await fsp.readdir(folder, { withFileTypes: true }).catch(() => [])) {
+        if (e.isFile()) out.set(e.name, await fsp.readFile(path.join(folder, e.name)));
+      }
+      return out;
+    },
+    async versionKeys() {
+      const base = at('.ferry-versions');
+      const names = (await fsp.readdir(base, { recursive: true }).catch(() => [])) as string[];
+      const files = [];
+      for (const n of names) if ((await fsp.stat(path.join(base, n))).isFile()) files.push(n.split(path.sep).join('/'));
+      return files.sort();
     },
   };
 }
@@ -403,6 +424,22 @@ export async function s3Storage(server: S3Server, prefix: string, extra: Record<
     },
     async makeFolder(rel) {
       await client.send(new s3.PutObjectCommand({ Bucket, Key: `${key(rel)}/`, Body: Buffer.alloc(0), ContentLength: 0 }));
+    },
+    async versions(rel) {
+      const out = new Map<string, Buffer>();
+      const folder = `.ferry-versions/${rel}/`;
+      for (const k of await all()) {
+        if (!k.startsWith(folder) || k.slice(folder.length).includes('/')) continue;
+        const b = await read(k);
+        if (b) out.set(k.slice(folder.length), b);
+      }
+      return out;
+    },
+    async versionKeys() {
+      return (await all())
+        .filter((k) => k.startsWith('.ferry-versions/'))
+        .map((k) => k.slice('.ferry-versions/'.length))
+        .sort();
     },
   };
 }

@@ -128,14 +128,13 @@ describe('uploads and permission bits', () => {
     fs.writeFileSync(path.join(src, 'f.txt'), 'the right bytes');
     fs.writeFileSync(path.join(dst, 'f.txt'), 'what B had');
     const before = stat(path.join(dst, 'f.txt'));
-    // The kernel's copy writes one byte wrong.
-    const copy = fsp.copyFile.bind(fsp);
-    vi.spyOn(fsp, 'copyFile').mockImplementation(async (from, to, mode) => {
-      await copy(from, to, mode);
-      const fd = fs.openSync(to, 'r+');
-      fs.writeSync(fd, 'X', 4);
-      fs.closeSync(fd);
-    });
+    // The write of the temporary file puts one byte wrong.
+    const write = fs.writeSync.bind(fs) as (fd: number, buffer: Buffer, offset: number, length: number, position: number) => number;
+    vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+      const damaged = Buffer.from(buffer);
+      if (damaged.length > 4) damaged[4] = 'X'.charCodeAt(0);
+      return write(fd, damaged, offset, length, position);
+    }) as typeof fs.writeSync);
     const outcome = await upload('f.txt', before);
     expect(outcome).toEqual({ ok: false, reason: 'error', message: 'integrity check failed for f.txt; not committed' });
     expect(logs).toContain('integrity check failed for f.txt: the written copy differs from the source; retrying');
@@ -151,12 +150,19 @@ describe('uploads and permission bits', () => {
     fs.writeFileSync(path.join(src, 'f.txt'), 'the new version');
     fs.writeFileSync(path.join(dst, 'f.txt'), 'the old version');
     const known = stat(path.join(dst, 'f.txt'));
-    const copy = fsp.copyFile.bind(fsp);
-    vi.spyOn(fsp, 'copyFile').mockImplementation(async (from, to, mode) => {
-      await copy(from, to, mode);
-      fs.writeFileSync(path.join(dst, 'f.txt'), 'edited in B meanwhile');
-    });
+    // B's copy is edited while the source is read.
+    const read = fs.read.bind(fs) as (...args: unknown[]) => void;
+    vi.spyOn(fs, 'read').mockImplementation(((...args: unknown[]) => {
+      const done = args.at(-1) as (err: Error | null, bytesRead: number, buffer: Buffer) => void;
+      read(...args.slice(0, -1), (err: Error | null, bytesRead: number, buffer: Buffer) => {
+        if (!fs.readFileSync(path.join(dst, 'f.txt'), 'utf8').startsWith('edited')) {
+          fs.writeFileSync(path.join(dst, 'f.txt'), 'edited in B meanwhile');
+        }
+        done(err, bytesRead, buffer);
+      });
+    }) as unknown as typeof fs.read);
     expect(await upload('f.txt', known)).toMatchObject({ ok: true });
+    vi.restoreAllMocks();
     expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('the new version');
     const kept = fs.readdirSync(dst).filter((n) => n !== 'f.txt');
     expect(kept).toHaveLength(1);

@@ -27,7 +27,12 @@ const read = (entry: string, rel: string): Buffer | null => {
 };
 async function put(entry: string, rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(entry, rel)), { recursive: true });
-  await fsp.writeFile(at(entry, rel), content);
+  // Written beside it and renamed into place: a loaded machine would otherwise let the watcher
+  // see it half written (settle_ms is 2 ms), and sync that state too, which makes a version of
+  // its own when the whole file comes.
+  const tmp = `${at(entry, rel)}.writing`;
+  await fsp.writeFile(tmp, content);
+  await fsp.rename(tmp, at(entry, rel));
 }
 
 /** Every version B (or `entry`) holds on disk for `rel`: name → content. */

@@ -1,3 +1,4 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { ferryApp, type ApiContext } from './app.js';
 
@@ -8,8 +9,13 @@ export const BODY_LIMIT = 1 << 20;
  * The server the daemon listens with (as fastify/demo's server.ts): Fastify's own options, and
  * the application plugin registered on it. Listening is left to the caller.
  */
-export async function buildServer(ctx: ApiContext): Promise<FastifyInstance> {
+export async function buildServer(
+  ctx: ApiContext,
+  /** The daemon's own HTTP server, already listening: Fastify answers its requests. */
+  serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server,
+): Promise<FastifyInstance> {
   const server = Fastify({
+    ...(serverFactory ? { serverFactory } : {}),
     loggerInstance: ctx.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
     // Requests are logged at debug level by the app's hook, not at info by Fastify.
     logController: new LogController({ disableRequestLogging: true }),

@@ -34,15 +34,18 @@ function flushReports(): void {
 }
 
 function report(r: WorkerReport): void {
-  if ((r.type === 'entry.scanned' || r.type === 'scan.chunk') && r.files.length > SCAN_CHUNK) {
-    // A long scan in chunks, each its own message: neither process holds it all as one message.
+  if (r.type === 'entry.scanned' || r.type === 'scan.chunk') {
+    // A scan in chunks, each its own message (what came before it first): neither process
+    // holds more than one chunk of it at a time.
     const { files } = r;
     let start = 0;
     for (; files.length - start > SCAN_CHUNK; start += SCAN_CHUNK) {
       unsent.push({ type: 'scan.chunk', entry: r.entry, files: files.slice(start, start + SCAN_CHUNK) });
       flushReports();
     }
-    r = { ...r, files: files.slice(start) };
+    unsent.push(start === 0 ? r : { ...r, files: files.slice(start) });
+    flushReports();
+    return;
   }
   unsent.push(r);
   // Many jobs finishing in one turn (small files, done synchronously) go out as they are done.

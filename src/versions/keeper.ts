@@ -37,7 +37,8 @@ export class VersionMissing extends Error {
 /** setTimeout's longest delay is 24.8 days: a later change is looked at again within an hour. */
 const MAX_TIMER_MS = 3_600_000;
 
-const binary = (n: number) => {
+/** A size as the log says it: `1.0 GiB`, `12.0 MiB`, `512 B`. */
+export const binary = (n: number) => {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) {

@@ -13,6 +13,7 @@ import { partialId, RESUMABLE_MIN } from '../remote/partials.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
 import type { WatchHooks } from './transfers.js';
+import type { LocalVersions } from './versions.js';
 
 /** How often a streamed copy reports its progress. */
 const PROGRESS_MS = 250;
@@ -25,6 +26,8 @@ export interface FromReaderDeps {
   keepConflictCopy(rel: string, absolute: string): Promise<void>;
   /** Streamed copies in flight, aborted when the driver stops. */
   copies: Set<AbortController>;
+  /** Where the content a copy replaces is kept (null: versions are off). */
+  versions: LocalVersions | null;
 }
 
 /**
@@ -105,12 +108,18 @@ export async function uploadFromReader(job: Extract<JobCommand, { kind: 'upload'
     const mtime = new Date(job.sourceStat.mtime);
     await fsp.utimes(tmp, mtime, mtime);
     const current = await fsp.lstat(target).catch(() => null);
+    let replaced = current;
     if (current) {
       if (!current.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
       const matches = job.expect !== null && sameStat(statOf(current), job.expect);
-      if ((job.preserve || !matches) && !(await sameContent(target, tmp))) await d.keepConflictCopy(job.path, target);
+      if ((job.preserve || !matches) && !(await sameContent(target, tmp))) {
+        await d.keepConflictCopy(job.path, target);
+        replaced = null;
+      }
     }
     const stat = statOf(await fsp.stat(tmp));
+    // What the rename replaces is kept as a version (a hard link, made just before it), as for a copy from a local root.
+    if (replaced) d.versions?.keepOverwritten(job.path, target, replaced.size);
     d.watch.expect(job.path, stat);
     await fsp.rename(tmp, target);
     committed = true;

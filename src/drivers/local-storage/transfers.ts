@@ -17,10 +17,9 @@ import { uploadFromReader } from './from-reader.js';
 /** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
 export const RESUMABLE_MIN = 32 << 20;
 /**
- * Files up to this size are uploaded with synchronous metadata calls (lstat, stat, utimes,
- * rename, and the read-back of both copies): each takes microseconds on a local disk, against
- * tens for a round trip through libuv's thread pool. The copy itself stays asynchronous, so
- * that the reads of several files from a cold disk still overlap.
+ * Files up to this size are uploaded with synchronous calls (open, stat, write, the read-back,
+ * utimes, rename): each takes microseconds on a local disk, against tens for a round trip
+ * through libuv's thread pool. Only the read of the source goes there (see uploadSmall).
  */
 export const SMALL_FILE_MAX = 64 << 10;
 /** How often a streamed copy reports its progress. */
@@ -98,6 +97,7 @@ export class LocalTransfers {
         watch: this.watch,
         keepConflictCopy: (rel, absolute) => this.keepConflictCopy(rel, absolute),
         copies: this.copies,
+        versions: this.versions,
       });
     }
     const sourceRoot = path.resolve(String(job.source.options.root));
@@ -185,62 +185,62 @@ export class LocalTransfers {
   }
 
   /**
-   * A small file, with as few calls as can be. The kernel's copy into a temporary file runs in
-   * libuv's thread pool (creating a file is the costly part: several at once use both cores, and
-   * the disk's reads overlap); the rest are synchronous calls of microseconds each (against tens
-   * for a round trip through the pool; the rename too, one hop less for a file's latency). The source is read once through a
-   * descriptor checked to be this version by its stat, and the temporary file is read back and
-   * compared with it: a damaged or short write is caught before the rename. Then it gets the
-   * source's mode and times.
+   * A small file, with as few calls as can be, all synchronous but the read of the source
+   * (metadata calls take microseconds on a local disk, against tens for a round trip through
+   * libuv's thread pool; the read goes there, so that the reads of several files from a cold disk
+   * overlap). The source is read once, whole, through a descriptor checked to be this version by
+   * its stat; a temporary file
+   * is created with those bytes, read back and compared with them (a damaged or short write is
+   * caught before the rename), and given the source's mode and times. Then it is renamed into
+   * place.
    */
   private async uploadSmall(job: Extract<JobCommand, { kind: 'upload' }>, sourceRoot: string): Promise<FileStat> {
     const source = this.confinedSync(sourceRoot, job.path).absolute;
     const { absolute: target, dirExists } = this.confinedSync(this.root, job.path);
-    // A job for a version the source no longer has is stale before anything is tried: the
-    // watcher's report of the change replaces it (an error here would count as a failure).
-    const before = lstatOrNull(source);
-    if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
+    // The source is read once, through a descriptor whose stat is this job's version: a job for
+    // a version the source no longer has is stale before anything is written (the watcher's
+    // report of the change replaces it; an error here would count as a failure).
+    let fd: number;
+    try {
+      fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch {
       throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
     }
+    let from: fs.Stats;
+    let bytes: Buffer;
+    try {
+      from = fs.fstatSync(fd);
+      if (!from.isFile() || !sameStat(statOf(from), job.sourceStat)) throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+      // The read itself in libuv's pool: from a cold disk, the reads of several files overlap.
+      bytes = await readWholeAsync(fd, from.size);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (bytes.length !== from.size) throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
     const held = lstatOrNull(target);
     if (held && !held.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
     if (!dirExists) fs.mkdirSync(path.dirname(target), { recursive: true });
     const tmp = path.join(path.dirname(target), tmpName());
     let committed = false;
     try {
-      // The kernel's copy, in libuv's thread pool: the disk's reads (and the creation) overlap.
-      await fsp.copyFile(source, tmp, fs.constants.COPYFILE_EXCL);
-      let fd: number;
-      try {
-        fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-      } catch {
-        throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
-      }
-      let from: fs.Stats;
-      let bytes: Buffer;
-      try {
-        from = fs.fstatSync(fd);
-        if (!from.isFile() || !sameStat(statOf(from), job.sourceStat)) throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
-        bytes = readWhole(fd, from.size);
-      } finally {
-        fs.closeSync(fd);
-      }
-      if (bytes.length !== from.size) throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
       const mode = from.mode & 0o7777;
       // The target already holds these bytes, only its permission bits differ (a chmod was the
       // change): they are set in place, and the target keeps its inode.
       if (held && sameVersion(statOf(held), job.sourceStat) && sameBytes(target, bytes)) {
         return this.setMode(job, target, held, syncIo);
       }
-      const out = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+      // Written from what was read (a few KiB at most: one write, on this thread, cheaper
+      // than a round trip through libuv's pool for the kernel's copy), with the source's mode.
+      const out = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
       try {
+        for (let written = 0; written < bytes.length; ) written += fs.writeSync(out, bytes, written, bytes.length - written, written);
         // End to end: what was written is read back and checked against what was read.
         const back = readWhole(out, bytes.length);
         if (!back.equals(bytes)) {
           this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
           throw new Error(`integrity check failed for ${job.path}; not committed`);
         }
-        // The kernel's copy gave it the source's mode as it was: the mode of the version read.
+        // Created with the mode of the version read, less what the umask takes: set whole.
         if ((fs.fstatSync(out).mode & 0o7777) !== mode) fs.fchmodSync(out, mode);
         fs.futimesSync(out, from.atimeMs / 1000, from.mtimeMs / 1000);
         const written = statOf(fs.fstatSync(out));
@@ -288,6 +288,28 @@ export class LocalTransfers {
    */
   private confinedSync(root: string, rel: string): { absolute: string; dirExists: boolean } {
     const absolute = resolveInside(root, rel);
+    // The folders below the root, from the top: each a folder and not a link, the path cannot
+    // leave the root (the root itself was resolved once). One lstat a level, where a realpath
+    // costs one per level of the whole absolute path; a link on the way is resolved as before.
+    const folders = rel.split('/');
+    folders.pop();
+    let dir = root;
+    let linked = false;
+    for (const name of folders) {
+      dir = path.join(dir, name);
+      let s: fs.Stats | undefined;
+      try {
+        s = fs.lstatSync(dir, { throwIfNoEntry: false });
+      } catch {
+        s = undefined; // a file on the way: the write fails on it
+      }
+      if (s === undefined || !(s.isDirectory() || s.isSymbolicLink())) return { absolute, dirExists: false };
+      if (s.isSymbolicLink()) {
+        linked = true;
+        break;
+      }
+    }
+    if (!linked) return { absolute, dirExists: true };
     let realRoot = this.realRoots.get(root);
     if (realRoot === undefined) {
       realRoot = fs.realpathSync.native(root);
@@ -538,6 +560,21 @@ function readWhole(fd: number, size: number): Buffer {
   return buffer.subarray(0, n);
 }
 
+/** readWhole, the reads in libuv's thread pool. */
+async function readWholeAsync(fd: number, size: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(size + 1);
+  let n = 0;
+  for (;;) {
+    const got = await new Promise<number>((resolve, reject) =>
+      fs.read(fd, buffer, n, buffer.length - n, n, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+    );
+    if (got === 0) break;
+    n += got;
+    if (n === buffer.length) break;
+  }
+  return buffer.subarray(0, n);
+}
+
 /** Whether the file at `file` holds exactly `bytes` (a small file). */
 function sameBytes(file: string, bytes: Buffer): boolean {
   let fd: number;
@@ -619,22 +656,43 @@ const syncIo: UploadIo = {
   },
 };
 
+/** How many files are compared at once: as many as libuv's pool has threads to read them. */
+const COMPARES = 4;
+/** Bytes read from each file per step of a comparison. */
+const COMPARE_CHUNK = 1 << 20;
+/** Pairs of buffers of comparisons done, for the next: no allocation (and no zero-filling) per file. */
+const spareBuffers: [Buffer, Buffer][] = [];
+let comparing = 0;
+const waitingToCompare: (() => void)[] = [];
+
+/**
+ * Whether two files hold the same bytes: read side by side, 1 MiB at a time, into buffers kept
+ * from one comparison to the next, a few files at a time (more would only queue for the same
+ * threads, each holding its buffers).
+ */
 async function sameContent(a: string, b: string): Promise<boolean> {
-  const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
-  if (sa.size !== sb.size) return false;
-  const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+  if (comparing >= COMPARES) await new Promise<void>((resolve) => waitingToCompare.push(resolve));
+  comparing++;
+  const buffers = spareBuffers.pop() ?? [Buffer.allocUnsafeSlow(COMPARE_CHUNK), Buffer.allocUnsafeSlow(COMPARE_CHUNK)];
   try {
-    // Buffers as large as the file, up to 1 MiB: a small file does not allocate 2 MiB.
-    const size = Math.max(1, Math.min(1 << 20, sa.size));
-    const ba = Buffer.alloc(size);
-    const bb = Buffer.alloc(size);
-    for (let pos = 0; pos < sa.size; pos += size) {
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, size, pos), fb.read(bb, 0, size, pos)]);
-      if (ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+    try {
+      const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+      if (sa.size !== sb.size) return false;
+      const [ba, bb] = buffers;
+      for (let pos = 0; pos < sa.size; pos += COMPARE_CHUNK) {
+        const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
+        if (ra.bytesRead !== rb.bytesRead || ba.compare(bb, 0, rb.bytesRead, 0, ra.bytesRead) !== 0) return false;
+        if (ra.bytesRead < COMPARE_CHUNK) break;
+      }
+      return true;
+    } finally {
+      await Promise.all([fa.close(), fb.close()]);
     }
-    return true;
   } finally {
-    await Promise.all([fa.close(), fb.close()]);
+    spareBuffers.push(buffers);
+    comparing--;
+    waitingToCompare.shift()?.();
   }
 }
 

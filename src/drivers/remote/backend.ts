@@ -34,6 +34,12 @@ export interface UploadPlan {
   verifySource(): Promise<void>;
   /** Bytes copied so far (resumed bytes included). */
   progress(bytes: number): void;
+  /**
+   * Called once the copy is complete and checked, just before it replaces the file (the rename,
+   * the PutObject, the CompleteMultipartUpload): the driver keeps what the file holds as a
+   * version there. When it throws, nothing is replaced.
+   */
+  beforeCommit?(): Promise<void>;
   log(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
   signal: AbortSignal;
   /**
@@ -95,6 +101,29 @@ export interface RemoteBackend extends StorageReader {
   sweep?(): Promise<number>;
   /** Told of each folder the backend made on its own (the parents of a copy): not a change from the user. */
   onFolderMade?: (rel: string, stat: RemoteStat) => void;
+  // ---- versions: files under `.ferry-versions/` (keys as versions/names.ts makes them) ----
+
+  /** Every file under the versions folder, with its size (none when the folder does not exist). */
+  listVersions(): Promise<{ key: string; size: number }[]>;
+  /** The size of the version `key`, or null when the storage does not hold it. */
+  versionSize(key: string): Promise<number | null>;
+  /**
+   * Keeps what `rel` holds as the version `key`, leaving `rel` as it is (SFTP: a hard link, or a
+   * copy where the server has none; S3: CopyObject). Throws when it could not.
+   */
+  copyToVersion(rel: string, key: string): Promise<void>;
+  /** Moves `rel` to the version `key` (SFTP: a rename; S3: CopyObject, then DeleteObject). Throws when it could not (`rel` then stays). */
+  moveToVersion(rel: string, key: string): Promise<void>;
+  /**
+   * Puts the version `key` in place at `rel` (replacing what it holds at once) and returns the
+   * file's stat: its mtime now (S3: the copy's time), and never the same size and mtime as
+   * `replacing`, what `rel` held (so that the restore reads as a change).
+   */
+  restoreVersion(key: string, rel: string, replacing: RemoteStat | null): Promise<RemoteStat>;
+  /** Removes a version (and, on SFTP, the folders it leaves empty). */
+  removeVersion(key: string): Promise<void>;
+  /** The largest version the storage can keep (S3: 5 GiB, the most CopyObject copies); none when absent. */
+  readonly versionMax?: number;
   /** Writes the marker that says this storage is this entry's. */
   writeMarker(): Promise<void>;
   /**

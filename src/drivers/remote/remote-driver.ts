@@ -6,9 +6,11 @@ import { type Driver, type DriverContext, DriverRefusal, StaleJob } from '../dri
 import { conflictName } from '../../conflict-name.js';
 import { INTERNAL_PREFIX, UnsafePathError, unsafeReason } from '../../paths.js';
 import { sourceReader, type StorageReader } from '../source-reader.js';
-import { type CopyLimits, type RemoteBackend, type RemoteStat, TargetExists, type UploadPlan } from './backend.js';
+import { type CopyLimits, FOLDER_STAT, type RemoteBackend, type RemoteStat, TargetExists, type UploadPlan } from './backend.js';
 import { ListingPoller, plain } from './poller.js';
 import { readInto } from './read-all.js';
+import { RemoteVersions } from './versions.js';
+import { VersionMissing } from '../../versions/keeper.js';
 
 /** The marker each remote root gets on first use (as a local root does). */
 export const MARKER = `${INTERNAL_PREFIX}entry`;
@@ -53,6 +55,10 @@ export class RemoteDriver implements Driver {
   private polling: Promise<void> | null = null;
   private readonly copies = new Set<AbortController>();
   private readonly slots: CopySlots;
+  /** The content jobs overwrite or delete, kept in the storage's .ferry-versions/ (null: "off"). */
+  private readonly versions: RemoteVersions | null;
+  /** Whether the versions were listed and told to the daemon (once, after the first scan). */
+  private versionsStarted = false;
 
   constructor(
     private readonly ctx: DriverContext,
@@ -61,6 +67,7 @@ export class RemoteDriver implements Driver {
   ) {
     this.poller = new ListingPoller(ctx.entry, ctx.report, backend.renameKeepsMtime);
     this.slots = new CopySlots(backend.copyLimits);
+    this.versions = ctx.versions ? new RemoteVersions(backend, ctx.versions, ctx) : null;
     backend.onFolderMade = (rel, stat) => {
       this.poller.begin(rel);
       this.poller.settle(rel, stat);
@@ -88,12 +95,71 @@ export class RemoteDriver implements Driver {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.pollTimer) clearInterval(this.pollTimer);
     for (const c of this.copies) c.abort();
+    await this.versions?.stop();
     await this.backend.close();
   }
 
   /** A poll now, its differences reported before it resolves. */
   async rescan(): Promise<void> {
     await this.poll();
+  }
+
+  /**
+   * Puts the version `key` back in place as a new change (its mtime now): what the path holds is
+   * kept as a version first, then the version replaces it in one step (SFTP: a rename; S3:
+   * CopyObject, then the version's DeleteObject). The file, and the folders made for it, are
+   * reported before this resolves.
+   */
+  async restore(key: string): Promise<void> {
+    const versions = this.versions;
+    if (!versions) throw new Error('versions are off for this entry');
+    if (!this.connected) throw new Error(this.reason ?? `${this.backend.endpoint}: not connected`);
+    const version = versions.keeper.get(key);
+    if (!version) throw new VersionMissing(key);
+    const rel = version.filename;
+    try {
+      if ((await this.backend.versionSize(key)) === null) {
+        // Gone from the storage behind Ferry's back: forgotten.
+        versions.keeper.taken(key);
+        throw new VersionMissing(key);
+      }
+      const made = await this.makeParents(rel);
+      this.poller.begin(rel);
+      let final: RemoteStat | undefined;
+      try {
+        const current = await this.backend.stat(rel);
+        if (current && isFolderStat(current)) throw new Error(`${rel} is now a folder; not restored over it`);
+        if (current) await versions.keepOverwritten(rel, current.size);
+        final = await this.backend.restoreVersion(key, rel, current);
+        versions.keeper.taken(key);
+      } finally {
+        this.poller.settle(rel, final);
+      }
+      for (const folder of made) this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: folder, stat: plain(FOLDER_STAT) });
+      this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat: plain(final) });
+    } catch (err) {
+      if (err instanceof VersionMissing) throw err;
+      const down = this.backend.connectionError(err);
+      if (down === null) throw err;
+      if (this.connected) this.lost(err);
+      throw new Error(`${this.backend.endpoint}: ${down}`, { cause: err });
+    }
+  }
+
+  /** The folders on the way to `rel` that the storage does not hold, made (top first) and returned. */
+  private async makeParents(rel: string): Promise<string[]> {
+    const made: string[] = [];
+    const parts = rel.split('/').slice(0, -1);
+    let missing = false;
+    for (let i = 1; i <= parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      // Below a folder that was missing, none is there.
+      if (!missing && (await this.backend.folderStat(folder))) continue;
+      missing = true;
+      await this.makeFolder(folder);
+      made.push(folder);
+    }
+    return made;
   }
 
   async run(job: JobCommand): Promise<JobOutcome> {
@@ -157,6 +223,7 @@ export class RemoteDriver implements Driver {
     try {
       await this.backend.connect();
       if (!this.scanned) await this.firstScan();
+      else await this.startVersions();
     } catch (err) {
       this.lost(err);
       return;
@@ -202,6 +269,20 @@ export class RemoteDriver implements Driver {
     if (swept) this.ctx.log('info', `${this.backend.endpoint}: aborted ${swept} abandoned multipart upload(s)`);
     this.scanned = true;
     this.poller.scan(listing.files);
+    await this.startVersions();
+  }
+
+  /**
+   * After the first scan: the versions the storage holds are listed (the policy applied to them)
+   * and told to the daemon. No job runs before (the entry is not connected until then); when the
+   * server is lost meanwhile, the next connection does it.
+   */
+  private async startVersions(): Promise<void> {
+    if (this.versionsStarted) return;
+    if (this.versions) await this.versions.start();
+    // Versions off: the daemon lists none of this entry's (those kept before stay on the storage).
+    else this.ctx.versionsChanged?.({ kept: [], dropped: [], full: true });
+    this.versionsStarted = true;
   }
 
   private poll(): Promise<void> {
@@ -298,6 +379,8 @@ export class RemoteDriver implements Driver {
       }
       const current = await this.backend.stat(rel);
       if (current && isFolderStat(current)) throw new Error(`${rel} exists and is a folder`);
+      /** What the copy replaces (not a conflict copy) is kept as a version just before it does. */
+      let beforeCommit: UploadPlan['beforeCommit'];
       if (current) {
         const matches = job.expect !== null && sameStat(current, job.expect);
         if (job.preserve || !matches) {
@@ -307,9 +390,12 @@ export class RemoteDriver implements Driver {
             return current;
           }
           await this.keepConflictCopy(rel);
+        } else if (this.versions) {
+          const versions = this.versions;
+          beforeCommit = () => versions.keepOverwritten(rel, current.size);
         }
       }
-      final = checked(await this.backend.upload(plan));
+      final = checked(await this.backend.upload({ ...plan, ...(beforeCommit ? { beforeCommit } : {}) }));
       return final;
     } finally {
       if (timer) {
@@ -368,7 +454,8 @@ export class RemoteDriver implements Driver {
     try {
       // A folder goes once its contents have (until then the job is stale, and retried).
       if (folder) await this.backend.removeFolder(rel);
-      else await this.backend.remove(rel);
+      // A file's content is kept as a version: moved into the versions folder, not deleted.
+      else if (!(await this.versions?.keepDeleted(rel, current.size))) await this.backend.remove(rel);
       final = null;
     } finally {
       this.poller.settle(rel, final);

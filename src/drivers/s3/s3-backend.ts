@@ -28,6 +28,7 @@ import { MARKER } from '../remote/remote-driver.js';
 import { partialId } from '../remote/partials.js';
 import { borrow, giveBack } from '../remote/read-all.js';
 import { StatBatcher } from './stat-batcher.js';
+import { VERSIONS_FOLDER } from '../../versions/names.js';
 
 export interface S3Options {
   bucket: string;
@@ -51,6 +52,10 @@ export const PART_SIZE = 8 << 20;
 const BATCHED_STAT_MAX = 1 << 20;
 /** Multipart uploads older than this are aborted at start (their partial markers are removed at that age too). */
 const ABANDONED_AFTER_MS = 7 * 24 * 3600 * 1000;
+/** The largest object CopyObject copies: a larger file is not kept as a version. */
+const COPY_MAX = 5 * 1024 ** 3;
+/** Past every key that begins with a given prefix (the largest code point). */
+const PAST = '\u{10FFFF}';
 
 const md5 = (b: Buffer) => createHash('md5').update(b);
 const unquote = (etag: string | undefined) => (etag ?? '').replace(/"/g, '');
@@ -96,6 +101,7 @@ export class S3Backend implements RemoteBackend {
    * time) for their Content-MD5, a few files at once.
    */
   readonly copyLimits: CopyLimits = { files: 256, bytes: 32 << 20 };
+  readonly versionMax = COPY_MAX;
   private readonly client: S3Client;
   /** Whether the server takes `If-None-Match: *` on uploads (one that ignores it is trusted on its last listing). */
   private conditional = true;
@@ -276,19 +282,29 @@ export class S3Backend implements RemoteBackend {
   async listing(): Promise<Listing> {
     const files = new Map<string, RemoteStat>();
     const internal: Listing['internal'] = [];
+    // The versions folder's keys are skipped: a page that ends inside it is followed by a listing
+    // from past it, so that a poll costs no more for the versions kept.
+    const versions = `${this.prefix}${VERSIONS_FOLDER}/`;
     let token: string | undefined;
+    let startAfter: string | undefined;
+    let jumped = false;
     do {
       let page;
       try {
         page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix || undefined,
+            ...(token !== undefined ? { ContinuationToken: token } : startAfter !== undefined ? { StartAfter: startAfter } : {}),
+          }),
         );
       } catch (err) {
         if ((err as ErrorLike).name === 'NoSuchBucket') throw new DriverRefusal(`bucket ${this.bucket} does not exist (${this.endpoint})`);
         throw err;
       }
-      for (const o of page.Contents ?? []) {
-        if (!o.Key || o.Key === this.prefix) continue;
+      const contents = page.Contents ?? [];
+      for (const o of contents) {
+        if (!o.Key || o.Key === this.prefix || o.Key.startsWith(versions)) continue;
         if (o.Key.endsWith('/')) {
           // A folder's marker object (as the S3 consoles make them): the folder, kept even empty.
           const folder = o.Key.slice(this.prefix.length, -1);
@@ -305,7 +321,14 @@ export class S3Backend implements RemoteBackend {
         files.set(rel, objectStat(o.Size, o.LastModified, o.ETag));
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+      startAfter = undefined;
+      // Once only: a server that orders keys otherwise (by UTF-16) still lists every key, the rest of its versions skipped one by one.
+      if (token !== undefined && !jumped && contents[contents.length - 1]?.Key?.startsWith(versions)) {
+        token = undefined;
+        startAfter = versions + PAST;
+        jumped = true;
+      }
+    } while (token !== undefined || startAfter !== undefined);
     return { files, internal };
   }
 
@@ -320,6 +343,8 @@ export class S3Backend implements RemoteBackend {
       const body = buffer.subarray(0, plan.size);
       plan.progress(body.length);
       await plan.verifySource();
+      // What the key holds is kept as a version (a server-side copy) just before the PutObject replaces it.
+      await plan.beforeCommit?.();
       const digest = md5(body);
       const hex = digest.copy().digest('hex');
       const put = await this.conditionally(plan, (condition) =>
@@ -427,6 +452,7 @@ export class S3Backend implements RemoteBackend {
       }
       if (offset !== plan.size) throw new StaleJob(`source ${plan.rel} has ${offset} bytes, expected ${plan.size}`);
       await plan.verifySource();
+      await plan.beforeCommit?.();
       const uploadId = record.uploadId;
       await this.conditionally(plan, (condition) =>
         this.client.send(
@@ -515,9 +541,80 @@ export class S3Backend implements RemoteBackend {
 
   /** A server-side copy, then the delete of the old name: no byte goes through Ferry. */
   async rename(from: string, to: string): Promise<void> {
-    const source = `${this.bucket}/${this.key(from).split('/').map(encodeURIComponent).join('/')}`;
-    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.key(to), CopySource: source }));
+    await this.copy(this.key(from), this.key(to));
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(from) }));
+  }
+
+  /** CopyObject within the bucket. */
+  private async copy(fromKey: string, toKey: string): Promise<void> {
+    const source = `${this.bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`;
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: source }));
+  }
+
+  // ---- versions: objects under the prefix's `.ferry-versions/` ----
+
+  private versionKey(key: string): string {
+    const reason = unsafeReason(key);
+    if (reason) throw new UnsafePathError(key, reason);
+    return this.key(`${VERSIONS_FOLDER}/${key}`);
+  }
+
+  async listVersions(): Promise<{ key: string; size: number }[]> {
+    const prefix = `${this.prefix}${VERSIONS_FOLDER}/`;
+    const found: { key: string; size: number }[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) {
+        if (o.Key && !o.Key.endsWith('/')) found.push({ key: o.Key.slice(prefix.length), size: o.Size ?? 0 });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return found;
+  }
+
+  async versionSize(key: string): Promise<number | null> {
+    return (await this.headStat(this.versionKey(key)))?.size ?? null;
+  }
+
+  async copyToVersion(rel: string, key: string): Promise<void> {
+    await this.copy(this.key(rel), this.versionKey(key));
+  }
+
+  /** The copy, then the delete; a delete that fails takes the copy back, and says why. */
+  async moveToVersion(rel: string, key: string): Promise<void> {
+    const version = this.versionKey(key);
+    await this.copy(this.key(rel), version);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }));
+    } catch (err) {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: version })).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * CopyObject over the key (its LastModified, the file's mtime, is the copy's time), then the
+   * version's delete. S3 keeps whole seconds: a file of the size of the one it replaces is copied
+   * once the second that one was written in is over, so that the two never look the same.
+   */
+  async restoreVersion(key: string, rel: string, replacing: RemoteStat | null): Promise<RemoteStat> {
+    const version = this.versionKey(key);
+    if (replacing) {
+      const wait = replacing.mtime + 1000 - Date.now();
+      if (wait > 0 && wait <= 1000 && (await this.headStat(version))?.size === replacing.size) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+    await this.copy(version, this.key(rel));
+    const st = await this.headStat(this.key(rel));
+    if (!st) throw new Error(`${rel} is missing after its restore`);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: version }));
+    return st;
+  }
+
+  async removeVersion(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.versionKey(key) }));
   }
 
   async removeInternal(rel: string): Promise<void> {

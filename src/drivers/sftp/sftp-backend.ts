@@ -16,6 +16,7 @@ import { partialId, RESUMABLE_MIN } from '../remote/partials.js';
 import { HostKeyRefusal, hostKeyProblem } from './host-key.js';
 import { borrow, giveBack } from '../remote/read-all.js';
 import { requestSize, SftpWriteStream, sftpReadStream } from './streams.js';
+import { VERSIONS_FOLDER } from '../../versions/names.js';
 
 export interface SftpOptions {
   host: string;
@@ -47,6 +48,8 @@ interface Session {
   client: Client;
   sftp: SFTPWrapper;
   posixRename: boolean;
+  /** Whether the server makes hard links (`hardlink@openssh.com`): a version of a file a copy replaces costs no copy. */
+  hardlink: boolean;
   /**
    * Rejects when the connection is lost. ssh2 never answers a request in flight when its
    * connection drops (nor one made after), so every call races this.
@@ -88,6 +91,8 @@ export class SftpBackend implements RemoteBackend {
   /** Folders known to exist (made or seen), so that each copy does not ask again. */
   private readonly folders = new Set<string>();
   private readonly root: string;
+  /** The root as the server resolves it (symbolic links followed), once asked. */
+  private realRoot: string | null = null;
 
   constructor(private readonly options: SftpOptions) {
     this.endpoint = `sftp ${options.host}:${options.port}`;
@@ -165,7 +170,13 @@ export class SftpBackend implements RemoteBackend {
           if (err) return fail(err);
           settled = true;
           const extensions = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
-          resolve({ client, sftp, posixRename: 'posix-rename@openssh.com' in extensions, lost });
+          resolve({
+            client,
+            sftp,
+            posixRename: 'posix-rename@openssh.com' in extensions,
+            hardlink: 'hardlink@openssh.com' in extensions,
+            lost,
+          });
         });
       });
       client.on('end', () => markLost(lostError()));
@@ -245,9 +256,13 @@ export class SftpBackend implements RemoteBackend {
     return this.root === '/' ? abs.slice(1) : abs.slice(this.root.length + 1);
   }
 
-  private async mkdirp(s: Session, dir: string): Promise<void> {
+  /**
+   * Makes `dir` and its parents. `quiet`: a folder of the versions folder, neither cached (the
+   * listings never see it) nor told as a folder the copy made.
+   */
+  private async mkdirp(s: Session, dir: string, quiet = false): Promise<void> {
     if (dir === this.root || this.folders.has(dir)) return;
-    await this.mkdirp(s, posix.dirname(dir));
+    await this.mkdirp(s, posix.dirname(dir), quiet);
     const made = await call(s, (cb) => s.sftp.mkdir(dir, cb)).then(
       () => true,
       async (err) => {
@@ -256,10 +271,13 @@ export class SftpBackend implements RemoteBackend {
         if (st && ((st.mode ?? 0) & S_IFMT) === S_IFLNK) {
           throw new UnsafePathError(this.relOf(dir), 'a folder on the path is a symbolic link');
         }
-        if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw err;
+        if (st) {
+          if (((st.mode ?? 0) & S_IFMT) !== S_IFDIR) throw new Error(`${this.relOf(dir)} is a file, not a folder`, { cause: err });
+        } else throw err;
         return false;
       },
     );
+    if (quiet) return;
     this.folders.add(dir);
     if (made) this.onFolderMade?.(this.relOf(dir), { ...FOLDER_STAT });
   }
@@ -350,8 +368,17 @@ export class SftpBackend implements RemoteBackend {
     };
     // The folders seen are the ones that exist: one removed on the server is made again by the next copy.
     this.folders.clear();
-    // Several folders listed at once, over the one session.
-    const queue = [this.root];
+    await this.walk(this.root, readdir, take);
+    return { files, internal };
+  }
+
+  /** Lists the folders under `start` (each folder `take` queues), several at once over the one session. */
+  private async walk<E>(
+    start: string,
+    readdir: (dir: string) => Promise<E>,
+    take: (dir: string, entries: E, queue: string[]) => void,
+  ): Promise<void> {
+    const queue = [start];
     await new Promise<void>((resolve, reject) => {
       let active = 0;
       let failed = false;
@@ -376,7 +403,6 @@ export class SftpBackend implements RemoteBackend {
       };
       pump();
     });
-    return { files, internal };
   }
 
   // ---- the write side ----
@@ -488,6 +514,8 @@ export class SftpBackend implements RemoteBackend {
         keep = false;
         throw err;
       }
+      // What the file holds is kept as a version (a hard link) just before the rename replaces it.
+      await plan.beforeCommit?.();
       if (plan.ifAbsent) {
         // A plain rename replaces nothing (SFTP v3; OpenSSH links, then unlinks): a file that
         // appeared there since the last listing is kept, and asked about by the driver.
@@ -536,6 +564,184 @@ export class SftpBackend implements RemoteBackend {
     await call(s, (cb) => sftp.unlink(this.abs(rel), cb)).catch((err) => {
       if (!isMissing(err)) throw err;
     });
+  }
+
+  // ---- versions ----
+
+  /** The server's path of a version: under `.ferry-versions/` of the root. */
+  private versionPath(key: string): string {
+    const reason = unsafeReason(key);
+    if (reason) throw new UnsafePathError(key, reason);
+    return this.abs(`${VERSIONS_FOLDER}/${key}`);
+  }
+
+  async listVersions(): Promise<{ key: string; size: number }[]> {
+    const s = await this.sftp();
+    const base = this.abs(VERSIONS_FOLDER);
+    const found: { key: string; size: number }[] = [];
+    // A versions folder that is not a folder (a link elsewhere) holds no version of this entry's:
+    // never listed (nor pruned); keeping one into it is refused (see versionFolder).
+    const st = await call<Stats>(s, (cb) => s.sftp.lstat(base, cb)).catch((err) => {
+      if (isMissing(err)) return null;
+      throw err;
+    });
+    if (!st || ((st.mode ?? 0) & S_IFMT) !== S_IFDIR) return found;
+    await this.walk(
+      base,
+      (dir) =>
+        call<{ filename: string; attrs: Stats }[]>(s, (cb) => s.sftp.readdir(dir, cb)).catch((err) => {
+          // No versions folder (nothing kept yet), or a folder removed meanwhile.
+          if (isMissing(err)) return [];
+          throw err;
+        }),
+      (dir, entries, queue) => {
+        for (const { filename, attrs } of entries) {
+          if (filename === '.' || filename === '..') continue;
+          const abs = `${dir}/${filename}`;
+          const type = (attrs.mode ?? 0) & S_IFMT;
+          if (type === S_IFDIR) queue.push(abs);
+          else if (type === S_IFREG) found.push({ key: abs.slice(base.length + 1), size: attrs.size });
+        }
+      },
+    );
+    return found;
+  }
+
+  async versionSize(key: string): Promise<number | null> {
+    const s = await this.sftp();
+    const st = await call<Stats>(s, (cb) => s.sftp.lstat(this.versionPath(key), cb)).catch((err) => {
+      if (isMissing(err)) return null;
+      throw err;
+    });
+    return st && ((st.mode ?? 0) & S_IFMT) === S_IFREG ? st.size : null;
+  }
+
+  /** A hard link (no byte copied); where the server makes none, a copy through this connection. */
+  async copyToVersion(rel: string, key: string): Promise<void> {
+    const s = await this.sftp();
+    const from = this.abs(rel);
+    const to = this.versionPath(key);
+    await this.versionFolder(s, posix.dirname(to));
+    if (s.hardlink) {
+      const linked = await this.intoVersions(s, to, () => call(s, (cb) => s.sftp.ext_openssh_hardlink(from, to, cb))).then(
+        () => true,
+        (err) => {
+          // A file system without hard links: copied instead. A missing file is no version to keep.
+          if (isMissing(err) || this.connectionError(err) !== null) throw err;
+          return false;
+        },
+      );
+      if (linked) return;
+    }
+    await this.intoVersions(s, to, () => this.copyWithin(s, from, to));
+  }
+
+  /** A rename, which never replaces a version (SFTP's rename refuses an existing name). */
+  async moveToVersion(rel: string, key: string): Promise<void> {
+    const s = await this.sftp();
+    const from = this.abs(rel);
+    const to = this.versionPath(key);
+    await this.versionFolder(s, posix.dirname(to));
+    await this.intoVersions(s, to, () => call(s, (cb) => s.sftp.rename(from, to, cb)));
+  }
+
+  async restoreVersion(key: string, rel: string, replacing: RemoteStat | null): Promise<RemoteStat> {
+    const s = await this.sftp();
+    const { sftp, posixRename } = s;
+    const from = this.versionPath(key);
+    const to = this.abs(rel);
+    await this.versionFolder(s, posix.dirname(from));
+    // Now, in whole seconds as SFTP keeps them; never what the file it replaces has (which the
+    // daemon would take for the same file), so a second later than that where it is as new.
+    let seconds = Math.floor(Date.now() / 1000);
+    if (replacing && replacing.mtime >= seconds * 1000) seconds = Math.floor(replacing.mtime / 1000) + 1;
+    await call(s, (cb) => sftp.setstat(from, { atime: seconds, mtime: seconds }, cb));
+    await this.mkdirp(s, posix.dirname(to));
+    if (posixRename) await call(s, (cb) => sftp.ext_openssh_rename(from, to, cb));
+    else {
+      if (replacing) await call(s, (cb) => sftp.unlink(to, cb)).catch(() => {});
+      await call(s, (cb) => sftp.rename(from, to, cb));
+    }
+    await this.removeEmptyVersionFolders(s, posix.dirname(from));
+    const st = await call<Stats>(s, (cb) => sftp.lstat(to, cb));
+    return statOf(st);
+  }
+
+  async removeVersion(key: string): Promise<void> {
+    const s = await this.sftp();
+    const file = this.versionPath(key);
+    await this.versionFolder(s, posix.dirname(file));
+    await call(s, (cb) => s.sftp.unlink(file, cb)).catch((err) => {
+      if (!isMissing(err)) throw err;
+    });
+    await this.removeEmptyVersionFolders(s, posix.dirname(file));
+  }
+
+  /**
+   * Refuses a folder of the versions folder that the server resolves elsewhere (a symbolic link on
+   * the way, which could lead out of the root): a version is never written, read or removed
+   * through one. One request (the server's realpath, which resolves every name that exists).
+   */
+  private async versionFolder(s: Session, dir: string): Promise<void> {
+    const realpath = (p: string) => call<string>(s, (cb) => s.sftp.realpath(p, cb));
+    this.realRoot ??= await realpath(this.root);
+    const real = await realpath(dir).catch((err) => {
+      // A folder missing further up (servers that resolve only what exists): made by the keep, checked then.
+      if (isMissing(err)) return null;
+      throw err;
+    });
+    const expected = posix.join(this.realRoot, posix.relative(this.root, dir));
+    if (real !== null && real !== expected) {
+      throw new UnsafePathError(this.relOf(dir), `${VERSIONS_FOLDER} or a folder in it is a symbolic link; not written through`);
+    }
+  }
+
+  /** Runs `place` (which writes `to`), making the folders of `to` first when they are missing. */
+  private async intoVersions(s: Session, to: string, place: () => Promise<unknown>): Promise<void> {
+    try {
+      await place();
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+      // The first version of this file: its folder is made (never reported: `.ferry-` names are Ferry's own).
+      // Where it cannot be made (a file or a link in the way), that is the reason.
+      await this.mkdirp(s, posix.dirname(to), true);
+      await place();
+    }
+  }
+
+  /** A copy of `from` as the new file `to` (never over one), with its mtime, through this connection. */
+  private async copyWithin(s: Session, from: string, to: string): Promise<void> {
+    const { sftp } = s;
+    const st = await call<Stats>(s, (cb) => sftp.lstat(from, cb));
+    const source = await this.openAbs(s, from, 0);
+    const handle = await call<Buffer>(s, (cb) => sftp.open(to, 'wx', cb)).catch((err) => {
+      source.destroy();
+      throw err;
+    });
+    let done = false;
+    try {
+      try {
+        await pipeline(source, new SftpWriteStream(sftp, handle, 0, () => {}, s.lost));
+        await call(s, (cb) => sftp.futimes(handle, st.atime, st.mtime, cb));
+      } finally {
+        await call(s, (cb) => sftp.close(handle, cb)).catch(() => {});
+      }
+      done = true;
+    } finally {
+      if (!done) await call(s, (cb) => sftp.unlink(to, cb)).catch(() => {});
+    }
+  }
+
+  /** The folders of the versions folder that `dir` and its parents leave empty (not the versions folder itself). */
+  private async removeEmptyVersionFolders(s: Session, dir: string): Promise<void> {
+    const base = this.abs(VERSIONS_FOLDER);
+    for (let d = dir; d.startsWith(`${base}/`); d = posix.dirname(d)) {
+      const removed = await call(s, (cb) => s.sftp.rmdir(d, cb)).then(
+        () => true,
+        () => false,
+      );
+      if (!removed) return;
+    }
   }
 
   async writeMarker(): Promise<void> {

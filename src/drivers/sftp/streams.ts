@@ -106,6 +106,7 @@ export class SftpWriteStream extends Writable {
     private readonly progress: (position: number) => void,
     /** Rejects when the connection is lost: ssh2 then never answers the writes in flight. */
     lost: Promise<never>,
+    private readonly batch: () => void = () => {},
   ) {
     super({ highWaterMark: 1 << 20 });
     lost.catch((err: Error) => {
@@ -121,6 +122,7 @@ export class SftpWriteStream extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.failure) return callback(this.failure);
+    this.batch();
     for (let off = 0; off < chunk.length; off += this.piece) {
       const len = Math.min(this.piece, chunk.length - off);
       const slot = { end: this.position + len, done: false };

@@ -16,7 +16,7 @@ export async function readInto(stream: Readable, into: Buffer): Promise<number> 
 /** Reads up to this size take a buffer of their own (the collector frees it with the next scavenge). */
 const POOLED_MIN = 64 << 10;
 /** Free buffers kept per size class (a power of two), and how long they are kept unused. */
-const KEPT_PER_CLASS = 2;
+const KEPT_PER_CLASS = 8;
 const KEPT_MS = 5000;
 const free = new Map<number, Buffer[]>();
 let dropTimer: NodeJS.Timeout | null = null;

@@ -337,9 +337,10 @@ export class S3Backend implements RemoteBackend {
   async upload(plan: UploadPlan): Promise<RemoteStat> {
     const key = this.key(plan.rel);
     if (plan.size <= SINGLE_PUT_MAX) {
-      const buffer = borrow(plan.size + 1);
-      const read = await plan.read(buffer.subarray(0, plan.size + 1));
-      if (read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes or more, expected ${plan.size}`);
+      const buffer = borrow(plan.size);
+      const read = await plan.read(buffer.subarray(0, plan.size));
+      // Fewer bytes: the source shrank (more would change its stat, which is checked before the PUT).
+      if (read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes, expected ${plan.size}`);
       const body = buffer.subarray(0, plan.size);
       plan.progress(body.length);
       await plan.verifySource();

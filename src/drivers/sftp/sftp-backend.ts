@@ -36,8 +36,8 @@ export interface SftpOptions {
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Folders listed at once by a listing. */
 const LISTINGS_AT_ONCE = 8;
-/** Files up to this size are read whole, and written with one round of requests. */
-const SMALL_MAX = 1 << 20;
+/** Files up to this size are read whole (a buffer reused from copy to copy), and written with one round of requests. */
+const SMALL_MAX = 8 << 20;
 
 const posix = path.posix;
 const S_IFMT = 0o170000;
@@ -452,9 +452,10 @@ export class SftpBackend implements RemoteBackend {
     try {
       // A small file is read whole first: its copy is then one round of requests (writes, mtime,
       // size, close) sent at once, without a stream.
-      const small = plan.size <= SMALL_MAX ? borrow(plan.size + 1) : null;
-      const read = small ? await plan.read(small.subarray(0, plan.size + 1)) : 0;
-      if (small && read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes or more, expected ${plan.size}`);
+      const small = plan.size <= SMALL_MAX ? borrow(plan.size) : null;
+      const read = small ? await plan.read(small.subarray(0, plan.size)) : 0;
+      // Fewer bytes: the source shrank (more would change its stat, which the commit checks).
+      if (small && read !== plan.size) throw new StaleJob(`source ${plan.rel} has ${read} bytes, expected ${plan.size}`);
       const body = small?.subarray(0, plan.size);
       // A resumed copy reads the source from its first byte, to check end to end what the
       // partial file already holds: a digest of the source against one of the finished copy.

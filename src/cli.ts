@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { parseArgv, oneOf, wholeNumber, type OptionSpec } from './client/args.js';
 import { commands, type Command } from './client/commands.js';
 import { ApiClient, CliError, DEFAULT_API, EXIT, usage } from './client/http.js';
@@ -45,11 +44,6 @@ const START: Command = {
     const port = typeof values.port === 'string' ? wholeNumber('port', values.port, 0, 65535) : 3862;
     // --inspect logs at debug level: it implies that level unless one is given.
     const level = oneOf('log-level', typeof values['log-level'] === 'string' ? values['log-level'] : values.inspect ? 'debug' : 'info', LEVELS);
-    // The daemon's heap is small (the catalogue is in SQLite) but a scan of a large tree passes
-    // through it in chunks: V8 told to favour memory over speed collects their garbage sooner
-    // instead of growing the heap (some 40 MiB less peak RSS at 100,000 files; see the README's
-    // Performance section). Set before the daemon's modules load; its workers get the flag at fork.
-    setFlagsFromString('--optimize-for-size');
     // The bundle (scripts/build-daemon.mjs) starts faster; tsc's build of the same modules else.
     const bundle = new URL('../daemon/cli-start.js', import.meta.url);
     const { runDaemon } = (await import(existsSync(bundle) ? bundle.href : './cli-start.js')) as typeof import('./cli-start.js');

@@ -27,10 +27,10 @@ const read = (entry: string, rel: string): Buffer | null => {
 };
 async function put(entry: string, rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(entry, rel)), { recursive: true });
-  // Written beside it and renamed into place: a loaded machine would otherwise let the watcher
-  // see it half written (settle_ms is 2 ms), and sync that state too, which makes a version of
-  // its own when the whole file comes.
-  const tmp = `${at(entry, rel)}.writing`;
+  // Written under a name of Ferry's own (never reported) and renamed into place: a loaded
+  // machine would otherwise let the watcher see it half written (settle_ms is 2 ms) and sync
+  // that state too, which makes a version of its own when the whole file comes.
+  const tmp = path.join(path.dirname(at(entry, rel)), `.ferry-test-${process.pid}`);
   await fsp.writeFile(tmp, content);
   await fsp.rename(tmp, at(entry, rel));
 }

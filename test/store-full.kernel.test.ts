@@ -80,8 +80,15 @@ describe.skipIf(!runnable)("the store's disk full", () => {
       // Dropped into A while the daemon runs, B empty: recording them fills the store's disk.
       for (let f = 0; f < FILES / 100; f++) {
         await fsp.mkdir(path.join(dir, 'A', `d${f}`));
+        // Each written under a name of Ferry's own and renamed into place: a copy of a file seen
+        // half written, whose record the full disk then lost, would be B's own different
+        // content at the rescan, kept as a conflict copy (rightly: the store cannot tell).
         await Promise.all(
-          Array.from({ length: 100 }, (_, i) => fsp.writeFile(path.join(dir, 'A', `d${f}`, `file-${i}.txt`), `file ${f}/${i} `.repeat(8))),
+          Array.from({ length: 100 }, async (_, i) => {
+            const tmp = path.join(dir, 'A', `d${f}`, `.ferry-test-${i}`);
+            await fsp.writeFile(tmp, `file ${f}/${i} `.repeat(8));
+            await fsp.rename(tmp, path.join(dir, 'A', `d${f}`, `file-${i}.txt`));
+          }),
         );
       }
 

@@ -7,6 +7,7 @@
 import { dropAll, dropForFile, dropOverTotal, nextChange, type KeptVersion, type VersionPolicy, type VersionReason } from './policy.js';
 import { parseVersionKey, versionKey } from './names.js';
 import type { VersionChange, VersionRecord } from '../../machines/reports.js';
+import type { DriverContext } from '../drivers/driver.js';
 
 // What the worker reports of its versions (a VersionRecord is a KeptVersion with its reason).
 export type { VersionChange, VersionRecord };
@@ -24,6 +25,15 @@ export interface KeeperContext {
   log(level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
   /** Told of the versions kept and dropped: the worker sends it to the daemon. */
   changed(change: VersionChange): void;
+}
+
+/** A driver's keeper context: its entry and log, and the daemon told of each change. */
+export function keeperContextOf(ctx: Pick<DriverContext, 'entry' | 'log' | 'versionsChanged'>): KeeperContext {
+  return {
+    entry: ctx.entry,
+    log: (level, msg, fields) => ctx.log(level, msg, fields),
+    changed: (change) => ctx.versionsChanged?.(change),
+  };
 }
 
 /** A restore asked for a version the storage does not hold. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { resolveInside, UnsafePathError } from '../../paths.js';
 import type { DriverContext } from '../driver.js';
 import { VERSIONS_FOLDER } from '../../versions/names.js';
-import { VersionKeeper, VersionMissing, type VersionStorage } from '../../versions/keeper.js';
+import { VersionKeeper, keeperContextOf, VersionMissing, type VersionStorage } from '../../versions/keeper.js';
 import type { VersionPolicy, VersionReason } from '../../versions/policy.js';
 
 /**
@@ -24,11 +24,7 @@ export class LocalVersions implements VersionStorage {
     ctx: DriverContext,
   ) {
     this.folder = path.join(root, VERSIONS_FOLDER);
-    this.keeper = new VersionKeeper(policy, this, {
-      entry: ctx.entry,
-      log: (level, msg, fields) => ctx.log(level, msg, fields),
-      changed: (change) => ctx.versionsChanged?.(change),
-    });
+    this.keeper = new VersionKeeper(policy, this, keeperContextOf(ctx));
   }
 
   start(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { DriverContext } from '../driver.js';
-import { binary, VersionKeeper, type VersionStorage } from '../../versions/keeper.js';
+import { binary, VersionKeeper, keeperContextOf, type VersionStorage } from '../../versions/keeper.js';
 import type { VersionPolicy, VersionReason } from '../../versions/policy.js';
 import type { RemoteBackend } from './backend.js';
 
@@ -19,11 +19,7 @@ export class RemoteVersions implements VersionStorage {
     policy: VersionPolicy,
     private readonly ctx: DriverContext,
   ) {
-    this.keeper = new VersionKeeper(policy, this, {
-      entry: ctx.entry,
-      log: (level, msg, fields) => ctx.log(level, msg, fields),
-      changed: (change) => ctx.versionsChanged?.(change),
-    });
+    this.keeper = new VersionKeeper(policy, this, keeperContextOf(ctx));
   }
 
   start(): Promise<void> {

@@ -53,6 +53,17 @@ export interface ScannedFile extends FileStat {
   path: string;
 }
 
+/**
+ * A folder as a start-up scan found it: a digest of its listing (its children's names and
+ * stats). `listed`: its children are among the scan's files; otherwise its digest is the one
+ * the daemon gave the worker, and its files were left out as unchanged.
+ */
+export interface ScanDigest {
+  folder: string;
+  digest: string;
+  listed: boolean;
+}
+
 export type JobOutcome =
   /** Done: `stat` is the destination's copy afterwards (absent for a delete). */
   | { ok: true; stat: FileStat | null }
@@ -75,8 +86,9 @@ export type WorkerReport =
   /**
    * The end of a start-up scan, with its last files (all of them when no chunk came before).
    * `force`: the entry was started with --force, so mass deletions found by the scan apply.
+   * `digests`: every folder's (a driver that keeps none sends none, and lists every file).
    */
-  | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean }
+  | { type: 'entry.scanned'; entry: string; files: ScannedFile[]; force?: boolean; digests?: ScanDigest[] }
   | { type: 'job.finished'; entry: string; jobId: number; outcome: JobOutcome };
 
 /**

@@ -58,6 +58,8 @@ export type RulesEvent =
   | { type: 'jobs.queued'; entries: string[] }
   /** Recording a report was refused (a mass deletion): the entry stops, with this reason. */
   | { type: 'entry.refused'; entry: string; reason: string }
+  /** An entry's scan could not be compared with the store (it changed meanwhile): the entry starts again and lists every file. */
+  | { type: 'entry.rescanAll'; entry: string }
   /**
    * The store could not record a change (a full or failing disk): every entry pauses, so that
    * nothing more is done that the store cannot record; each rescans against the store when it
@@ -102,6 +104,11 @@ export const rulesMachine = setup({
       const refuse: { type: 'entry.refuse'; reason: string } = { type: 'entry.refuse', reason: e.reason };
       if (entry) enqueue.sendTo(entry, refuse);
     }),
+    restartEntry: enqueueActions(({ event, enqueue, system }) => {
+      const entry = system.get(`entry:${(event as Extract<RulesEvent, { type: 'entry.rescanAll' }>).entry}`);
+      const restart: { type: 'entry.restart' } = { type: 'entry.restart' };
+      if (entry) enqueue.sendTo(entry, restart);
+    }),
     suspendEntries: enqueueActions(({ event, enqueue, system, context }) => {
       const reason = (event as Extract<RulesEvent, { type: 'store.failed' }>).reason;
       for (const name of context.entries) {
@@ -142,6 +149,7 @@ export const rulesMachine = setup({
     'jobs.queued': { actions: 'announceJobs' },
     'entry.ready': { actions: 'announceToAll' },
     'entry.refused': { actions: 'refuseEntry' },
+    'entry.rescanAll': { actions: 'restartEntry' },
     'store.failed': { actions: 'suspendEntries' },
     'rules.preview': { actions: 'startPreview' },
     'xstate.done.actor.preview.*': { actions: 'keepPreview' },

@@ -191,6 +191,19 @@ export function workerActor(deps: WorkerDeps) {
       ignore: config.ignore ?? [],
       versions: config.versions ?? null,
     });
+    // The folder digests of what the store says the entry holds, for its start-up scan to leave
+    // out unchanged folders: computed once every entry's worker is forked (a large tree the
+    // store has not digested yet takes a while), and used if they come before the scan's end.
+    if (config.driver === 'local_storage') {
+      setImmediate(() => {
+        if (stopped || !alive) return;
+        try {
+          send({ type: 'digests', digests: deps.engine.folderDigests(config.name) });
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'no folder digests for the start-up scan: it lists every file');
+        }
+      });
+    }
 
     receive((event) => {
       switch (event.type) {

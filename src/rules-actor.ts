@@ -25,8 +25,9 @@ type Reports = Extract<RulesEvent, { type: 'reports.batch' }>;
  * The `recordReports` action: one message of a worker, its reports in one catalogue transaction
  * (the finished jobs among them set-based), committed with the others of the next moment. It
  * answers with `jobs.queued` (the entries with new work, and the reporting entry when it finished
- * jobs), `entry.refused` (a scan that would delete most of an entry's files) and `store.failed`
- * (the store cannot write).
+ * jobs), `entry.refused` (a scan that would delete most of an entry's files), `entry.rescanAll`
+ * (a scan that left out folders the store changed meanwhile) and `store.failed` (the store
+ * cannot write).
  */
 export function recordReports(deps: Pick<RulesDeps, 'engine' | 'store' | 'log'>) {
   const { engine, store, log } = deps;
@@ -52,7 +53,11 @@ export function recordReports(deps: Pick<RulesDeps, 'engine' | 'store' | 'log'>)
       self.send({ type: 'store.failed', reason: failure });
       return;
     }
-    const { refused } = result;
+    const { refused, stale } = result;
+    if (stale) {
+      log.warn({ entry: stale.entry, folders: stale.folders }, stale.message);
+      self.send({ type: 'entry.rescanAll', entry: stale.entry });
+    }
     if (refused) {
       log.warn({ entry: refused.entry, missing: refused.missing, total: refused.total }, refused.message);
       self.send({ type: 'entry.refused', entry: refused.entry, reason: refused.message });

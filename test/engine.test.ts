@@ -4,11 +4,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
 import { Catalogue } from '../src/store/catalogue.js';
-import { MassDeletionRefused, SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
+import { MassDeletionRefused, ScanStale, SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
 import { fidOf } from '../src/paths.js';
 import type { Rule } from '../machines/rules.js';
-import type { FileStat, JobOutcome, ScannedFile, WorkerReport } from '../machines/reports.js';
+import type { FileStat, JobOutcome, ScanDigest, ScannedFile, WorkerReport } from '../machines/reports.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
+import { childLine, listingDigest } from '../src/folder-digest.js';
 import { SPEC_RULES, tempDir } from './helpers.js';
 
 const NAMES = ['A', 'B', 'C'] as const;
@@ -867,5 +868,93 @@ describe('applyRules', () => {
     expect(file('p/x.txt')?.owners).toEqual(['A']);
     expect(jobs('p/x.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
     expect(jobs('q/x.txt')).toEqual([]);
+  });
+});
+
+describe('folder digests (a start-up scan that leaves out unchanged folders)', () => {
+  const digest = (folder: string, d: string, listed: boolean): ScanDigest => ({ folder, digest: d, listed });
+  const scan = (engine: SyncEngine, entry: Name, files: ScannedFile[], digests: ScanDigest[]) =>
+    engine.handleBatch([{ type: 'entry.scanned', entry, files, digests }]);
+  const kept = (entry: Name) => Object.fromEntries(store.scanDigests(entry));
+  const full = (size: number, mtime: number, ino: string, mode = 0o644, ctime = mtime): FileStat => ({ size, mtime, ino, mode, ctime });
+
+  it('digests each folder of an entry\'s replicas as its worker digests the listing on disk, and keeps them', () => {
+    const { engine, changed } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'd/x.txt', full(1, 10, '1'));
+    changed('A', 'd/y.txt', full(2, 20, '2', 0o600, 21));
+    changed('A', 'd', { size: 0, mtime: 0, ino: '5', mode: 0o40755, ctime: 7 });
+    changed('A', 'top.txt', full(3, 30, '3'));
+    changed('B', 'b.txt', full(3, 30, '3'));
+    const digests = Object.fromEntries(engine.folderDigests('A'));
+    // The same lines as the worker writes, in any order.
+    expect(digests).toEqual({
+      '': listingDigest([childLine('top.txt', 3, 30, 30, 3, 0o644), childLine('d', 0, 0, 7, 5, 0o40755)]),
+      d: listingDigest([childLine('y.txt', 2, 20, 21, 2, 0o600), childLine('x.txt', 1, 10, 10, 1, 0o644)]),
+    });
+    expect(kept('A')).toEqual(digests);
+    expect(kept('B')).toEqual({});
+    // A replica without a ctime is never the same as a listing (which has one).
+    expect(childLine('x.txt', 1, 10, null, '1', 0o644)).not.toBe(childLine('x.txt', 1, 10, 10, '1', 0o644));
+  });
+
+  it('drops the digest of a folder whenever a replica in it is written, whatever the names', () => {
+    const { engine, changed, deleted, moved } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'é/ü/ß.txt', full(1, 10, '1'));
+    changed('A', 'é/other.txt', full(1, 10, '4'));
+    changed('A', 'top.txt', full(1, 10, '2'));
+    changed('A', 'x/y.txt', full(1, 10, '3'));
+    changed('B', 'é/ü/ß.txt', full(1, 10, '1'));
+    engine.folderDigests('A');
+    engine.folderDigests('B');
+    expect(Object.keys(kept('A')).sort()).toEqual(['', 'x', 'é', 'é/ü']);
+    changed('A', 'é/ü/ß.txt', full(2, 20, '1'));
+    expect(Object.keys(kept('A')).sort()).toEqual(['', 'x', 'é']);
+    expect(Object.keys(kept('B'))).toEqual(['é/ü']);
+    deleted('A', 'top.txt');
+    expect(Object.keys(kept('A')).sort()).toEqual(['x', 'é']);
+    moved('A', 'x/y.txt', 'é/y.txt', full(1, 10, '3'));
+    expect(Object.keys(kept('A'))).toEqual([]);
+    // Computed again from the replicas as they are now.
+    expect(Object.keys(Object.fromEntries(engine.folderDigests('A'))).sort()).toEqual(['é', 'é/ü']);
+  });
+
+  it('leaves the replicas of a folder left out as they are (none gone), and compares the listed ones', () => {
+    const { engine, changed } = makeEngine(ALL_TO_A_AND_B);
+    for (const p of ['d/a.txt', 'd/b.txt', 'e/c.txt', 'e/gone.txt']) changed('A', p, full(1, 10, p));
+    const d = Object.fromEntries(engine.folderDigests('A')).d!;
+    const { refused, stale } = scan(engine, 'A', [
+      { path: 'e/c.txt', ...full(1, 10, 'e/c.txt') },
+      { path: 'e/new.txt', ...full(5, 50, 'n') },
+    ], [digest('', 'top', true), digest('d', d, false), digest('e', 'e-2', true)]);
+    expect(refused).toBeNull();
+    expect(stale).toBeNull();
+    // d's files were not listed and are not gone; e's missing file is.
+    expect(store.replica('A', fidOf('d/a.txt'))).toBeDefined();
+    expect(store.replica('A', fidOf('d/b.txt'))).toBeDefined();
+    expect(store.replica('A', fidOf('e/gone.txt'))).toBeUndefined();
+    expect(store.replica('A', fidOf('e/new.txt'))).toMatchObject({ size: 5 });
+    expect(jobs('e/new.txt')).toMatchObject([{ entry: 'B', kind: 'upload' }]);
+    expect(kept('A').d).toBe(d);
+  });
+
+  it('refuses a scan that left out a folder written since its digest was given: nothing recorded, and the next scan lists every file', () => {
+    const { engine, changed } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'd/a.txt', full(1, 10, '1'));
+    changed('A', 'e/b.txt', full(1, 10, '2'));
+    const given = Object.fromEntries(engine.folderDigests('A'));
+    // A replica in d is written after the worker was given d's digest.
+    changed('A', 'd/a.txt', full(2, 20, '1'));
+    const before = store.listFiles(0, 100);
+    const { stale } = scan(engine, 'A', [{ path: 'elsewhere.txt', ...full(1, 1, '9') }], [
+      digest('', 'top', true),
+      digest('d', given.d!, false),
+      digest('e', given.e!, false),
+    ]);
+    expect(stale).toBeInstanceOf(ScanStale);
+    expect(stale).toMatchObject({ entry: 'A', folders: 1 });
+    expect(store.listFiles(0, 100)).toEqual(before);
+    expect(store.scanSize('A')).toBe(0);
+    expect(engine.folderDigests('A')).toEqual([]);
+    expect(engine.folderDigests('A')).toHaveLength(2);
   });
 });

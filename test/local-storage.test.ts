@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import createLocalStorage from '../src/drivers/local-storage/local-storage.js';
+import { childLine, listingDigest } from '../src/folder-digest.js';
 import { DriverRefusal, type Driver } from '../src/drivers/driver.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
 import { isFolderStat, type FileStat, type WorkerReport } from '../machines/reports.js';
@@ -37,11 +38,12 @@ afterEach(async () => {
   await fsp.rm(dir, { recursive: true, force: true });
 });
 
-function driverOn(driverRoot: string, knownFiles = 0): Driver {
+function driverOn(driverRoot: string, knownFiles = 0, digests?: ReadonlyMap<string, string>): Driver {
   const driver = createLocalStorage({
     entry: 'A',
     options: { root: driverRoot },
     knownFiles,
+    digests: () => digests,
     report: (r) => void reports.push(r),
     log: () => {},
     progress: () => {},
@@ -174,7 +176,30 @@ describe('local_storage: the scan', () => {
 
   it('starts on an empty root the store knows nothing of', async () => {
     await driverOn(root, 0).start();
-    expect(reports).toEqual([{ type: 'entry.scanned', entry: 'A', files: [] }]);
+    expect(reports).toEqual([{ type: 'entry.scanned', entry: 'A', files: [], digests: [{ folder: '', digest: listingDigest([]), listed: true }] }]);
+  });
+
+  it('leaves out the files of each folder whose digest is the one given, and lists the others', async () => {
+    await put(root, 'a.txt', 'abc');
+    await put(root, 'same/b.txt', 'b');
+    await put(root, 'same/c.txt', 'c');
+    await put(root, 'other/d.txt', 'd');
+    const line = (rel: string) => {
+      const s = fs.lstatSync(path.join(root, rel));
+      return childLine(path.basename(rel), s.isDirectory() ? 0 : s.size, s.isDirectory() ? 0 : s.mtimeMs, s.ctimeMs, s.ino, s.isDirectory() ? s.mode & 0o177777 : s.mode & 0o7777);
+    };
+    const given = new Map([
+      ['same', listingDigest([line('same/b.txt'), line('same/c.txt')])],
+      // Not what other holds now (d.txt's mtime differs).
+      ['other', listingDigest([childLine('d.txt', 1, 1, 1, fs.lstatSync(path.join(root, 'other/d.txt')).ino, 0o644)])],
+      ['', listingDigest([line('a.txt'), line('same'), line('other')])],
+    ]);
+    await driverOn(root, 0, given).start();
+    const scanned = reports[0];
+    if (scanned?.type !== 'entry.scanned') throw new Error('no scan');
+    expect(scanned.files.map((f) => f.path).sort()).toEqual(['other/d.txt']);
+    expect(scanned.digests!.map((d) => [d.folder, d.listed]).sort()).toEqual([['', false], ['other', true], ['same', false]]);
+    expect(scanned.digests!.find((d) => d.folder === 'same')!.digest).toBe(given.get('same'));
   });
 });
 

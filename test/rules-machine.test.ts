@@ -5,7 +5,7 @@ import { entryMachine, type EntryEvent, type EntryInput, type TakeJobsInput, typ
 import { daemonMachine } from '../machines/daemon.js';
 import type { WorkerReport } from '../machines/reports.js';
 import { recordReports } from '../src/rules-actor.js';
-import { MassDeletionRefused } from '../src/sync/engine.js';
+import { MassDeletionRefused, ScanStale } from '../src/sync/engine.js';
 
 const EVERYTHING_TO_A: Rule[] = [{ match: { path: '/' }, sync: ['A'] }];
 const PDFS_TO_B: Rule[] = [
@@ -364,7 +364,7 @@ describe('rules machine', () => {
       const finishedJob: WorkerReport = { type: 'job.finished', entry: 'A', jobId: 7, outcome: { ok: true, stat: { size: 1, mtime: 1, ino: '1' } } };
       const changed: WorkerReport = { type: 'file.changed', entry: 'A', path: 'a.txt', stat: { size: 1, mtime: 1, ino: '2' } };
 
-      function withEngine(handleBatch: () => { touched: string[]; refused: MassDeletionRefused | null }) {
+      function withEngine(handleBatch: () => { touched: string[]; refused: MassDeletionRefused | null; stale: ScanStale | null }) {
         const requeued: number[][] = [];
         const grouped: number[] = [];
         const log = { error: vi.fn(), warn: vi.fn(), info: vi.fn() };
@@ -386,7 +386,7 @@ describe('rules machine', () => {
       }
 
       it('records the batch in one grouped transaction and announces the entries it queued jobs for, and the one whose jobs finished', async () => {
-        const { d, engine, grouped } = withEngine(() => ({ touched: ['B'], refused: null }));
+        const { d, engine, grouped } = withEngine(() => ({ touched: ['B'], refused: null, stale: null }));
         await d.run('A');
         await d.run('B');
         await d.run('C');
@@ -406,7 +406,7 @@ describe('rules machine', () => {
 
       it('stops the entry whose scan would delete most of its files, with the reason; the rest of the batch counts', async () => {
         const refusal = new MassDeletionRefused('A', 30, 40);
-        const { d, log } = withEngine(() => ({ touched: ['B'], refused: refusal }));
+        const { d, log } = withEngine(() => ({ touched: ['B'], refused: refusal, stale: null }));
         await d.run('A');
         await d.run('B');
         await d.forget();
@@ -416,6 +416,18 @@ describe('rules machine', () => {
         expect(d.entry('B').getSnapshot().matches({ active: 'running' })).toBe(true);
         expect(d.received('B')).toEqual([{ type: 'jobs.available' }]);
         expect(log.warn).toHaveBeenCalledTimes(1);
+      });
+
+      it('starts again the entry whose scan left out folders the store changed meanwhile (its worker is asked to stop, then forked again)', async () => {
+        const stale = new ScanStale('A', 2);
+        const { d, log } = withEngine(() => ({ touched: [], refused: null, stale }));
+        await d.run('A');
+        await d.run('B');
+        d.rules.send({ type: 'reports.batch', entry: 'A', reports: [{ type: 'entry.scanned', entry: 'A', files: [] }] });
+        expect(d.entry('A').getSnapshot().matches({ active: 'draining' })).toBe(true);
+        expect(d.entry('A').getSnapshot().context.restart).not.toBeNull();
+        expect(d.entry('B').getSnapshot().matches({ active: 'running' })).toBe(true);
+        expect(log.warn).toHaveBeenCalledWith({ entry: 'A', folders: 2 }, stale.message);
       });
 
       it('pauses every entry with the reason when the store is full, and requeues the finished jobs of the batch', async () => {

@@ -104,3 +104,57 @@ describe('a start-up scan in chunks', () => {
     expect(tree('A')).toEqual(tree('B'));
   });
 });
+
+describe('a start-up scan that leaves out unchanged folders (folder digests)', () => {
+  const scanLine = (d: RunningDaemon, entry: string) =>
+    d.logs.filter((l) => l.entry === entry && typeof l.msg === 'string' && l.msg.startsWith(`scanned ${entry}:`)).map((l) => l.msg);
+
+  it('a start where nothing changed lists no file; what changed while down is listed by its folders alone, and reaches B', async () => {
+    const file = await writeSetup(dir, { entries: { A: 'A', B: 'B' }, rules: [{ match: { path: '/' }, sync: ['A', 'B'] }] });
+    const names = Array.from({ length: 60 }, (_, i) => `d${i % 6}/f${i}.txt`);
+    for (const n of names) {
+      await fsp.mkdir(path.dirname(at('A', n)), { recursive: true });
+      await fsp.writeFile(at('A', n), `content of ${n}`);
+    }
+    const first = await start(file);
+    await until('the sixty files in B', () => Object.keys(tree('B')).length === 60);
+    expect(await first.stop()).toBe(0);
+    // The first start listed every file (the store knew none); the next, none: every folder's
+    // digest on disk is its replicas' (B's too, written by jobs). B's top folder is listed
+    // once: its six folders were made by jobs before their files, which changed their ctimes.
+    expect(scanLine(first, 'A')).toEqual(['scanned A: 66 files (in 10 parts)']);
+    const second = await start(file);
+    expect(scanLine(second, 'A')).toEqual(['scanned A: 0 files (in 1 part), 7 unchanged folders left out']);
+    expect(scanLine(second, 'B')).toEqual(['scanned B: 6 files (in 1 part), 6 unchanged folders left out']);
+    expect(await second.stop()).toBe(0);
+    const third = await start(file);
+    expect(scanLine(third, 'B')).toEqual(['scanned B: 0 files (in 1 part), 7 unchanged folders left out']);
+    expect(await third.stop()).toBe(0);
+
+    // While down: an edit in d0, a deletion in d1, a creation in d2, a rename from d2 to a new
+    // folder, and a chmod in d3. d4 and d5 are untouched.
+    await fsp.writeFile(at('A', names[0]!), 'edited while down');
+    await fsp.rm(at('A', names[1]!));
+    await fsp.writeFile(at('A', 'd2/created.txt'), 'created while down');
+    await fsp.mkdir(at('A', 'new'));
+    await fsp.rename(at('A', names[8]!), at('A', 'new/renamed.txt'));
+    await fsp.chmod(at('A', names[3]!), 0o600);
+    const fourth = await start(file);
+    await until('B to hold what A holds', () => JSON.stringify(tree('B')) === JSON.stringify(tree('A')));
+    // Listed: the top folder (its folders' records changed), d0, d1, d2, d3 and new.
+    // Left out: d4 and d5.
+    expect(scanLine(fourth, 'A')).toEqual(['scanned A: 47 files (in 7 parts), 2 unchanged folders left out']);
+    expect(tree('B')[names[0]!]).toBe('edited while down');
+    expect(tree('B')[names[1]!]).toBeUndefined();
+    expect(tree('B')['d2/created.txt']).toBe('created while down');
+    expect(tree('B')['new/renamed.txt']).toBe(`content of ${names[8]}`);
+    await until('the chmod in B', () => (fs.statSync(at('B', names[3]!)).mode & 0o777) === 0o600);
+    expect(await fourth.stop()).toBe(0);
+
+    // An edit B's store does not know of, in a folder whose digest B recorded: found.
+    await fsp.writeFile(at('B', names[5]!), 'edited in B while down');
+    await start(file);
+    await until('the edit in A', () => tree('A')[names[5]!] === 'edited in B while down');
+    expect(tree('A')).toEqual(tree('B'));
+  });
+});

@@ -11,6 +11,12 @@ export interface DriverContext {
   options: Record<string, unknown>;
   /** How many files the store says this entry held when it last ran. */
   knownFiles: number;
+  /**
+   * The digest of each folder's listing in the entry's replicas (see sync/folder-digest.ts), once
+   * the daemon sent them (undefined until then): the start-up scan leaves out the files of each
+   * folder whose digest it finds the same.
+   */
+  digests?(): ReadonlyMap<string, string> | undefined;
   report(report: WorkerReport): void;
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
   /** Progress of a running upload; called every few hundred milliseconds at most. */

@@ -38,6 +38,8 @@ export type ToWorker =
       /** Its versions policy; null: "off". */
       versions?: VersionPolicy | null;
     }
+  /** The digest of each folder of the entry's replicas (folder, digest), sent once after `init`: see ScanDigest. */
+  | { type: 'digests'; digests: [string, string][] }
   /** Jobs to run, in order: those of one dispatch travel in one message. */
   | { type: 'jobs'; jobs: JobCommand[] }
   /** Rescan the whole storage; answered with `rescanned` once its reports were sent. */

@@ -120,6 +120,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       entry: message.entry,
       options: message.options,
       knownFiles: message.knownFiles,
+      digests: () => digests,
       report,
       log,
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
@@ -146,10 +147,16 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   send({ type: 'ready', pid: process.pid });
 }
 
+/** The folder digests of the entry's replicas, once the daemon sent them (the start-up scan uses what came by its end). */
+let digests: ReadonlyMap<string, string> | undefined;
+
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'init':
       void init(message);
+      break;
+    case 'digests':
+      digests = new Map(message.digests);
       break;
     case 'jobs': {
       if (!driver || stopping) return;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { childLine, listingDigest } from '../folder-digest.js';
 import type { Rule } from '../../machines/rules.js';
 import type { FileStat } from '../../machines/reports.js';
 import { VersionsTable } from './versions-table.js';
@@ -143,6 +144,13 @@ type JobRow = Omit<JobRecord, 'fromFilename' | 'preserve' | 'notBefore' | 'lastE
   last_error: string | null;
 };
 
+/**
+ * The folder of a filename in SQL ('' for one at the top): what is left once the characters
+ * after its last slash, then that slash, are trimmed (rtrim takes a set of characters: those of
+ * the name without its slashes).
+ */
+const folderOf = (column: string) => `rtrim(rtrim(${column}, replace(${column}, '/', '')), '/')`;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
   fid TEXT PRIMARY KEY,
@@ -196,6 +204,27 @@ CREATE TABLE IF NOT EXISTS rules (
   kind TEXT PRIMARY KEY,
   json TEXT NOT NULL
 );
+-- The digest of each folder of an entry's replicas (its children's names and stats, see
+-- folder-digest.ts), computed when a worker starts. Its start-up scan leaves out the files of
+-- every folder whose digest on disk is the same: a start where nothing changed compares
+-- folders, not files. A write to a replica drops the digest of its folder (the triggers
+-- below): a digest kept is always that of the replicas as they are.
+CREATE TABLE IF NOT EXISTS scan_digests (
+  entry TEXT NOT NULL,
+  folder TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  PRIMARY KEY (entry, folder)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS replicas_insert_digest AFTER INSERT ON replicas BEGIN
+  DELETE FROM scan_digests WHERE entry = NEW.entry AND folder = ${folderOf('NEW.filename')};
+END;
+CREATE TRIGGER IF NOT EXISTS replicas_update_digest AFTER UPDATE ON replicas BEGIN
+  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder = ${folderOf('OLD.filename')};
+  DELETE FROM scan_digests WHERE entry = NEW.entry AND folder = ${folderOf('NEW.filename')};
+END;
+CREATE TRIGGER IF NOT EXISTS replicas_delete_digest AFTER DELETE ON replicas BEGIN
+  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder = ${folderOf('OLD.filename')};
+END;
 `;
 
 /** What a rescan lists of one file. */
@@ -705,17 +734,33 @@ export class Catalogue {
     db.exec(`PRAGMA temp.cache_size = -4096;
       CREATE TEMP TABLE IF NOT EXISTS scan (
         entry TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
-        ino TEXT, mode INTEGER, ctime REAL, PRIMARY KEY (entry, path)) WITHOUT ROWID`);
+        ino TEXT, mode INTEGER, ctime REAL, PRIMARY KEY (entry, path)) WITHOUT ROWID;
+      CREATE TEMP TABLE IF NOT EXISTS scan_same (
+        entry TEXT NOT NULL, folder TEXT NOT NULL, PRIMARY KEY (entry, folder)) WITHOUT ROWID`);
     // A new file of the same inode and size as a gone one, not held by the entry under its name.
     const movedTo = `(SELECT s.path FROM temp.scan s WHERE s.entry = r.entry AND s.ino = r.ino AND s.size = r.size
         AND NOT EXISTS (SELECT 1 FROM files f2 JOIN replicas r2 ON r2.entry = r.entry AND r2.fid = f2.fid WHERE f2.filename = s.path)
         ORDER BY s.path LIMIT 1)`;
+    // Held, not listed, and not in a folder the worker left out as unchanged.
     const gone = `FROM replicas r WHERE r.entry = @entry
-        AND NOT EXISTS (SELECT 1 FROM temp.scan s WHERE s.entry = r.entry AND s.path = r.filename)`;
+        AND NOT EXISTS (SELECT 1 FROM temp.scan s WHERE s.entry = r.entry AND s.path = r.filename)
+        AND NOT EXISTS (SELECT 1 FROM temp.scan_same d WHERE d.entry = r.entry AND d.folder = ${folderOf('r.filename')})`;
     this.sq = {
       // A path listed twice keeps its last stat.
       add: db.prepare('INSERT OR REPLACE INTO temp.scan (entry, path, size, mtime, ino, mode, ctime) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       clear: db.prepare('DELETE FROM temp.scan WHERE entry = ?'),
+      clearSame: db.prepare('DELETE FROM temp.scan_same WHERE entry = ?'),
+      addSame: db.prepare('INSERT OR IGNORE INTO temp.scan_same (entry, folder) VALUES (?, ?)'),
+      digests: db.prepare('SELECT folder, digest FROM scan_digests WHERE entry = ?').raw(),
+      putDigest: db.prepare('INSERT OR REPLACE INTO scan_digests (entry, folder, digest) VALUES (?, ?, ?)'),
+      // The replicas of an entry in folders without a digest, folder by folder.
+      undigested: db
+        .prepare(
+          `SELECT ${folderOf('r.filename')} AS folder, r.filename, r.size, r.mtime, r.ctime, r.ino, r.mode FROM replicas r
+           WHERE r.entry = ? AND NOT EXISTS (SELECT 1 FROM scan_digests d WHERE d.entry = r.entry AND d.folder = ${folderOf('r.filename')})
+           ORDER BY 1`,
+        )
+        .raw(),
       one: db.prepare('SELECT size, mtime, ino, mode, ctime FROM temp.scan WHERE entry = ? AND path = ?'),
       size: db.prepare('SELECT count(*) FROM temp.scan WHERE entry = ?').pluck(),
       goneCount: db.prepare(`SELECT count(*) ${gone}`).pluck(),
@@ -740,6 +785,11 @@ export class Catalogue {
   private sq: {
     add: Database.Statement;
     clear: Database.Statement;
+    clearSame: Database.Statement;
+    addSame: Database.Statement;
+    digests: Database.Statement;
+    putDigest: Database.Statement;
+    undigested: Database.Statement;
     one: Database.Statement;
     size: Database.Statement;
     goneCount: Database.Statement;
@@ -804,10 +854,48 @@ export class Catalogue {
     this.db.exec('CREATE INDEX IF NOT EXISTS temp.scan_by_ino ON scan (entry, ino)');
   }
 
+  /** The folder digests of `entry`'s replicas kept in scan_digests (see folderDigests). */
+  scanDigests(entry: string): [string, string][] {
+    return this.scanQueries().digests.all(entry) as [string, string][];
+  }
+
+  /** Folders of `entry`'s running scan that its worker left out as unchanged: none of their replicas is gone. */
+  scanSame(entry: string, folders: Iterable<string>): void {
+    const add = this.scanQueries().addSame;
+    for (const folder of folders) add.run(entry, folder);
+  }
+
+  /**
+   * The digest of each folder of `entry`'s replicas (see folder-digest.ts), by folder: those
+   * kept in scan_digests, and those of the other folders computed now (one pass over the
+   * replicas, by folder) and kept.
+   */
+  folderDigests(entry: string): [string, string][] {
+    const q = this.scanQueries();
+    const computed: [string, string][] = [];
+    let folder: string | null = null;
+    let lines: string[] = [];
+    for (const row of q.undigested.iterate(entry) as Iterable<[string, string, number, number, number | null, string | null, number | null]>) {
+      const [f, filename, size, mtime, ctime, ino, mode] = row;
+      if (f !== folder) {
+        if (folder !== null) computed.push([folder, listingDigest(lines)]);
+        folder = f;
+        lines = [];
+      }
+      lines.push(childLine(f === '' ? filename : filename.slice(f.length + 1), size, mtime, ctime, ino, mode));
+    }
+    if (folder !== null) computed.push([folder, listingDigest(lines)]);
+    if (computed.length > 0) this.transaction(() => {
+      for (const [f, digest] of computed) q.putDigest.run(entry, f, digest);
+    });
+    return q.digests.all(entry) as [string, string][];
+  }
+
   /** Ends `entry`'s scan: its rows go, and the inode index if no other scan runs. */
   scanEnd(entry: string): void {
     const q = this.scanQueries();
     q.clear.run(entry);
+    q.clearSame.run(entry);
     if (this.db.prepare('SELECT 1 FROM temp.scan LIMIT 1').get() === undefined) this.db.exec('DROP INDEX IF EXISTS temp.scan_by_ino');
   }
 

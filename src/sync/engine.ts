@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Rule } from '../../machines/rules.js';
-import { isFolderStat, type FileStat, type ScannedFile, type WorkerReport } from '../../machines/reports.js';
+import { isFolderStat, type FileStat, type ScanDigest, type ScannedFile, type WorkerReport } from '../../machines/reports.js';
 import type { Catalogue, DispatchRow, FileRecord, FinishedRow, JobKind, JobRecord, ReplicaRecord, ScanDiffRow } from '../store/catalogue.js';
 import type { JobCommand, SourceRef } from '../drivers/protocol.js';
 import { fidOf, hasInternalSegment, unsafeReason } from '../paths.js';
@@ -31,6 +31,22 @@ export class MassDeletionRefused extends Error {
         `(check the storage, then start it with --force to apply the deletions)`,
     );
     this.name = 'MassDeletionRefused';
+  }
+}
+
+/**
+ * A start-up scan left out the files of folders whose digests were unchanged, but the store
+ * changed some of those folders since it gave the worker their digests: the scan cannot be
+ * compared with the store. Nothing of it is recorded; the entry starts again, and its next
+ * scan lists every file.
+ */
+export class ScanStale extends Error {
+  constructor(
+    readonly entry: string,
+    readonly folders: number,
+  ) {
+    super(`the scan of ${entry} left out ${folders} folders the store changed meanwhile; starting it again to list every file`);
+    this.name = 'ScanStale';
   }
 }
 
@@ -111,7 +127,7 @@ export class SyncEngine {
     try {
       this.store.transaction(() => this.apply(report, touched));
     } catch (err) {
-      if (err instanceof MassDeletionRefused) this.store.scanEnd(err.entry);
+      if (err instanceof MassDeletionRefused || err instanceof ScanStale) this.store.scanEnd(err.entry);
       throw err;
     } finally {
       this.logDone();
@@ -124,9 +140,10 @@ export class SyncEngine {
    * among them in a few set-based statements. A report that fails (a refused scan) is rolled
    * back alone: the others are recorded. Returns the entries with new work, and the refusal.
    */
-  handleBatch(reports: readonly WorkerReport[]): { touched: string[]; refused: MassDeletionRefused | null } {
+  handleBatch(reports: readonly WorkerReport[]): { touched: string[]; refused: MassDeletionRefused | null; stale: ScanStale | null } {
     const touched = new Set<string>();
     let refused: MassDeletionRefused | null = null;
+    let stale: ScanStale | null = null;
     this.store.transaction(() => {
       let finished: JobFinished[] = [];
       const flush = () => {
@@ -145,6 +162,11 @@ export class SyncEngine {
         try {
           this.store.transaction(() => this.apply(report, touched));
         } catch (err) {
+          if (err instanceof ScanStale) {
+            this.store.scanEnd(err.entry);
+            stale = err;
+            continue;
+          }
           if (!(err instanceof MassDeletionRefused)) throw err;
           this.store.scanEnd(err.entry);
           refused = err;
@@ -153,7 +175,7 @@ export class SyncEngine {
       flush();
     });
     this.logDone();
-    return { touched: [...touched], refused };
+    return { touched: [...touched], refused, stale };
   }
 
   private apply(report: WorkerReport, touched: Set<string>): void {
@@ -171,12 +193,25 @@ export class SyncEngine {
         this.scanAdd(report.entry, report.files);
         break;
       case 'entry.scanned':
-        this.scanned(report.entry, report.files, report.force === true, touched);
+        this.scanned(report.entry, report.files, report.force === true, touched, report.digests);
         break;
       case 'job.finished':
         this.finished(report.entry, report.jobId, report.outcome, touched);
         break;
     }
+  }
+
+  /** Entries whose next scan lists every file: their last one left out folders that changed meanwhile. */
+  private readonly listEverything = new Set<string>();
+
+  /**
+   * The digest of each folder of `entry`'s replicas, for its worker's start-up scan to leave out
+   * the files of every folder it finds the same (see folder-digest.ts). None after a scan that
+   * could not be compared (ScanStale): the next one lists every file.
+   */
+  folderDigests(entry: string): [string, string][] {
+    if (this.listEverything.delete(entry)) return [];
+    return this.store.folderDigests(entry);
   }
 
   /**
@@ -411,12 +446,34 @@ export class SyncEngine {
   /**
    * The end of a scan: what the entry holds (every chunk and these last files) compared with
    * what the store says it holds, in set-based SQL. A start where nothing changed costs one
-   * pass over the replicas and one over the scan, and no work per file.
+   * pass over the replicas, and no work per file.
+   *
+   * With `digests`, the worker left out the files of each folder whose digest was the one of
+   * the entry's replicas there (`listed` false; see folderDigests): none of their replicas is
+   * compared or gone.
    */
-  private scanned(entry: string, files: readonly ScannedFile[], force: boolean, touched: Set<string>): void {
+  private scanned(
+    entry: string,
+    files: readonly ScannedFile[],
+    force: boolean,
+    touched: Set<string>,
+    digests?: readonly ScanDigest[],
+  ): void {
     this.scanAdd(entry, files);
     const parts = this.scanParts.get(entry) ?? 1;
     this.scanParts.delete(entry);
+    const same = digests?.filter((d) => !d.listed) ?? [];
+    if (same.length > 0) {
+      // Each digest must still be the replicas': a write to a replica in its folder since the
+      // worker was given it dropped it (a trigger).
+      const stored = new Map(this.store.scanDigests(entry));
+      const stale = same.filter((d) => stored.get(d.folder) !== d.digest).length;
+      if (stale > 0) {
+        this.listEverything.add(entry);
+        throw new ScanStale(entry, stale);
+      }
+      this.store.scanSame(entry, same.map((d) => d.folder));
+    }
     const listed = this.store.scanSize(entry);
     let fresh = 0;
     let differ = 0;
@@ -476,9 +533,10 @@ export class SyncEngine {
       if (page.length < SCAN_PAGE) break;
     }
     this.store.scanEnd(entry);
+    const unchanged = same.length > 0 ? `, ${same.length} unchanged folders left out` : '';
     this.log.info(
-      { entry, files: listed, parts, new: fresh, moved: moves, gone: gone - moves, other: differ - (gone - moves) },
-      `scanned ${entry}: ${listed} files (in ${parts} part${parts === 1 ? '' : 's'})`,
+      { entry, files: listed, parts, unchangedFolders: same.length, new: fresh, moved: moves, gone: gone - moves, other: differ - (gone - moves) },
+      `scanned ${entry}: ${listed} files (in ${parts} part${parts === 1 ? '' : 's'})${unchanged}`,
     );
   }
 

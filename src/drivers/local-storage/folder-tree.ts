@@ -139,6 +139,15 @@ export class FolderTree {
     for (const [rel, folder] of this.folders) if (rel !== '') yield [rel, folder.rec];
   }
 
+  /** Every folder (the root as ''), with its files and its subfolders' records by name. */
+  *listings(): Generator<[string, ReadonlyMap<string, FileRec>, [string, FileRec | null][]]> {
+    for (const [rel, folder] of this.folders) {
+      const subfolders: [string, FileRec | null][] = [];
+      for (const name of folder.folders) subfolders.push([name, this.folders.get(rel === '' ? name : `${rel}/${name}`)?.rec ?? null]);
+      yield [rel, folder.files, subfolders];
+    }
+  }
+
   /** Every file, as [relative path, record]. */
   *allFiles(): Generator<[string, FileRec]> {
     for (const [dir, folder] of this.folders) {

@@ -2,12 +2,13 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { FileStat, ScannedFile } from '../../../machines/reports.js';
+import type { FileStat, ScanDigest, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
 import { IGNORE_FILE, INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
 import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, statOfFolder, statOfRec } from './folder-tree.js';
+import { childLine, listingDigest } from '../../folder-digest.js';
 import { LocalIgnore } from './ignore-file.js';
 
 /**
@@ -192,7 +193,7 @@ export class LocalWatcher implements WatchHooks {
     // The patterns first: the daemon forgets what this entry held of what they now ignore before
     // it compares the scan (which leaves those out) with the store.
     this.ctx.ignoreChanged?.(this.ignore.patterns);
-    this.reportScan();
+    this.reportScan(this.ctx.digests?.());
     this.reportWatchState();
     if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
     if (this.rescanMs > 0) this.every(this.rescanMs, () => void this.rescan());
@@ -278,8 +279,13 @@ export class LocalWatcher implements WatchHooks {
     return true;
   }
 
-  /** The start-up scan: every folder (so that empty ones are synced too) and every file. */
-  private reportScan(): void {
+  /**
+   * The start-up scan: every folder (so that empty ones are synced too) and every file, by
+   * folder, with a digest of each folder's listing. A folder whose digest is the one of the
+   * entry's replicas there (`known`, from the daemon) is sent without its files: the store holds
+   * them as they are.
+   */
+  private reportScan(known: ReadonlyMap<string, string> | undefined): void {
     let chunk: ScannedFile[] = [];
     const add = (file: ScannedFile) => {
       chunk.push(file);
@@ -288,9 +294,20 @@ export class LocalWatcher implements WatchHooks {
         chunk = [];
       }
     };
-    for (const [rel, rec] of this.tree.allFolders()) if (rec) add({ path: rel, ...statOfFolder(rec) });
-    for (const [rel, rec] of this.tree.allFiles()) add({ path: rel, ...statOfRec(rec) });
-    this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: chunk });
+    const digests: ScanDigest[] = [];
+    for (const [folder, files, subfolders] of this.tree.listings()) {
+      const lines: string[] = [];
+      for (const [name, r] of files) lines.push(childLine(name, r.size, r.mtime, r.ctime, r.ino, r.mode));
+      for (const [name, r] of subfolders) if (r) lines.push(childLine(name, r.size, r.mtime, r.ctime, r.ino, r.mode));
+      const digest = listingDigest(lines);
+      const listed = known?.get(folder) !== digest;
+      digests.push({ folder, digest, listed });
+      if (!listed) continue;
+      const prefix = folder === '' ? '' : `${folder}/`;
+      for (const [name, rec] of subfolders) if (rec) add({ path: prefix + name, ...statOfFolder(rec) });
+      for (const [name, rec] of files) add({ path: prefix + name, ...statOfRec(rec) });
+    }
+    this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files: chunk, digests });
   }
 
   /**

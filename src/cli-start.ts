@@ -2,6 +2,7 @@ import type { Level } from 'pino';
 import { Daemon, UsageError } from './daemon.js';
 import { createLogger } from './logger.js';
 import { SetupError } from './setup.js';
+import type { SpareWorkers } from './worker-fork.js';
 
 /**
  * `ferry start`: the daemon in the foreground. Only this module loads the daemon (SQLite,
@@ -17,6 +18,8 @@ export async function runDaemon(options: {
   inspect: boolean;
   token?: string;
   cors?: string;
+  /** Workers forked ahead for the entries (see worker-fork.ts). */
+  spares?: SpareWorkers;
 }): Promise<void> {
   const { host, port } = options;
   const logger = createLogger(options.level);
@@ -31,8 +34,10 @@ export async function runDaemon(options: {
       inspect: options.inspect,
       token: options.token,
       cors: options.cors,
+      spares: options.spares,
     });
   } catch (err) {
+    options.spares?.release();
     // One line, never a stack: exit 2 for a start refused as asked (bad setup, data dir or port
     // in use), 1 for anything that went wrong.
     const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
@@ -63,4 +68,7 @@ export async function runDaemon(options: {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Said once a SIGTERM would stop it cleanly: a script that stops the daemon as soon as it reads
+  // this line never kills it half-way.
+  daemon.announce();
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgv, oneOf, wholeNumber, type OptionSpec } from './client/args.js';
 import { commands, type Command } from './client/commands.js';
 import { ApiClient, CliError, DEFAULT_API, EXIT, usage } from './client/http.js';
+import { forkSpares } from './worker-fork.js';
 
 // Only `ferry start` loads the daemon (SQLite, Fastify, XState, pino): by dynamic import, in
 // START below. Every other command is a small client of the REST API and starts fast.
@@ -19,6 +21,20 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', help: 'help on ferry, on a group of commands (ferry entries --help) or on one command' },
   version: { type: 'boolean', help: 'the version' },
 };
+
+/**
+ * The drivers of the setup's entries, as far as a glance at the file tells: workers are forked
+ * for them ahead of the daemon. A file the daemon will refuse gives none (it says why).
+ */
+function setupDrivers(file: string): string[] {
+  try {
+    const entries = (JSON.parse(readFileSync(file, 'utf8')) as { entries?: unknown }).entries;
+    if (typeof entries !== 'object' || entries === null) return [];
+    return Object.values(entries).flatMap((e) => (typeof (e as { driver?: unknown })?.driver === 'string' ? [(e as { driver: string }).driver] : []));
+  } catch {
+    return [];
+  }
+}
 
 const START: Command = {
   path: ['start'],
@@ -46,8 +62,13 @@ const START: Command = {
     const level = oneOf('log-level', typeof values['log-level'] === 'string' ? values['log-level'] : values.inspect ? 'debug' : 'info', LEVELS);
     // The bundle (scripts/build-daemon.mjs) starts faster; tsc's build of the same modules else.
     const bundle = new URL('../daemon/cli-start.js', import.meta.url);
-    const { runDaemon } = (await import(existsSync(bundle) ? bundle.href : './cli-start.js')) as typeof import('./cli-start.js');
+    const bundled = existsSync(bundle);
+    // The entries' workers are forked first, to start node and load their drivers while the
+    // daemon's own code loads (they wait for it, and touch nothing until it gives them an entry).
+    const spares = bundled ? forkSpares(setupDrivers(setupFile), fileURLToPath(new URL('../daemon/worker-host.js', import.meta.url))) : undefined;
+    const { runDaemon } = (await import(bundled ? bundle.href : './cli-start.js')) as typeof import('./cli-start.js');
     await runDaemon({
+      spares,
       setupFile,
       dataDir: values['data-dir'] as string | undefined,
       host,

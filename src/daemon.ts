@@ -18,6 +18,7 @@ import { storeFailure } from './store/store-failure.js';
 import { EventLog } from './observe/event-log.js';
 import { TransferBoard } from './observe/transfer-board.js';
 import { statePath } from './observe/mermaid.js';
+import type { SpareWorkers } from './worker-fork.js';
 
 export interface DaemonOptions {
   setupFile: string;
@@ -33,6 +34,8 @@ export interface DaemonOptions {
   token?: string;
   /** The browser origin allowed to call the API. */
   cors?: string;
+  /** Workers forked ahead for the entries (by `ferry start`); those left over are ended once started. */
+  spares?: SpareWorkers;
 }
 
 /** A start refused for the way it was asked (exit 2), not for something that went wrong. */
@@ -126,7 +129,10 @@ export class Daemon {
     let store: Catalogue | undefined;
     try {
       store = new Catalogue(path.join(dataDir, 'ferry.db'));
-      return await Daemon.compose(setup, store, lock, options, log);
+      const daemon = await Daemon.compose(setup, store, lock, options, log);
+      // Every entry that started took its worker: a spare left ends.
+      options.spares?.release();
+      return daemon;
     } catch (err) {
       store?.close();
       lock.release();
@@ -194,6 +200,7 @@ export class Daemon {
             if (++forked === entries.size) allForked();
           },
           restartDelay,
+          spares: options.spares,
         }),
       },
     });
@@ -292,8 +299,12 @@ export class Daemon {
     };
     const daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock, workerExits);
     await started;
-    log.info({ url: daemon.url, setup: setup.file, entries: [...entries.keys()] }, 'ferry is running');
     return daemon;
+  }
+
+  /** Says the daemon is running (once its signal handlers are set: see cli-start). */
+  announce(): void {
+    this.log.info({ url: this.url, setup: this.setup.file, entries: this.setup.entries.map((e) => e.name) }, 'ferry is running');
   }
 
   get url(): string {

@@ -7,6 +7,7 @@ import { storeFailure } from './store/store-failure.js';
 import type { Catalogue } from './store/catalogue.js';
 import type { EntryConfig, SyncEngine } from './sync/engine.js';
 import type { EventLog } from './observe/event-log.js';
+import type { SpareWorkers } from './worker-fork.js';
 import type { TransferBoard } from './observe/transfer-board.js';
 
 /**
@@ -26,6 +27,8 @@ export interface EntryDeps {
   track(exited: Promise<void>): void;
   /** Back-off before a worker is started again after `failures` consecutive failures. */
   restartDelay(failures: number): number;
+  /** Workers forked ahead (by `ferry start`), taken before forking new ones. */
+  spares?: SpareWorkers;
 }
 
 /** Slack after a retry's due time, so that the job is due when the dispatch asks for it. */

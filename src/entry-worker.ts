@@ -1,6 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { fromCallback, type ActorSystem } from 'xstate';
 import type { Logger } from 'pino';
 import type { EntryEvent, EntryInput } from '../machines/entry.js';
@@ -9,42 +7,10 @@ import type { EntryConfig, SyncEngine } from './sync/engine.js';
 import type { Catalogue } from './store/catalogue.js';
 import { storeFailure } from './store/store-failure.js';
 import type { TransferBoard } from './observe/transfer-board.js';
+import { forkWorker, type SpareWorkers } from './worker-fork.js';
 
 /** How long a worker has to exit after SIGTERM before its process group is killed. */
 const KILL_AFTER_MS = 3000;
-
-/** Set (to true) by esbuild in the daemon's bundle (scripts/build-daemon.mjs). */
-declare const __FERRY_BUNDLED__: boolean | undefined;
-const here = fileURLToPath(import.meta.url);
-const fromSource = here.endsWith('.ts');
-/**
- * The worker's entry point: in the bundle, beside this module's chunk; built by tsc, in
- * drivers/; under a TypeScript runner (tests) it runs through tsx.
- */
-export const WORKER_SCRIPT =
-  typeof __FERRY_BUNDLED__ !== 'undefined'
-    ? path.join(path.dirname(here), 'worker-host.js')
-    : path.join(path.dirname(here), 'drivers', fromSource ? 'worker-host.ts' : 'worker-host.js');
-/**
- * Extra node options for every worker, space-separated (e.g. `--cpu-prof --cpu-prof-dir=DIR`,
- * which NODE_OPTIONS refuses): how the benchmark profiles the workers.
- */
-const EXTRA_EXEC_ARGV = (process.env.FERRY_WORKER_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
-/**
- * A worker allocates little that lives long but its maps of the files it watches: a small
- * young generation (2 MiB semi-spaces instead of 16) keeps some 20 MiB of RSS off each worker
- * at 100,000 files, for a few more (cheap) scavenges; and V8 told to favour memory over speed
- * collects a scan's garbage sooner instead of growing the heap (some 30 MiB less peak RSS per
- * worker at 100,000 files).
- */
-const WORKER_V8_OPTIONS = ['--max-semi-space-size=2', '--optimize-for-size'];
-const WORKER_EXEC_ARGV = [...(fromSource ? ['--import', 'tsx'] : []), ...WORKER_V8_OPTIONS, ...EXTRA_EXEC_ARGV];
-/**
- * A remote entry's worker watches nothing, and allocates much that dies young (a request's
- * objects in the AWS SDK or ssh2, a copy's buffers): V8's defaults, where 2 MiB semi-spaces cost
- * an S3 worker a tenth of its time in scavenges, and its memory stays small without them.
- */
-const REMOTE_WORKER_EXEC_ARGV = [...(fromSource ? ['--import', 'tsx'] : []), ...EXTRA_EXEC_ARGV];
 
 export interface WorkerDeps {
   entries: ReadonlyMap<string, EntryConfig>;
@@ -54,6 +20,8 @@ export interface WorkerDeps {
   board: TransferBoard;
   /** Every worker process ever started registers its exit here, so shutdown can await them. */
   track(exited: Promise<void>): void;
+  /** Workers forked ahead (by `ferry start`), taken before forking new ones. */
+  spares?: SpareWorkers;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -104,11 +72,7 @@ export function workerActor(deps: WorkerDeps) {
     } catch (err) {
       throw new Error(storeFailure(err) ?? `could not prepare the worker: ${(err as Error).message}`, { cause: err });
     }
-    const child = fork(WORKER_SCRIPT, [], {
-      detached: true, // its own process group, killed as a whole
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: config.driver === 'local_storage' ? WORKER_EXEC_ARGV : REMOTE_WORKER_EXEC_ARGV,
-    });
+    const child = deps.spares?.take(config.driver) ?? forkWorker(config.driver);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     deps.track(exited);
 

@@ -21,7 +21,9 @@ describe('API 1.0: GET /files with filters', () => {
 
   it('pending, failing and q select, combine and page; failing files carry their reason', async () => {
     // B's root holds a file "backedup" where A has a folder: B cannot write backedup/r.pdf, A
-    // cannot write "backedup". B stopped meanwhile would queue, not fail: both run.
+    // cannot write "backedup". B stopped meanwhile would queue, not fail: both run. Both are
+    // written with the daemon down (a running one could make either first in the other root).
+    await h.daemon.stop();
     await h.write('A', 'backedup/r.pdf', '%PDF-1.7 r\n');
     await h.write('B', 'backedup', 'plain\n');
     await h.write('A', 'Mixed_Case%.TXT', 'm\n');

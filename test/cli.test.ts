@@ -853,6 +853,72 @@ describe('ferry: options and help in its own words', () => {
   });
 });
 
+describe('ferry start: the workers forked ahead', () => {
+  it("forks its entries' workers before the daemon's code loads, and the entries run on them; a refused start leaves none", async () => {
+    const dir = await tempDir('ferry-spares-');
+    const busy = http.createServer();
+    try {
+      // A loader hook notes, when the daemon's bundle is loaded, the processes it already forked.
+      const noted = path.join(dir, 'children.txt');
+      await fsp.writeFile(
+        path.join(dir, 'hooks.mjs'),
+        "import fs from 'node:fs';\n" +
+          'export async function load(url, context, next) {\n' +
+          "  if (url.endsWith('/dist/daemon/cli-start.js')) {\n" +
+          "    const ppid = (n) => { try { const s = fs.readFileSync('/proc/' + n + '/stat', 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]); } catch { return 0; } };\n" +
+          "    const pids = fs.readdirSync('/proc').filter((n) => /^\\d+$/.test(n) && ppid(n) === process.pid);\n" +
+          "    fs.writeFileSync(process.env.FERRY_CHILDREN, pids.join(' '));\n" +
+          '  }\n' +
+          '  return next(url, context);\n' +
+          '}\n',
+      );
+      await fsp.writeFile(path.join(dir, 'register.mjs'), "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n");
+      const setup = await writeSetup(dir, { entries: { A: 'A', B: 'B' }, rules: SPEC_RULES });
+      const start = (port: number) =>
+        spawn(process.execPath, ['--import', path.join(dir, 'register.mjs'), CLI, 'start', '--setup', setup, '--port', String(port)], {
+          env: { ...process.env, FERRY_CHILDREN: noted },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+
+      const daemon = start(0);
+      let out = '';
+      daemon.stdout!.on('data', (d) => (out += d));
+      const exited = new Promise((resolve) => daemon.once('exit', resolve));
+      try {
+        await until('both entries ready', () => (out.match(/"msg":"worker ready"/g) ?? []).length === 2, 20_000);
+        const ahead = (await fsp.readFile(noted, 'utf8')).split(' ').map(Number).sort();
+        expect(ahead).toHaveLength(2);
+        const ready = [...out.matchAll(/"pid":(\d+),"msg":"worker ready"/g)].map((m) => Number(m[1])).sort();
+        expect(ready).toEqual(ahead);
+      } finally {
+        daemon.kill('SIGTERM');
+        await exited;
+      }
+
+      // A busy port: exit 2, and the workers forked ahead are gone.
+      await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+      await fsp.rm(noted, { force: true });
+      const refused = start((busy.address() as AddressInfo).port);
+      const code = await new Promise((resolve) => refused.once('exit', resolve));
+      expect(code).toBe(2);
+      const spares = (await fsp.readFile(noted, 'utf8')).split(' ').map(Number);
+      expect(spares).toHaveLength(2);
+      await until('the spare workers gone', () => spares.every((pid) => !alive(pid)), 10_000);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('ferry files: --pending, --failing, --search', () => {
   it('map to the API\'s filters, combine, page, and show the reason of each failing file', async () => {
     // B's root holds a file named "backedup" where A has a folder "backedup/": B cannot write

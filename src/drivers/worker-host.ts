@@ -147,6 +147,10 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   send({ type: 'ready', pid: process.pid });
 }
 
+// Forked for an entry of this driver (argv[2]): its code is loaded now, while the daemon
+// loads its own and before it sends `init`.
+void drivers[process.argv[2] ?? '']?.load().catch(() => {});
+
 /** The folder digests of the entry's replicas, once the daemon sent them (the start-up scan uses what came by its end). */
 let digests: ReadonlyMap<string, string> | undefined;
 

@@ -151,6 +151,9 @@ type JobRow = Omit<JobRecord, 'fromFilename' | 'preserve' | 'notBefore' | 'lastE
  */
 const folderOf = (column: string) => `rtrim(rtrim(${column}, replace(${column}, '/', '')), '/')`;
 
+/** The folder of scan_digests' row that says every folder of the entry has its digest. */
+const DIGESTS_COMPLETE = '/';
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
   fid TEXT PRIMARY KEY,
@@ -208,7 +211,8 @@ CREATE TABLE IF NOT EXISTS rules (
 -- folder-digest.ts), computed when a worker starts. Its start-up scan leaves out the files of
 -- every folder whose digest on disk is the same: a start where nothing changed compares
 -- folders, not files. A write to a replica drops the digest of its folder (the triggers
--- below): a digest kept is always that of the replicas as they are.
+-- below): a digest kept is always that of the replicas as they are. The row of the folder '/'
+-- (no folder's name) says that every folder of the entry has its digest: a write drops it too.
 CREATE TABLE IF NOT EXISTS scan_digests (
   entry TEXT NOT NULL,
   folder TEXT NOT NULL,
@@ -216,14 +220,14 @@ CREATE TABLE IF NOT EXISTS scan_digests (
   PRIMARY KEY (entry, folder)
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS replicas_insert_digest AFTER INSERT ON replicas BEGIN
-  DELETE FROM scan_digests WHERE entry = NEW.entry AND folder = ${folderOf('NEW.filename')};
+  DELETE FROM scan_digests WHERE entry = NEW.entry AND folder IN (${folderOf('NEW.filename')}, '${DIGESTS_COMPLETE}');
 END;
 CREATE TRIGGER IF NOT EXISTS replicas_update_digest AFTER UPDATE ON replicas BEGIN
-  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder = ${folderOf('OLD.filename')};
+  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder IN (${folderOf('OLD.filename')}, '${DIGESTS_COMPLETE}');
   DELETE FROM scan_digests WHERE entry = NEW.entry AND folder = ${folderOf('NEW.filename')};
 END;
 CREATE TRIGGER IF NOT EXISTS replicas_delete_digest AFTER DELETE ON replicas BEGIN
-  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder = ${folderOf('OLD.filename')};
+  DELETE FROM scan_digests WHERE entry = OLD.entry AND folder IN (${folderOf('OLD.filename')}, '${DIGESTS_COMPLETE}');
 END;
 `;
 
@@ -751,7 +755,8 @@ export class Catalogue {
       clear: db.prepare('DELETE FROM temp.scan WHERE entry = ?'),
       clearSame: db.prepare('DELETE FROM temp.scan_same WHERE entry = ?'),
       addSame: db.prepare('INSERT OR IGNORE INTO temp.scan_same (entry, folder) VALUES (?, ?)'),
-      digests: db.prepare('SELECT folder, digest FROM scan_digests WHERE entry = ?').raw(),
+      digests: db.prepare(`SELECT folder, digest FROM scan_digests WHERE entry = ? AND folder <> '${DIGESTS_COMPLETE}'`).raw(),
+      digestsComplete: db.prepare(`SELECT 1 FROM scan_digests WHERE entry = ? AND folder = '${DIGESTS_COMPLETE}'`),
       putDigest: db.prepare('INSERT OR REPLACE INTO scan_digests (entry, folder, digest) VALUES (?, ?, ?)'),
       // The replicas of an entry in folders without a digest, folder by folder.
       undigested: db
@@ -790,6 +795,7 @@ export class Catalogue {
     digests: Database.Statement;
     putDigest: Database.Statement;
     undigested: Database.Statement;
+    digestsComplete: Database.Statement;
     one: Database.Statement;
     size: Database.Statement;
     goneCount: Database.Statement;
@@ -867,11 +873,12 @@ export class Catalogue {
 
   /**
    * The digest of each folder of `entry`'s replicas (see folder-digest.ts), by folder: those
-   * kept in scan_digests, and those of the other folders computed now (one pass over the
-   * replicas, by folder) and kept.
+   * kept in scan_digests, and unless every folder has one, those of the others computed now (one
+   * pass over the replicas, by folder) and kept.
    */
   folderDigests(entry: string): [string, string][] {
     const q = this.scanQueries();
+    if (q.digestsComplete.get(entry)) return q.digests.all(entry) as [string, string][];
     const computed: [string, string][] = [];
     let folder: string | null = null;
     let lines: string[] = [];
@@ -885,8 +892,9 @@ export class Catalogue {
       lines.push(childLine(f === '' ? filename : filename.slice(f.length + 1), size, mtime, ctime, ino, mode));
     }
     if (folder !== null) computed.push([folder, listingDigest(lines)]);
-    if (computed.length > 0) this.transaction(() => {
+    this.transaction(() => {
       for (const [f, digest] of computed) q.putDigest.run(entry, f, digest);
+      q.putDigest.run(entry, DIGESTS_COMPLETE, '');
     });
     return q.digests.all(entry) as [string, string][];
   }

@@ -937,6 +937,25 @@ describe('folder digests (a start-up scan that leaves out unchanged folders)', (
     expect(kept('A').d).toBe(d);
   });
 
+  it('finds the files of a folder gone from disk gone, when every other folder was left out', () => {
+    const { engine, changed } = makeEngine(ALL_TO_A_AND_B);
+    for (const p of ['d/a.txt', 'e/b.txt', 'f/c.txt']) changed('A', p, full(1, 10, p));
+    const given = Object.fromEntries(engine.folderDigests('A'));
+    // A write in f after the digests were given drops f's (and the mark that every folder has
+    // one), and f is gone from disk: the worker lists neither f nor its file, and leaves out the
+    // rest. The digests kept are then exactly the folders left out, yet f's file is gone.
+    changed('A', 'f/c.txt', full(2, 20, 'f/c.txt'));
+    const { stale } = scan(engine, 'A', [], [digest('', 'top', true), digest('d', given.d!, false), digest('e', given.e!, false)]);
+    expect(stale).toBeNull();
+    expect(store.replica('A', fidOf('f/c.txt'))).toBeUndefined();
+    expect(store.replica('A', fidOf('d/a.txt'))).toBeDefined();
+    // Every folder left out, the digests complete: nothing is gone.
+    const now = Object.fromEntries(engine.folderDigests('A'));
+    scan(engine, 'A', [], [digest('', 'top', true), digest('d', now.d!, false), digest('e', now.e!, false)]);
+    expect(store.replica('A', fidOf('d/a.txt'))).toBeDefined();
+    expect(store.replica('A', fidOf('e/b.txt'))).toBeDefined();
+  });
+
   it('refuses a scan that left out a folder written since its digest was given: nothing recorded, and the next scan lists every file', () => {
     const { engine, changed } = makeEngine(ALL_TO_A_AND_B);
     changed('A', 'd/a.txt', full(1, 10, '1'));

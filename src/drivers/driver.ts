@@ -12,7 +12,7 @@ export interface DriverContext {
   /** How many files the store says this entry held when it last ran. */
   knownFiles: number;
   /**
-   * The digest of each folder's listing in the entry's replicas (see sync/folder-digest.ts), once
+   * The digest of each folder's listing in the entry's replicas (see folder-digest.ts), once
    * the daemon sent them (undefined until then): the start-up scan leaves out the files of each
    * folder whose digest it finds the same.
    */

@@ -136,6 +136,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       connection: (state) => send({ type: 'connection', state }),
     });
     await driver.start();
+    digests = undefined; // used by the start-up scan alone
     // A driver that says nothing of patterns applies the setup's: the daemon is told so, and
     // stores them, before the entry is ready.
     if (!toldIgnore) send({ type: 'ignore', patterns: message.ignore ?? [] });

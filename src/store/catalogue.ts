@@ -865,6 +865,11 @@ export class Catalogue {
     return this.scanQueries().digests.all(entry) as [string, string][];
   }
 
+  /** Whether every folder of `entry`'s replicas has its digest kept (none was written since they were computed). */
+  digestsComplete(entry: string): boolean {
+    return this.scanQueries().digestsComplete.get(entry) !== undefined;
+  }
+
   /** Folders of `entry`'s running scan that its worker left out as unchanged: none of their replicas is gone. */
   scanSame(entry: string, folders: Iterable<string>): void {
     const add = this.scanQueries().addSame;
@@ -878,7 +883,7 @@ export class Catalogue {
    */
   folderDigests(entry: string): [string, string][] {
     const q = this.scanQueries();
-    if (q.digestsComplete.get(entry)) return q.digests.all(entry) as [string, string][];
+    if (this.digestsComplete(entry)) return q.digests.all(entry) as [string, string][];
     const computed: [string, string][] = [];
     let folder: string | null = null;
     let lines: string[] = [];

@@ -463,6 +463,8 @@ export class SyncEngine {
     const parts = this.scanParts.get(entry) ?? 1;
     this.scanParts.delete(entry);
     const same = digests?.filter((d) => !d.listed) ?? [];
+    /** Whether every folder that holds a replica of the entry was left out: then none is gone. */
+    let everyFolderSame = false;
     if (same.length > 0) {
       // Each digest must still be the replicas': a write to a replica in its folder since the
       // worker was given it dropped it (a trigger).
@@ -473,13 +475,16 @@ export class SyncEngine {
         throw new ScanStale(entry, stale);
       }
       this.store.scanSame(entry, same.map((d) => d.folder));
+      // The digests are complete (no replica written since they were all computed): each folder
+      // holding a replica has one.
+      everyFolderSame = same.length === stored.size && this.store.digestsComplete(entry);
     }
     const listed = this.store.scanSize(entry);
     let fresh = 0;
     let differ = 0;
     let moves = 0;
     // What the store says the entry held but is gone: moved (same inode and size) or deleted.
-    const { gone, moved } = this.store.scanGoneCounts(entry);
+    const { gone, moved } = everyFolderSame ? { gone: 0, moved: 0 } : this.store.scanGoneCounts(entry);
     if (gone > 0) {
       const total = this.store.countReplicas(entry);
       if (!force && this.isMassDeletion(gone - moved, total)) throw new MassDeletionRefused(entry, gone - moved, total);

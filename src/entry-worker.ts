@@ -157,15 +157,18 @@ export function workerActor(deps: WorkerDeps) {
     });
     // The folder digests of what the store says the entry holds, for its start-up scan to leave
     // out unchanged folders: computed once every entry's worker is forked (a large tree the
-    // store has not digested yet takes a while), and used if they come before the scan's end.
+    // store has not digested yet takes a while, and the workers walk their trees meanwhile).
+    // The scan waits for them: none if they cannot be read (it lists every file).
     if (config.driver === 'local_storage') {
       setImmediate(() => {
         if (stopped || !alive) return;
+        let digests: [string, string][] = [];
         try {
-          send({ type: 'digests', digests: deps.engine.folderDigests(config.name) });
+          digests = deps.engine.folderDigests(config.name);
         } catch (err) {
           log.warn({ err: (err as Error).message }, 'no folder digests for the start-up scan: it lists every file');
         }
+        send({ type: 'digests', digests });
       });
     }
 

@@ -43,7 +43,7 @@ function driverOn(driverRoot: string, knownFiles = 0, digests?: ReadonlyMap<stri
     entry: 'A',
     options: { root: driverRoot },
     knownFiles,
-    digests: () => digests,
+    digests: async () => digests ?? new Map(),
     report: (r) => void reports.push(r),
     log: () => {},
     progress: () => {},

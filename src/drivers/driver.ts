@@ -12,11 +12,11 @@ export interface DriverContext {
   /** How many files the store says this entry held when it last ran. */
   knownFiles: number;
   /**
-   * The digest of each folder's listing in the entry's replicas (see folder-digest.ts), once
-   * the daemon sent them (undefined until then): the start-up scan leaves out the files of each
-   * folder whose digest it finds the same.
+   * The digest of each folder's listing in the entry's replicas (see folder-digest.ts), which
+   * the daemon sends a local entry's worker after `init`: the start-up scan leaves out the
+   * files of each folder whose digest it finds the same.
    */
-  digests?(): ReadonlyMap<string, string> | undefined;
+  digests?(): Promise<ReadonlyMap<string, string>>;
   report(report: WorkerReport): void;
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
   /** Progress of a running upload; called every few hundred milliseconds at most. */

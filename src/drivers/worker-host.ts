@@ -120,7 +120,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       entry: message.entry,
       options: message.options,
       knownFiles: message.knownFiles,
-      digests: () => digests,
+      digests: () => digests ?? Promise.resolve(new Map()),
       report,
       log,
       progress: (jobId, bytes) => send({ type: 'progress', jobId, bytes }),
@@ -136,7 +136,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       connection: (state) => send({ type: 'connection', state }),
     });
     await driver.start();
-    digests = undefined; // used by the start-up scan alone
+    digests = null; // used by the start-up scan alone
     // A driver that says nothing of patterns applies the setup's: the daemon is told so, and
     // stores them, before the entry is ready.
     if (!toldIgnore) send({ type: 'ignore', patterns: message.ignore ?? [] });
@@ -152,8 +152,9 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
 // loads its own and before it sends `init`.
 void drivers[process.argv[2] ?? '']?.load().catch(() => {});
 
-/** The folder digests of the entry's replicas, once the daemon sent them (the start-up scan uses what came by its end). */
-let digests: ReadonlyMap<string, string> | undefined;
+/** The folder digests of the entry's replicas, which the daemon sends after `init` (the start-up scan waits for them). */
+let gotDigests!: (digests: ReadonlyMap<string, string>) => void;
+let digests: Promise<ReadonlyMap<string, string>> | null = new Promise((resolve) => (gotDigests = resolve));
 
 process.on('message', (message: ToWorker) => {
   switch (message.type) {
@@ -161,7 +162,7 @@ process.on('message', (message: ToWorker) => {
       void init(message);
       break;
     case 'digests':
-      digests = new Map(message.digests);
+      gotDigests(new Map(message.digests));
       break;
     case 'jobs': {
       if (!driver || stopping) return;

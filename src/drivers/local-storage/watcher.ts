@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, ScanDigest, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
@@ -174,6 +175,8 @@ export class LocalWatcher implements WatchHooks {
     watcher.on('raw', (_event, name, details) => this.onRaw(name, (details as { watchedPath?: string }).watchedPath));
     watcher.on('error', (err) => this.onError(err as NodeJS.ErrnoException));
     await new Promise<void>((resolve) => watcher.once('ready', resolve));
+    // The store's digests of the entry's folders: sent by the daemon while the tree was walked.
+    const known = await this.ctx.digests?.();
 
     const count = this.tree.fileCount;
     if (count === 0 && this.ctx.knownFiles > 0) {
@@ -193,7 +196,7 @@ export class LocalWatcher implements WatchHooks {
     // The patterns first: the daemon forgets what this entry held of what they now ignore before
     // it compares the scan (which leaves those out) with the store.
     this.ctx.ignoreChanged?.(this.ignore.patterns);
-    this.reportScan(this.ctx.digests?.());
+    this.reportScan(known);
     this.reportWatchState();
     if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
     if (this.rescanMs > 0) this.every(this.rescanMs, () => void this.rescan());
@@ -409,8 +412,9 @@ export class LocalWatcher implements WatchHooks {
    * lstat each, about 10 µs of the main thread and garbage to collect, 100,000 of them for a
    * tree of 100,000 files) only to tell folders from files. The file types readdir returns tell
    * that already: the listing is asked without stats, and each entry's dirent stands in for its
-   * stats (they share isFile, isDirectory and isSymbolicLink). The start-up scan then lstats each
-   * file synchronously (see ignored), and after it no file is stat'ed but on its own events.
+   * stats (they share isFile, isDirectory and isSymbolicLink). During the start-up scan the
+   * listing is ours (listForScan), which lstats each regular file synchronously; after it no
+   * file is stat'ed but on its own events.
    */
   private listWithoutStats(watcher: FSWatcher): void {
     type Entry = { stats?: unknown; dirent?: unknown };
@@ -444,6 +448,7 @@ export class LocalWatcher implements WatchHooks {
     };
     w._readdirp = (root, opts) => {
       const filter = withDirent(opts.fileFilter);
+      if (!this.live) return this.listForScan(watcher, root, scanFile, filter, withDirent(opts.directoryFilter));
       return original.call(watcher, root, {
         ...opts,
         alwaysStat: false,
@@ -451,6 +456,47 @@ export class LocalWatcher implements WatchHooks {
         directoryFilter: withDirent(opts.directoryFilter),
       });
     };
+  }
+
+  /**
+   * A folder's listing during the start-up scan, in place of readdirp's (depth 0, as chokidar
+   * asks): one `readdir` with file types, each regular file recorded on the spot (`scanFile`: an
+   * `lstat`, and no entry made for chokidar, which keeps none of them), and only what chokidar
+   * would keep emitted: the subfolders it watches, and anything its filter lets through.
+   * readdirp makes an entry object and a joined path for each child and runs it through
+   * chokidar's filters: most of the cost of walking a large tree.
+   */
+  private listForScan(
+    watcher: FSWatcher,
+    root: string,
+    scanFile: (entry: { fullPath: string; basename: string; dirent: fs.Dirent }) => boolean | null,
+    fileFilter: ((entry: object) => boolean) | undefined,
+    directoryFilter: ((entry: object) => boolean) | undefined,
+  ): Readable {
+    const stream = new Readable({ objectMode: true, read() {} });
+    const streams = (watcher as unknown as { _streams?: Set<Readable> })._streams;
+    streams?.add(stream);
+    stream.once('close', () => streams?.delete(stream));
+    const base = root.endsWith(path.sep) ? root : root + path.sep;
+    fs.readdir(root, { withFileTypes: true }, (err, dirents) => {
+      if (stream.destroyed) return;
+      if (err) {
+        // A folder gone or unreadable meanwhile lists nothing (readdirp only warns of these).
+        if (['ENOENT', 'ENOTDIR', 'EPERM', 'EACCES', 'ELOOP'].includes(err.code ?? '')) stream.push(null);
+        else stream.destroy(err);
+        return;
+      }
+      for (const dirent of dirents) {
+        const entry = { path: dirent.name, fullPath: base + dirent.name, basename: dirent.name, dirent, stats: dirent };
+        if (dirent.isDirectory()) {
+          if (!directoryFilter || directoryFilter(entry)) stream.push(entry);
+        } else if ((scanFile(entry) ?? (fileFilter ? fileFilter(entry) : true)) === true) {
+          stream.push(entry);
+        }
+      }
+      stream.push(null);
+    });
+    return stream;
   }
 
   // ---- events ----

@@ -247,6 +247,14 @@ export class Daemon {
     // Fastify's own defaults for a server it makes.
     server.keepAliveTimeout = 72_000;
     server.requestTimeout = 0;
+    // A group commit that fails (a full disk) loses what it held: every entry pauses, as for a
+    // batch that could not be recorded, and rescans when it starts again. Set before any worker
+    // runs: their reports are committed while Fastify loads.
+    store.onCommitFailure = (err) => {
+      const failure = storeFailure(err) ?? `the store could not commit: ${(err as Error).message}`;
+      log.error({ err: (err as Error).message }, failure);
+      if (root.getSnapshot().status === 'active') root.system.get('rules')?.send({ type: 'store.failed', reason: failure });
+    };
     // The actors exist (every entry stopped, no worker yet) before the first request can arrive.
     root.start();
     try {
@@ -290,13 +298,6 @@ export class Daemon {
       throw err;
     }
     for (const [req, res] of waiting.splice(0)) handle!(req, res);
-    // A group commit that fails (a full disk) loses what it held: every entry pauses, as for a
-    // batch that could not be recorded, and rescans when it starts again.
-    store.onCommitFailure = (err) => {
-      const failure = storeFailure(err) ?? `the store could not commit: ${(err as Error).message}`;
-      log.error({ err: (err as Error).message }, failure);
-      if (root.getSnapshot().status === 'active') root.system.get('rules')?.send({ type: 'store.failed', reason: failure });
-    };
     const daemon = new Daemon(setup, store, engine, root, app, log, events, board, lock, workerExits);
     await started;
     return daemon;

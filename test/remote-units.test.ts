@@ -19,6 +19,20 @@ import { hasS3rver, hasSshd, s3Storage, S3RVER_KEY, startS3rver, startSshd } fro
 
 const st = (size: number, mtime: number, etag?: string): RemoteStat => ({ size, mtime, ino: etag ?? null, ...(etag ? { etag } : {}) });
 
+/** A backend's upload of `body` under `rel`, from a source that is always this version. */
+const uploadOf = (body: Buffer, rel: string, mtime: number): UploadPlan => ({
+  jobId: 1,
+  rel,
+  size: body.length,
+  mtime,
+  open: async () => Readable.from([body]),
+  read: async (into: Buffer) => body.copy(into),
+  verifySource: async () => {},
+  progress: () => {},
+  log: () => {},
+  signal: new AbortController().signal,
+});
+
 function poller(renameKeepsMtime = true) {
   const reports: WorkerReport[] = [];
   return { p: new ListingPoller('B', (r) => reports.push(r), renameKeepsMtime), reports };
@@ -188,18 +202,7 @@ describe.runIf(hasS3rver)('the S3 backend on s3rver', () => {
       const b = new S3Backend({ bucket: server.bucket, prefix: 'units/', region: 'us-east-1', force_path_style: true, endpoint: server.endpoint, access_key_id: S3RVER_KEY, secret_access_key: S3RVER_KEY });
       await b.connect();
       const body = randomBytes(1000);
-      const plan = (rel: string) => ({
-        jobId: 1,
-        rel,
-        size: body.length,
-        mtime: 0,
-        open: async () => Readable.from([body]),
-        read: async (into: Buffer) => body.copy(into),
-        verifySource: async () => {},
-        progress: () => {},
-        log: () => {},
-        signal: new AbortController().signal,
-      });
+      const plan = (rel: string) => uploadOf(body, rel, 0);
       const from = 'dossier é/naïve résumé (1).pdf';
       const to = 'x/ü +&=?#.pdf';
       const put = await b.upload(plan(from));
@@ -404,19 +407,7 @@ describe.runIf(hasSshd)('the SFTP backend on sshd', () => {
       const b = new SftpBackend({ host: server.host, port: server.port, username: server.username, root, key_file: server.keyFile, host_key: server.fingerprint });
       await b.connect();
       const body = randomBytes(3000);
-      const plan = (rel: string, ifAbsent: boolean): UploadPlan => ({
-        jobId: 1,
-        rel,
-        size: body.length,
-        mtime: 1_700_000_000_000,
-        open: async () => Readable.from([body]),
-        read: async (into: Buffer) => body.copy(into),
-        verifySource: async () => {},
-        progress: () => {},
-        log: () => {},
-        signal: new AbortController().signal,
-        ifAbsent,
-      });
+      const plan = (rel: string, ifAbsent: boolean) => ({ ...uploadOf(body, rel, 1_700_000_000_000), ifAbsent });
       expect(await b.upload(plan('new.bin', true))).toEqual({ size: 3000, mtime: 1_700_000_000_000, ino: null });
       expect((await fsp.readFile(path.join(root, 'new.bin'))).equals(body)).toBe(true);
       await fsp.writeFile(path.join(root, 'theirs.bin'), 'made meanwhile');

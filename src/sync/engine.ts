@@ -162,14 +162,10 @@ export class SyncEngine {
         try {
           this.store.transaction(() => this.apply(report, touched));
         } catch (err) {
-          if (err instanceof ScanStale) {
-            this.store.scanEnd(err.entry);
-            stale = err;
-            continue;
-          }
-          if (!(err instanceof MassDeletionRefused)) throw err;
+          if (!(err instanceof MassDeletionRefused || err instanceof ScanStale)) throw err;
           this.store.scanEnd(err.entry);
-          refused = err;
+          if (err instanceof ScanStale) stale = err;
+          else refused = err;
         }
       }
       flush();

@@ -13,6 +13,7 @@ import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
 import type { LocalVersions } from './versions.js';
 import { uploadFromReader } from './from-reader.js';
+import { borrow, giveBack } from '../buffer-pool.js';
 
 /** Files this large are copied as a stream into a partial file that survives a crash, and resumed. */
 export const RESUMABLE_MIN = 32 << 20;
@@ -660,8 +661,6 @@ const syncIo: UploadIo = {
 const COMPARES = 4;
 /** Bytes read from each file per step of a comparison. */
 const COMPARE_CHUNK = 1 << 20;
-/** Pairs of buffers of comparisons done, for the next: no allocation (and no zero-filling) per file. */
-const spareBuffers: [Buffer, Buffer][] = [];
 let comparing = 0;
 const waitingToCompare: (() => void)[] = [];
 
@@ -673,7 +672,8 @@ const waitingToCompare: (() => void)[] = [];
 async function sameContent(a: string, b: string): Promise<boolean> {
   if (comparing >= COMPARES) await new Promise<void>((resolve) => waitingToCompare.push(resolve));
   comparing++;
-  const buffers = spareBuffers.pop() ?? [Buffer.allocUnsafeSlow(COMPARE_CHUNK), Buffer.allocUnsafeSlow(COMPARE_CHUNK)];
+  // Buffers of the comparisons done, for the next: no allocation (and no zero-filling) per file.
+  const buffers = [borrow(COMPARE_CHUNK), borrow(COMPARE_CHUNK)];
   try {
     const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
     try {
@@ -690,7 +690,7 @@ async function sameContent(a: string, b: string): Promise<boolean> {
       await Promise.all([fa.close(), fb.close()]);
     }
   } finally {
-    spareBuffers.push(buffers);
+    for (const b of buffers) giveBack(b);
     comparing--;
     waitingToCompare.shift()?.();
   }

@@ -429,15 +429,15 @@ export class LocalWatcher implements WatchHooks {
             return (filter as Filter)(entry);
           }
         : undefined;
-    // During the start-up scan a regular file is recorded here, straight from its listing:
-    // chokidar would only ask `ignored` of it (a folder-only watcher keeps no file), through a
-    // chain of its own filters, for each of a large tree's files.
+    // During the start-up scan (listForScan) a regular file is recorded here, straight from its
+    // listing: chokidar would only ask `ignored` of it (a folder-only watcher keeps no file),
+    // through a chain of its own filters, for each of a large tree's files.
     const prefix = this.root.endsWith(path.sep) ? this.root : this.root + path.sep;
     type Listed = Entry & { fullPath?: string; basename?: string };
     const scanFile = (entry: Listed): boolean | null => {
       const dirent = entry.dirent as fs.Dirent | undefined;
       const full = entry.fullPath;
-      if (this.live || !dirent?.isFile() || typeof full !== 'string' || !full.startsWith(prefix)) return null;
+      if (!dirent?.isFile() || typeof full !== 'string' || !full.startsWith(prefix)) return null;
       if (isInternalName(entry.basename ?? path.basename(full))) return null;
       const rel = path.sep === '/' ? full.slice(prefix.length) : full.slice(prefix.length).split(path.sep).join('/');
       if (this.ignore.any && this.ignore.ignores(rel, false)) return false;
@@ -452,7 +452,7 @@ export class LocalWatcher implements WatchHooks {
       return original.call(watcher, root, {
         ...opts,
         alwaysStat: false,
-        fileFilter: filter ? (entry: Listed) => scanFile(entry) ?? filter(entry) : undefined,
+        fileFilter: filter,
         directoryFilter: withDirent(opts.directoryFilter),
       });
     };

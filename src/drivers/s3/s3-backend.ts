@@ -26,7 +26,7 @@ import { type CopyLimits, FOLDER_STAT, type Listing, type RemoteBackend, type Re
 import { plain } from '../remote/poller.js';
 import { MARKER } from '../remote/remote-driver.js';
 import { partialId } from '../remote/partials.js';
-import { borrow, giveBack } from '../remote/read-all.js';
+import { borrow, giveBack } from '../buffer-pool.js';
 import { StatBatcher } from './stat-batcher.js';
 import { VERSIONS_FOLDER } from '../../versions/names.js';
 

@@ -15,7 +15,7 @@ import { MARKER } from '../remote/remote-driver.js';
 import { plain } from '../remote/poller.js';
 import { partialId, RESUMABLE_MIN } from '../remote/partials.js';
 import { HostKeyRefusal, hostKeyProblem } from './host-key.js';
-import { borrow, giveBack } from '../remote/read-all.js';
+import { borrow, giveBack } from '../buffer-pool.js';
 import { requestSize, SftpWriteStream, sftpReadStream } from './streams.js';
 import { VERSIONS_FOLDER } from '../../versions/names.js';
 

@@ -432,9 +432,11 @@ describe.runIf(hasSshd && hasS3rver)('local A → S3 C → SFTP D', () => {
     expect((await api(daemonD.api, 'PUT', '/rules', { rules })).status).toBe(200);
     expect((await api(daemonD.api, 'PUT', '/rules/reload')).status).toBe(200);
     await until('C’s files in D', async () => (await inRemote(d, 'docs/report.bin', doc)()) && (await inRemote(d, 'docs/big.bin', big)()), 30_000);
-    // The two files (and the folder docs, an item of its own, made in D).
-    const copied = jobLogs(daemonD, 'D', 'upload').map((l) => String(l.msg));
-    expect(copied.filter((m) => m.includes('.bin'))).toHaveLength(2);
+    // The two files (and the folder docs, an item of its own, made in D). A copy is on the
+    // server before its job's report reaches the daemon, which logs it: waited for.
+    const copiedBins = () => jobLogs(daemonD, 'D', 'upload').map((l) => String(l.msg)).filter((m) => m.includes('.bin'));
+    await until('both copies logged', () => copiedBins().length >= 2);
+    expect(copiedBins()).toHaveLength(2);
     expect(await d.folders()).toEqual(['docs']);
     expect(await c.folders()).toEqual(['docs']);
     expect((await api(daemonD.api, 'PUT', '/entries/A/start')).status).toBe(200);

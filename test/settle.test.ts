@@ -49,7 +49,10 @@ describe('settle_ms', () => {
       fs.appendFileSync(source, chunk);
       if (i < chunks.length - 1) await new Promise((r) => setTimeout(r, 300));
     }
-    await until("slow.bin in B", () => fs.existsSync(target) && fs.readFileSync(target).equals(whole), 20_000);
+    // Waits on the poller itself: a check of its own could see the file appear between two of
+    // the poller's stats and stop it before it saw any size (the CI run of 8388f88 did).
+    await until('the poller to see slow.bin whole in B', () => sizesSeen.has(whole.length), 20_000);
+    expect(fs.readFileSync(target).equals(whole)).toBe(true);
     polling = false;
     await watcher;
     expect([...sizesSeen]).toEqual([whole.length]);

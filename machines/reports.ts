@@ -64,14 +64,28 @@ export interface ScanDigest {
   listed: boolean;
 }
 
-export type JobOutcome =
+export type JobOutcome = (
   /** Done: `stat` is the destination's copy afterwards (absent for a delete). */
   | { ok: true; stat: FileStat | null }
   /**
    * Not done. `stale`: the destination or source no longer matched what the job expected;
    * the watcher reports the actual state. `error`: anything else, retried with back-off.
    */
-  | { ok: false; reason: 'stale' | 'error'; message: string };
+  | { ok: false; reason: 'stale' | 'error'; message: string }
+) & {
+  /**
+   * The folders the job made on the way to its file (top first), done or not: its watcher does
+   * not report them, the daemon records them with the job (as this entry's, or to be removed
+   * again when the folder was removed elsewhere meanwhile).
+   */
+  folders?: MadeFolder[];
+};
+
+/** A folder a job made, with its stat as the watcher would have reported it. */
+export interface MadeFolder {
+  path: string;
+  stat: FileStat;
+}
 
 export type WorkerReport =
   | { type: 'file.changed'; entry: string; path: string; stat: FileStat }

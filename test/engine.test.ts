@@ -7,7 +7,7 @@ import { Catalogue } from '../src/store/catalogue.js';
 import { MassDeletionRefused, ScanStale, SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
 import { fidOf } from '../src/paths.js';
 import type { Rule } from '../machines/rules.js';
-import type { FileStat, JobOutcome, ScanDigest, ScannedFile, WorkerReport } from '../machines/reports.js';
+import { S_IFDIR, type FileStat, type JobOutcome, type ScanDigest, type ScannedFile, type WorkerReport } from '../machines/reports.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
 import { childLine, listingDigest } from '../src/folder-digest.js';
 import { SPEC_RULES, tempDir } from './helpers.js';
@@ -580,6 +580,97 @@ describe('deletions', () => {
     expect(file('doc.txt')).toMatchObject({ deleted: false, version: 3, uptodate: ['A'] });
     // B still holds version 1: it is replaced by version 3, not deleted.
     expect(jobs('doc.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 3 }]);
+  });
+});
+
+describe('folders a copy made on the way', () => {
+  const dirStat = (ino: string): FileStat => ({ size: 0, mtime: 0, ino, mode: 0o755 | S_IFDIR });
+  /** The entry's jobs taken to run, by path (at most `limit`, in the order they were queued). */
+  const byPath = (commands: JobCommand[]) => new Map(commands.map((c) => [c.path, c]));
+
+  it('are recorded as the entry\'s copies of the folders: a removal in A then removes them in B', () => {
+    const { changed, deleted, take, finished, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'x', dirStat('1'));
+    changed('A', 'x/y', dirStat('2'));
+    changed('A', 'x/y/f.txt', stat(3, 1000));
+    const running = byPath(take('B'));
+    expect([...running.keys()]).toEqual(['x', 'x/y', 'x/y/f.txt']);
+    // The file's copy ran first and made both folders on its way.
+    const made = [{ path: 'x', stat: dirStat('7') }, { path: 'x/y', stat: dirStat('8') }];
+    finished('B', running.get('x/y/f.txt')!.id, { ok: true, stat: stat(3, 1000, '9'), folders: made });
+    expect(holders('x')).toEqual(['A@1', 'B@1']);
+    expect(holders('x/y')).toEqual(['A@1', 'B@1']);
+    // The folders' own jobs then find them there.
+    finished('B', running.get('x')!.id, { ok: true, stat: dirStat('7') });
+    finished('B', running.get('x/y')!.id, { ok: true, stat: dirStat('8') });
+    expect(take('A')).toEqual([]);
+    expect(store.jobsOf(fidOf('x'))).toEqual([]);
+    deleted('A', 'x/y/f.txt');
+    deleted('A', 'x/y');
+    deleted('A', 'x');
+    expect(jobs('x')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('x/y')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    settle();
+    expect(store.countFiles()).toBe(0);
+    expect(file('x')).toBeUndefined();
+  });
+
+  it('made after the folder was removed in A: removed from B too, never copied back to A', () => {
+    const { changed, deleted, take, finished, settle } = makeEngine(ALL_TO_A_AND_B);
+    // The file reported first: its job is queued first, and taken alone.
+    changed('A', 'x/f.txt', stat(3, 1000));
+    changed('A', 'x', dirStat('1'));
+    const [copy] = take('B', everyoneRuns, 1);
+    expect(copy?.path).toBe('x/f.txt');
+    // A's removal is told before B's copy, and the folder it made on the way, are: B's queued
+    // job for the folder is dropped, and with it the store's last word of the folder.
+    deleted('A', 'x/f.txt');
+    deleted('A', 'x');
+    expect(file('x')).toBeUndefined();
+    finished('B', copy!.id, { ok: true, stat: stat(3, 1000, '9'), folders: [{ path: 'x', stat: dirStat('7') }] });
+    expect(jobs('x')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(jobs('x/f.txt')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(take('A')).toEqual([]);
+    settle();
+    expect(store.countFiles()).toBe(0);
+    expect(store.replicasOf(fidOf('x'))).toEqual([]);
+    expect(file('x')).toBeUndefined();
+  });
+
+  it('made while the folder job ran, after its removal in A: removed from B once that job is done too', () => {
+    const { changed, deleted, take, finished, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'x', dirStat('1'));
+    changed('A', 'x/f.txt', stat(3, 1000));
+    const running = byPath(take('B'));
+    deleted('A', 'x/f.txt');
+    deleted('A', 'x');
+    finished('B', running.get('x/f.txt')!.id, { ok: true, stat: stat(3, 1000, '9'), folders: [{ path: 'x', stat: dirStat('7') }] });
+    finished('B', running.get('x')!.id, { ok: true, stat: dirStat('7') });
+    expect(jobs('x')).toMatchObject([{ entry: 'B', kind: 'delete' }]);
+    expect(take('A')).toEqual([]);
+    settle();
+    expect(store.countFiles()).toBe(0);
+  });
+
+  it('unknown to the store: a new folder of the entry while the job\'s file is there', () => {
+    const { changed, take, finished } = makeEngine(ALL_TO_A_AND_B);
+    // A source that reports no folders (an S3 bucket has none).
+    changed('A', 'p/f.txt', stat(3, 1000));
+    const [copy] = take('B');
+    finished('B', copy!.id, { ok: true, stat: stat(3, 1000, '9'), folders: [{ path: 'p', stat: dirStat('7') }] });
+    expect(file('p')).toMatchObject({ deleted: false, uptodate: ['B'] });
+    expect(jobs('p')).toMatchObject([{ entry: 'A', kind: 'upload' }]);
+  });
+
+  it('by a job that failed are recorded all the same', () => {
+    const { changed, take, finished } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'x/f.txt', stat(3, 1000));
+    changed('A', 'x', dirStat('1'));
+    const [copy] = take('B', everyoneRuns, 1);
+    finished('B', copy!.id, { ok: false, reason: 'error', message: 'disk on fire', folders: [{ path: 'x', stat: dirStat('7') }] });
+    expect(holders('x')).toEqual(['A@1', 'B@1']);
+    expect(jobs('x')).toEqual([]);
+    expect(jobs('x/f.txt')).toMatchObject([{ entry: 'B', kind: 'upload', state: 'queued' }]);
   });
 });
 

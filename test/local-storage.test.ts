@@ -7,6 +7,7 @@ import { childLine, listingDigest } from '../src/folder-digest.js';
 import { DriverRefusal, type Driver } from '../src/drivers/driver.js';
 import type { JobCommand } from '../src/drivers/protocol.js';
 import { isFolderStat, type FileStat, type WorkerReport } from '../machines/reports.js';
+import { statOf as driverStatOf } from '../src/drivers/local-storage/stat.js';
 import { tempDir, until } from './helpers.js';
 
 /** The local_storage driver in-process, on a real temp tree: what it reports and what its jobs do. */
@@ -326,21 +327,27 @@ describe('local_storage: jobs', () => {
     const driver = driverOn(root);
     await driver.start();
     reports.length = 0;
+    /** A folder a job made, as its outcome names it (and as the watcher would have reported it). */
+    // (Its ctime as it was made: the file written in it since moved the folder's.)
+    const made = (...rels: string[]) =>
+      rels.map((rel) => ({ path: rel, stat: { ...driverStatOf(fs.lstatSync(path.join(root, rel))), ctime: expect.any(Number) } }));
 
     await put(source, 'docs/report.pdf', Buffer.from('%PDF-1.4 some bytes'));
     const up = await driver.run(upload('docs/report.pdf'));
-    expect(up).toEqual({ ok: true, stat: statOf(path.join(root, 'docs/report.pdf')) });
+    // The folder made on the way is the job's: named in its outcome, never reported by the watcher.
+    expect(up).toEqual({ ok: true, stat: statOf(path.join(root, 'docs/report.pdf')), folders: made('docs') });
     expect(fs.readFileSync(path.join(root, 'docs/report.pdf'))).toEqual(fs.readFileSync(path.join(source, 'docs/report.pdf')));
     // The copy keeps the source's modification time (to the millisecond a Date holds).
     const drift = statOf(path.join(root, 'docs/report.pdf')).mtime - statOf(path.join(source, 'docs/report.pdf')).mtime;
     expect(Math.abs(drift)).toBeLessThan(2);
     await settle();
     expect(about('docs/report.pdf')).toEqual([]);
+    expect(about('docs')).toEqual([]);
 
     const before = statOf(path.join(root, 'docs/report.pdf'));
     const moved = await driver.run({ id: nextJobId++, kind: 'move', from: 'docs/report.pdf', path: 'archive/2024/report.pdf', expect: before });
     // As it is after the move (the rename changed its ctime only).
-    expect(moved).toEqual({ ok: true, stat: statOf(path.join(root, 'archive/2024/report.pdf')) });
+    expect(moved).toEqual({ ok: true, stat: statOf(path.join(root, 'archive/2024/report.pdf')), folders: made('archive', 'archive/2024') });
     expect(moved.ok && moved.stat).toMatchObject({ size: before.size, mtime: before.mtime, ino: before.ino, mode: before.mode });
     expect(fs.existsSync(path.join(root, 'docs/report.pdf'))).toBe(false);
     // Folders are items of their own: one a move emptied stays (the store decides its fate).
@@ -349,6 +356,7 @@ describe('local_storage: jobs', () => {
     await settle();
     expect(about('docs/report.pdf')).toEqual([]);
     expect(about('archive/2024/report.pdf')).toEqual([]);
+    expect([...about('archive'), ...about('archive/2024')]).toEqual([]);
 
     const del = await driver.run({ id: nextJobId++, kind: 'delete', path: 'archive/2024/report.pdf', expect: before });
     expect(del).toEqual({ ok: true, stat: null });

@@ -596,7 +596,12 @@ export class SyncEngine {
     touched: Set<string>,
   ): void {
     const job = this.store.jobById(jobId);
-    if (!job || job.entry !== entry) return;
+    if (!job || job.entry !== entry) {
+      // Folders the job made are there all the same: told as its watcher would have told them.
+      for (const made of outcome.folders ?? []) this.changed(entry, made.path, made.stat, touched);
+      return;
+    }
+    for (const made of outcome.folders ?? []) this.folderMade(entry, job.fid, made.path, made.stat, touched);
     const file = this.store.file(job.fid);
     if (!outcome.ok) {
       const attempts = job.attempts + 1;
@@ -632,6 +637,30 @@ export class SyncEngine {
   }
 
   /**
+   * A folder a job of `entry` made on the way to the job's file (`fid`). Where the folder is not
+   * removed elsewhere, it is recorded as the watcher's report of it would have been: as this
+   * entry's copy of the folder, or as a new folder. Where the folder was removed meanwhile (or
+   * the store never knew it and the job's file is gone), it is recorded as this entry's copy of
+   * a removed folder, which is then removed here too, once its contents are.
+   */
+  private folderMade(entry: string, fid: string, path: string, stat: FileStat, touched: Set<string>): void {
+    if (!this.accept(entry, path, true)) return;
+    const folderFid = fidOf(path);
+    let folder = this.store.file(folderFid);
+    if (!folder) {
+      const wanted = this.store.file(fid);
+      if (wanted && !wanted.deleted) return this.changed(entry, path, stat, touched);
+      folder = { fid: folderFid, filename: path, size: 0, version: 1, owners: [], uptodate: [], deleted: true, folder: true };
+      this.store.putFile(folder);
+    } else if (!folder.deleted) {
+      return this.changed(entry, path, stat, touched);
+    }
+    if (this.store.replica(entry, folderFid)) return;
+    this.store.putReplica({ entry, fid: folderFid, filename: path, version: folder.version - 1, ...stat });
+    this.reconcile(folderFid, touched, false, folder);
+  }
+
+  /**
    * Jobs of one worker message that finished, in a few set-based statements: the common case,
    * an upload of the latest version to an owner while another owner holds it (nothing changes
    * but the job, the entry's replica and the file's up-to-date entries). Any other goes through
@@ -639,7 +668,7 @@ export class SyncEngine {
    */
   private finishedBatch(entry: string, reports: readonly JobFinished[], touched: Set<string>): void {
     const simple = (row: FinishedRow | undefined, outcome: JobOutcome): boolean => {
-      if (row === undefined || !outcome.ok || outcome.stat === null) return false;
+      if (row === undefined || !outcome.ok || outcome.stat === null || outcome.folders) return false;
       const [, jobEntry, , kind, version, filename, fversion, deleted, owners, uptodate] = row;
       return (
         jobEntry === entry &&

@@ -28,6 +28,8 @@ export interface FromReaderDeps {
   copies: Set<AbortController>;
   /** Where the content a copy replaces is kept (null: versions are off). */
   versions: LocalVersions | null;
+  /** Makes the folders missing on the way to `rel`, as the job's own (see LocalTransfers). */
+  makeParents(rel: string): void;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function uploadFromReader(job: Extract<JobCommand, { kind: 'upload'
   const before = await reader.stat(job.path);
   if (!before || !sameStat(before, job.sourceStat)) throw changed();
   const target = await confined(d.root, job.path);
-  await fsp.mkdir(path.dirname(target), { recursive: true });
+  d.makeParents(job.path);
   const size = job.sourceStat.size;
   const resumable = size >= RESUMABLE_MIN;
   const tmp = path.join(

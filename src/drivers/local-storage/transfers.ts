@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isFolderStat, isLinkStat, S_IFDIR, type FileStat, type JobOutcome } from '../../../machines/reports.js';
+import { isFolderStat, isLinkStat, S_IFDIR, type FileStat, type JobOutcome, type MadeFolder } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
 import { type DriverContext, StaleJob } from '../driver.js';
 import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js';
@@ -66,6 +66,46 @@ export class LocalTransfers {
   }
 
   async run(job: JobCommand): Promise<JobOutcome> {
+    const folders: MadeFolder[] = [];
+    this.made.set(job, folders);
+    try {
+      const outcome = await this.runJob(job);
+      return folders.length > 0 ? { ...outcome, folders } : outcome;
+    } finally {
+      this.made.delete(job);
+    }
+  }
+
+  /** The folders each running job made on the way to its file (see makeParents). */
+  private readonly made = new Map<JobCommand, MadeFolder[]>();
+
+  /**
+   * Makes the folders missing on the way to `rel`, top first, each told to the watcher as ours:
+   * the job's outcome names them instead of the watcher. Reported as the user's new folders,
+   * they could reach the daemon after the folder's removal elsewhere, and be copied back there.
+   */
+  private makeParents(job: JobCommand, rel: string): void {
+    const missing: string[] = [];
+    for (let dir = path.posix.dirname(rel); dir !== '.' && dir !== '/'; dir = path.posix.dirname(dir)) {
+      if (fs.lstatSync(path.join(this.root, dir), { throwIfNoEntry: false })) break;
+      missing.unshift(dir);
+    }
+    for (const dir of missing) {
+      const absolute = path.join(this.root, dir);
+      this.watch.expect(dir, { size: 0, mtime: 0, ino: null, mode: S_IFDIR });
+      try {
+        fs.mkdirSync(absolute);
+      } catch (err) {
+        this.watch.unexpect(dir);
+        // Made meanwhile by someone else: theirs, reported by the watcher.
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      this.made.get(job)?.push({ path: dir, stat: statOf(fs.lstatSync(absolute)) });
+    }
+  }
+
+  private async runJob(job: JobCommand): Promise<JobOutcome> {
     try {
       // Patterns that changed after the job was queued: the daemon drops it once it hears of them.
       const folder = job.kind === 'upload' && isFolderStat(job.sourceStat);
@@ -79,7 +119,7 @@ export class LocalTransfers {
           await this.remove(job.path, job.expect);
           return { ok: true, stat: null };
         case 'move':
-          return { ok: true, stat: await this.move(job.from, job.path, job.expect) };
+          return { ok: true, stat: await this.move(job, job.expect) };
       }
     } catch (err) {
       if (err instanceof StaleJob) return { ok: false, reason: 'stale', message: err.message };
@@ -99,6 +139,7 @@ export class LocalTransfers {
         keepConflictCopy: (rel, absolute) => this.keepConflictCopy(rel, absolute),
         copies: this.copies,
         versions: this.versions,
+        makeParents: (rel) => this.makeParents(job, rel),
       });
     }
     const sourceRoot = path.resolve(String(job.source.options.root));
@@ -120,7 +161,7 @@ export class LocalTransfers {
       const known = !job.preserve && job.expect !== null && sameStat(statOf(held), job.expect);
       if ((known && !small) || (await io.sameContent(source, target))) return this.setMode(job, target, held, io);
     }
-    await io.mkdirp(path.dirname(target));
+    this.makeParents(job, job.path);
     // A large file goes through a partial file named after the version it copies: a copy cut
     // short (worker or daemon killed) resumes where it stopped while the source is unchanged.
     const resumable = job.sourceStat.size >= RESUMABLE_MIN;
@@ -220,7 +261,7 @@ export class LocalTransfers {
     if (bytes.length !== from.size) throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
     const held = lstatOrNull(target);
     if (held && !held.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
-    if (!dirExists) fs.mkdirSync(path.dirname(target), { recursive: true });
+    if (!dirExists) this.makeParents(job, job.path);
     const tmp = path.join(path.dirname(target), tmpName());
     let committed = false;
     try {
@@ -402,8 +443,8 @@ export class LocalTransfers {
   }
 
   /**
-   * A folder: made (with its permission bits), or given them. Its parents are made too, and
-   * the watcher reports them as any new folder (the store knows them: nothing more happens).
+   * A folder: made (with its permission bits), or given them. Its missing parents are made
+   * too, as the job's (see makeParents).
    */
   private makeFolder(job: Extract<JobCommand, { kind: 'upload' }>): FileStat {
     const { absolute: target } = this.confinedSync(this.root, job.path);
@@ -411,8 +452,9 @@ export class LocalTransfers {
     const held = lstatOrNull(target);
     if (held && !held.isDirectory()) throw new Error(`${job.path} exists and is not a folder`);
     if (!held) {
+      this.makeParents(job, job.path);
       this.watch.expect(job.path, { size: 0, mtime: 0, ino: null, mode: perms | S_IFDIR });
-      fs.mkdirSync(target, { recursive: true, mode: perms });
+      fs.mkdirSync(target, { mode: perms });
     }
     const made = fs.lstatSync(target);
     if ((made.mode & 0o7777) !== perms) {
@@ -441,7 +483,7 @@ export class LocalTransfers {
     }
     const current = lstatOrNull(target);
     if (current?.isDirectory()) throw new Error(`${job.path} exists and is a folder`);
-    if (!dirExists) fs.mkdirSync(path.dirname(target), { recursive: true });
+    if (!dirExists) this.makeParents(job, job.path);
     const tmp = path.join(path.dirname(target), tmpName());
     let committed = false;
     try {
@@ -510,7 +552,8 @@ export class LocalTransfers {
     }
   }
 
-  private async move(fromRel: string, toRel: string, expect: FileStat | null): Promise<FileStat> {
+  private async move(job: Extract<JobCommand, { kind: 'move' }>, expect: FileStat | null): Promise<FileStat> {
+    const { from: fromRel, path: toRel } = job;
     const from = await confined(this.root, fromRel);
     const to = await confined(this.root, toRel);
     const current = await fsp.lstat(from).catch(() => null);
@@ -518,7 +561,7 @@ export class LocalTransfers {
       throw new StaleJob(`${fromRel} changed; not moved`);
     }
     if (await fsp.lstat(to).catch(() => null)) throw new StaleJob(`${toRel} exists; not moved over`);
-    await fsp.mkdir(path.dirname(to), { recursive: true });
+    this.makeParents(job, toRel);
     const stat = statOf(current);
     this.watch.movedAway(fromRel);
     this.watch.expect(toRel, stat);
@@ -618,7 +661,6 @@ async function hashFile(file: string): Promise<string> {
 interface UploadIo {
   lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
   stat(p: string): Promise<fs.Stats> | fs.Stats;
-  mkdirp(dir: string): Promise<unknown> | unknown;
   utimes(p: string, atime: number, mtime: number): Promise<void> | void;
   chmod(p: string, mode: number): Promise<void> | void;
   rename(from: string, to: string): Promise<void> | void;
@@ -628,7 +670,6 @@ interface UploadIo {
 const asyncIo: UploadIo = {
   lstat: (p) => fsp.lstat(p).catch(() => null),
   stat: (p) => fsp.stat(p),
-  mkdirp: (dir) => fsp.mkdir(dir, { recursive: true }),
   utimes: (p, atime, mtime) => fsp.utimes(p, atime, mtime),
   chmod: (p, mode) => fsp.chmod(p, mode),
   rename: (from, to) => fsp.rename(from, to),
@@ -644,7 +685,6 @@ const syncIo: UploadIo = {
     }
   },
   stat: (p) => fs.statSync(p),
-  mkdirp: (dir) => fs.mkdirSync(dir, { recursive: true }),
   utimes: (p, atime, mtime) => fs.utimesSync(p, atime, mtime),
   chmod: (p, mode) => fs.chmodSync(p, mode),
   rename: (from, to) => fs.renameSync(from, to),

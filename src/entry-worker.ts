@@ -24,10 +24,15 @@ export interface WorkerDeps {
   spares?: SpareWorkers;
 }
 
+/**
+ * Whether the entry may serve as a copy's source: active, its worker running or starting. A
+ * starting entry's scan records what it finds as it comes (the first sync of a tree is copied
+ * while the tree is walked); each copy checks the source's stat against the version it copies.
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function isRunning(system: ActorSystem<any>, name: string): boolean {
   const actor = system.get(`entry:${name}`);
-  return !!actor && actor.getSnapshot().matches({ active: 'running' });
+  return !!actor && actor.getSnapshot().matches('active');
 }
 
 /** Kills a worker's whole process group: SIGTERM, then SIGKILL if it lingers. */

@@ -744,6 +744,37 @@ describe('rescans', () => {
     expect(file('old.txt')?.deleted).toBe(true);
   });
 
+  it("a first scan's chunks record the files the store never knew at once, for the others to copy while the rest is walked", () => {
+    const { engine, changed, scanned, take } = makeEngine(ALL_TO_A_AND_B);
+    // B holds one file already: the store knows its name.
+    changed('B', 'known.txt', stat(5, 5, '50'));
+    const chunk = (entry: Name, files: ScannedFile[]) => engine.handle({ type: 'scan.chunk', entry, files });
+    expect(chunk('A', [{ path: 'd', size: 0, mtime: 0, ino: '9', mode: 0o755 | S_IFDIR }, { path: 'd/a.txt', ...stat(1, 1, '1') }, { path: 'known.txt', ...stat(6, 6, '60') }])).toEqual(['B']);
+    expect(listed()).toEqual(['d/a.txt', 'known.txt']);
+    expect(holders('d/a.txt')).toEqual(['A@1']);
+    expect(jobs('d/a.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    expect(jobs('d')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    // A name the store knows waits for the scan's end, which compares it as before.
+    expect(holders('known.txt')).toEqual(['B@1']);
+    expect(take('B').map((c) => c.path).sort()).toEqual(['d', 'd/a.txt']);
+    scanned('A', [{ path: 'd/b.txt', ...stat(2, 2, '2') }]);
+    expect(holders('d/a.txt')).toEqual(['A@1']);
+    expect(file('d/a.txt')).toMatchObject({ version: 1 });
+    expect(jobs('d/b.txt')).toMatchObject([{ entry: 'B', kind: 'upload', version: 1 }]);
+    expect(holders('known.txt').sort()).toEqual(['A@2', 'B@1']);
+  });
+
+  it("the chunks of an entry that held files are only compared at the scan's end: moves and deletions are found whole", () => {
+    const { engine, changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
+    changed('A', 'old.txt', stat(40, 1, '4'));
+    settle();
+    engine.handle({ type: 'scan.chunk', entry: 'A', files: [{ path: 'new-name.txt', ...stat(40, 1, '4') }] });
+    expect(file('new-name.txt')).toBeUndefined();
+    expect(store.jobsOf(fidOf('new-name.txt'))).toEqual([]);
+    scanned('A', []);
+    expect(jobs('new-name.txt')).toMatchObject([{ entry: 'B', kind: 'move', fromFilename: 'old.txt' }]);
+  });
+
   it('a file gone with its inode reused at another size is a deletion and a new file', () => {
     const { changed, scanned, settle } = makeEngine(ALL_TO_A_AND_B);
     changed('A', 'old.txt', stat(40, 1, '4'));

@@ -177,7 +177,24 @@ describe('local_storage: the scan', () => {
 
   it('starts on an empty root the store knows nothing of', async () => {
     await driverOn(root, 0).start();
-    expect(reports).toEqual([{ type: 'entry.scanned', entry: 'A', files: [], digests: [{ folder: '', digest: listingDigest([]), listed: true }] }]);
+    expect(reports).toEqual([{ type: 'entry.scanned', entry: 'A', files: [] }]);
+  });
+
+  it('sends the first scan of a root the store knows nothing of in chunks as it walks it, each thing once, with no digests', async () => {
+    for (let f = 0; f < 6; f++) {
+      await fsp.mkdir(path.join(root, `d${f}`));
+      for (let i = 0; i < 400; i++) await fsp.writeFile(path.join(root, `d${f}`, `f${i}.txt`), `${f}/${i}`);
+    }
+    await driverOn(root, 0).start();
+    const scan = reports.filter((r) => r.type === 'scan.chunk' || r.type === 'entry.scanned');
+    // 2,406 things (6 folders, 2,400 files): two full chunks of 1,000, the rest at the end.
+    expect(scan.map((r) => `${r.type} ${'files' in r ? r.files.length : ''}`)).toEqual(['scan.chunk 1000', 'scan.chunk 1000', 'entry.scanned 406']);
+    const files = scan.flatMap((r) => ('files' in r ? r.files : []));
+    expect(new Set(files.map((f) => f.path)).size).toBe(2406);
+    expect(isFolderStat(files.find((f) => f.path === 'd3')!)).toBe(true);
+    expect(files.find((f) => f.path === 'd5/f399.txt')).toMatchObject({ size: 5 });
+    const last = scan[2];
+    expect(last?.type === 'entry.scanned' && last.digests).toBeUndefined();
   });
 
   it('leaves out the files of each folder whose digest is the one given, and lists the others', async () => {
@@ -195,7 +212,9 @@ describe('local_storage: the scan', () => {
       ['other', listingDigest([childLine('d.txt', 1, 1, 1, fs.lstatSync(path.join(root, 'other/d.txt')).ino, 0o644)])],
       ['', listingDigest([line('a.txt'), line('same'), line('other')])],
     ]);
-    await driverOn(root, 0, given).start();
+    // (A root the store knows: its marker, and the files it held.)
+    await put(root, '.ferry-entry', '{}');
+    await driverOn(root, 4, given).start();
     const scanned = reports[0];
     if (scanned?.type !== 'entry.scanned') throw new Error('no scan');
     expect(scanned.files.map((f) => f.path).sort()).toEqual(['other/d.txt']);

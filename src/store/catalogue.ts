@@ -328,6 +328,8 @@ export class Catalogue {
       replicasOf: db.prepare('SELECT * FROM replicas WHERE fid = ? ORDER BY entry'),
       replicasOfEntry: db.prepare('SELECT * FROM replicas WHERE entry = ?'),
       countReplicas: db.prepare('SELECT count(*) AS n FROM replicas WHERE entry = ?'),
+      holdsAny: db.prepare('SELECT 1 FROM replicas WHERE entry = ? LIMIT 1').pluck(),
+      knowsName: db.prepare('SELECT 1 FROM files WHERE filename = ?').pluck(),
       putReplica: db.prepare(
         `INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
          VALUES (@entry, @fid, @filename, @version, @size, @mtime, @ino, @mode, @ctime)
@@ -587,6 +589,16 @@ export class Catalogue {
 
   countReplicas(entry: string): number {
     return (this.q.countReplicas.get(entry) as { n: number }).n;
+  }
+
+  /** Whether `entry` holds any replica. */
+  holdsAny(entry: string): boolean {
+    return this.q.holdsAny.get(entry) !== undefined;
+  }
+
+  /** Whether the store has a file (or a deleted file's row) named `filename`. */
+  knowsName(filename: string): boolean {
+    return this.q.knowsName.get(filename) !== undefined;
   }
 
   putReplica(replica: ReplicaRecord): void {

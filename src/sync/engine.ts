@@ -68,6 +68,8 @@ const statOf = (r: ReplicaRecord): FileStat =>
 
 type JobFinished = Extract<WorkerReport, { type: 'job.finished' }>;
 type JobOutcome = JobFinished['outcome'];
+/** A file the store never knew, as a scan lists it. */
+type NewFileRow = Pick<ScanDiffRow, 'path' | 'size' | 'mtime' | 'ino' | 'mode' | 'ctime'>;
 const DONE = { upload: 'copied', delete: 'deleted', move: 'moved' } as const;
 /** Rows of a rescan's comparison read at a time. */
 const SCAN_PAGE = 1000;
@@ -186,7 +188,7 @@ export class SyncEngine {
         this.moved(report.entry, report.from, report.path, report.stat, touched);
         break;
       case 'scan.chunk':
-        this.scanAdd(report.entry, report.files);
+        this.scanAdd(report.entry, report.files, touched);
         break;
       case 'entry.scanned':
         this.scanned(report.entry, report.files, report.force === true, touched, report.digests);
@@ -217,6 +219,8 @@ export class SyncEngine {
    */
   workerStarted(entry: string): void {
     this.store.scanEnd(entry);
+    this.scanParts.delete(entry);
+    this.earlyNew.delete(entry);
     this.store.requeueRunning(entry);
   }
 
@@ -430,13 +434,47 @@ export class SyncEngine {
   /** Reports of each entry's running scan so far (for its log line). */
   private readonly scanParts = new Map<string, number>();
 
-  /** Adds files to the entry's running scan (in the store, not in memory). */
-  private scanAdd(entry: string, files: readonly ScannedFile[]): void {
+  /**
+   * Per entry whose scan runs: how many files its chunks recorded at once as new (see
+   * addEarly), or null when they cannot be (the entry held files when the scan began).
+   */
+  private readonly earlyNew = new Map<string, number | null>();
+
+  /**
+   * Adds files to the entry's running scan (in the store, not in memory). With `touched` (a
+   * chunk before the scan's end), those the store never knew are recorded at once (addEarly).
+   */
+  private scanAdd(entry: string, files: readonly ScannedFile[], touched?: Set<string>): void {
     this.scanParts.set(entry, (this.scanParts.get(entry) ?? 0) + 1);
     let safe = true;
     for (const f of files) safe &&= unsafeReason(f.path) === null && !hasInternalSegment(f.path);
     if (safe && this.ignoring.any) for (const f of files) safe &&= !this.ignoring.ignores(entry, f.path, isFolderStat(f));
-    this.store.scanAdd(entry, safe ? files : files.filter((f) => this.accept(entry, f.path, isFolderStat(f))));
+    const accepted = safe ? files : files.filter((f) => this.accept(entry, f.path, isFolderStat(f)));
+    this.store.scanAdd(entry, accepted);
+    if (touched) this.addEarly(entry, accepted, touched);
+  }
+
+  /**
+   * A chunk of the scan of an entry that held nothing when its scan began (its first sync):
+   * the files in it that the store never knew are recorded now, as the scan's end would record
+   * them, so that the other entries copy them while the rest of the tree is walked. Nothing of
+   * such a scan can be gone or moved, nor refused, and the end's comparison finds these as
+   * they are; the files the store knows (from another entry) wait for it.
+   */
+  private addEarly(entry: string, files: readonly ScannedFile[], touched: Set<string>): void {
+    let added = this.earlyNew.get(entry);
+    if (added === undefined) {
+      added = this.store.holdsAny(entry) ? null : 0;
+      this.earlyNew.set(entry, added);
+    }
+    if (added === null) return;
+    const rows: NewFileRow[] = [];
+    for (const f of files) {
+      if (this.store.knowsName(f.path)) continue;
+      rows.push({ path: f.path, size: f.size, mtime: f.mtime, ino: f.ino, mode: f.mode ?? null, ctime: f.ctime ?? null });
+    }
+    this.addNewFiles(entry, rows, touched);
+    this.earlyNew.set(entry, added + rows.length);
   }
 
   /**
@@ -458,6 +496,8 @@ export class SyncEngine {
     this.scanAdd(entry, files);
     const parts = this.scanParts.get(entry) ?? 1;
     this.scanParts.delete(entry);
+    const early = this.earlyNew.get(entry) ?? 0;
+    this.earlyNew.delete(entry);
     const same = digests?.filter((d) => !d.listed) ?? [];
     /** Whether every folder that holds a replica of the entry was left out: then none is gone. */
     let everyFolderSame = false;
@@ -476,7 +516,7 @@ export class SyncEngine {
       everyFolderSame = same.length === stored.size && this.store.digestsComplete(entry);
     }
     const listed = this.store.scanSize(entry);
-    let fresh = 0;
+    let fresh = early;
     let differ = 0;
     let moves = 0;
     // What the store says the entry held but is gone: moved (same inode and size) or deleted.
@@ -545,7 +585,7 @@ export class SyncEngine {
    * Files the store did not know at all, found in `entry`: what `changed` would record for each
    * (version 1, held by the entry, an upload to every other owner), in a few statements.
    */
-  private addNewFiles(entry: string, rows: readonly ScanDiffRow[], touched: Set<string>): void {
+  private addNewFiles(entry: string, rows: readonly NewFileRow[], touched: Set<string>): void {
     if (rows.length === 0) return;
     const files: unknown[][] = [];
     const replicas: unknown[][] = [];

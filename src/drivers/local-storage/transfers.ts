@@ -282,10 +282,14 @@ export class LocalTransfers {
           this.ctx.log('error', `integrity check failed for ${job.path}: the written copy differs from the source; retrying`);
           throw new Error(`integrity check failed for ${job.path}; not committed`);
         }
-        // Created with the mode of the version read, less what the umask takes: set whole.
-        if ((fs.fstatSync(out).mode & 0o7777) !== mode) fs.fchmodSync(out, mode);
         fs.futimesSync(out, from.atimeMs / 1000, from.mtimeMs / 1000);
-        const written = statOf(fs.fstatSync(out));
+        let made = fs.fstatSync(out);
+        // Created with the mode of the version read, less what the umask takes: set whole.
+        if ((made.mode & 0o7777) !== mode) {
+          fs.fchmodSync(out, mode);
+          made = fs.fstatSync(out);
+        }
+        const written = statOf(made);
         const after = lstatOrNull(source);
         if (!after || after.ino !== from.ino || !sameStat(statOf(after), job.sourceStat)) {
           throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
@@ -596,10 +600,11 @@ function readWhole(fd: number, size: number): Buffer {
   const buffer = Buffer.allocUnsafe(size + 1);
   let n = 0;
   for (;;) {
-    const got = fs.readSync(fd, buffer, n, buffer.length - n, n);
-    if (got === 0) break;
+    const wanted = buffer.length - n;
+    const got = fs.readSync(fd, buffer, n, wanted, n);
     n += got;
-    if (n === buffer.length) break;
+    // A regular file's read comes short only at its end: no second read to hear it.
+    if (got < wanted || n === buffer.length) break;
   }
   return buffer.subarray(0, n);
 }
@@ -609,12 +614,13 @@ async function readWholeAsync(fd: number, size: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(size + 1);
   let n = 0;
   for (;;) {
+    const wanted = buffer.length - n;
     const got = await new Promise<number>((resolve, reject) =>
-      fs.read(fd, buffer, n, buffer.length - n, n, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+      fs.read(fd, buffer, n, wanted, n, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
     );
-    if (got === 0) break;
     n += got;
-    if (n === buffer.length) break;
+    // A regular file's read comes short only at its end: no second round trip to hear it.
+    if (got < wanted || n === buffer.length) break;
   }
   return buffer.subarray(0, n);
 }

@@ -27,6 +27,8 @@ const NEW_FOLDER_WATCH_MAX_MS = 5000;
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** Files of a start-up scan sent in one report: the daemon's memory does not grow with the tree. */
 const SCAN_CHUNK = 10_000;
+/** Files of a first scan sent in one report as the tree is walked (see `streaming`). */
+const STREAM_CHUNK = 1000;
 /** Events in one folder that make a burst, listed again once it is over (see countBurst). */
 const BURST_EVENTS = 1000;
 /** How long a folder's burst must have been quiet before it is listed again. */
@@ -64,6 +66,13 @@ const joinRel = (dir: string, name: string) => (dir === '' ? name : `${dir}/${na
 export class LocalWatcher implements WatchHooks {
   private watcher: FSWatcher | null = null;
   private live = false;
+  /**
+   * The first scan of a root the store knows nothing of (`knownFiles` 0: no digest to compare
+   * a folder with) is sent as the tree is walked, in chunks: the daemon records each chunk's
+   * new files at once, and the other entries copy them while the rest is walked. What it found
+   * since the last chunk; null once sent, or for a scan sent at its end.
+   */
+  private streaming: ScannedFile[] | null = null;
   private readonly tree = new FolderTree();
   /** Our own writes and removals, whose events are not changes from the user (rel → stat, until). */
   private readonly expected = new Map<string, { stat: FileStat | null; until: number }>();
@@ -158,6 +167,12 @@ export class LocalWatcher implements WatchHooks {
     if (!stat.isDirectory()) throw new DriverRefusal(`root ${this.root} is not a folder`);
     this.ignore.load();
     this.tree.addFolder('');
+    const streamed = this.ctx.knownFiles === 0;
+    if (streamed) {
+      this.streaming = [];
+      // The patterns before the first chunk, which the daemon filters with them.
+      this.ctx.ignoreChanged?.(this.ignore.patterns);
+    }
     const watcher = watch(this.root, {
       // Folders only: a file is ignored once its stats say it is one (chokidar asks first
       // without stats, then with them). The start-up scan is taken from those stats, so that
@@ -195,7 +210,7 @@ export class LocalWatcher implements WatchHooks {
     this.live = true;
     // The patterns first: the daemon forgets what this entry held of what they now ignore before
     // it compares the scan (which leaves those out) with the store.
-    this.ctx.ignoreChanged?.(this.ignore.patterns);
+    if (!streamed) this.ctx.ignoreChanged?.(this.ignore.patterns);
     this.reportScan(known);
     this.reportWatchState();
     if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
@@ -268,7 +283,10 @@ export class LocalWatcher implements WatchHooks {
     if (s.isDirectory()) {
       if (rel !== null && !this.live) {
         const stats = 'mtimeMs' in s ? s : this.lstatOrSay(p);
-        this.tree.addFolder(rel, stats ? folderRecOf(stats) : null);
+        const known = this.streaming !== null && this.tree.folderRec(rel) !== null;
+        const rec = stats ? folderRecOf(stats) : null;
+        this.tree.addFolder(rel, rec);
+        if (rec && !known) this.found(rel, statOfFolder(rec));
       }
       return false;
     }
@@ -276,10 +294,27 @@ export class LocalWatcher implements WatchHooks {
       const stats = rel === null ? null : 'mtimeMs' in s ? s : this.lstatOrSay(p);
       if (rel !== null && stats) {
         const rec = this.recordOf(rel, stats);
-        if (rec) this.tree.setFile(rel, rec);
+        if (rec) this.scannedFile(rel, rec);
       }
     }
     return true;
+  }
+
+  /** A file the start-up scan found: recorded, and sent with the next chunk of a first scan. */
+  private scannedFile(rel: string, rec: FileRec): void {
+    const known = this.streaming !== null && this.tree.getFile(rel) !== undefined;
+    this.tree.setFile(rel, rec);
+    if (!known) this.found(rel, statOfRec(rec));
+  }
+
+  /** Something a first scan found (see `streaming`): sent once a chunk is full. */
+  private found(rel: string, stat: FileStat): void {
+    const chunk = this.streaming;
+    if (chunk === null) return;
+    chunk.push({ path: rel, ...stat });
+    if (chunk.length < STREAM_CHUNK) return;
+    this.streaming = [];
+    this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
   }
 
   /**
@@ -289,6 +324,13 @@ export class LocalWatcher implements WatchHooks {
    * them as they are.
    */
   private reportScan(known: ReadonlyMap<string, string> | undefined): void {
+    if (this.streaming) {
+      // A first scan: what is left of it (its chunks went as it was walked).
+      const files = this.streaming;
+      this.streaming = null;
+      this.ctx.report({ type: 'entry.scanned', entry: this.ctx.entry, files });
+      return;
+    }
     let chunk: ScannedFile[] = [];
     const add = (file: ScannedFile) => {
       chunk.push(file);
@@ -443,7 +485,7 @@ export class LocalWatcher implements WatchHooks {
       if (this.ignore.any && this.ignore.ignores(rel, false)) return false;
       const stats = this.lstatOrSay(full);
       const rec = stats && this.recordOf(rel, stats);
-      if (rec) this.tree.setFile(rel, rec);
+      if (rec) this.scannedFile(rel, rec);
       return false;
     };
     w._readdirp = (root, opts) => {

@@ -554,6 +554,22 @@ export class LocalWatcher implements WatchHooks {
     return absolute === this.root ? '' : this.relative(absolute);
   }
 
+  /**
+   * folderRel of a watched folder, as each raw event names it: remembered (path.relative
+   * allocates a few strings a call, and a copy into a folder makes five events).
+   */
+  private watchedRel(absolute: string): string | null {
+    let rel = this.watchedRels.get(absolute);
+    if (rel === undefined) {
+      if (this.watchedRels.size >= 10_000) this.watchedRels.clear();
+      rel = this.folderRel(absolute);
+      this.watchedRels.set(absolute, rel);
+    }
+    return rel;
+  }
+
+  private readonly watchedRels = new Map<string, string | null>();
+
   private onError(err: NodeJS.ErrnoException): void {
     const code = err.code ?? 'error';
     if ((code === 'ENOSPC' || code === 'EMFILE' || code === 'ENFILE') && typeof err.path === 'string') {
@@ -569,7 +585,7 @@ export class LocalWatcher implements WatchHooks {
 
   private onRaw(name: unknown, watchedPath: string | undefined): void {
     if (!this.live || typeof name !== 'string' || name === '' || watchedPath === undefined) return;
-    const dir = this.folderRel(watchedPath);
+    const dir = this.watchedRel(watchedPath);
     if (name === IGNORE_FILE && dir === '') this.ignoreFileChanged();
     if (isInternalName(name)) return;
     if (dir === null || !this.tree.hasFolder(dir)) return;

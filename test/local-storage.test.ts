@@ -224,6 +224,40 @@ describe('local_storage: the scan', () => {
 });
 
 describe('local_storage: watching', () => {
+  it('reports what changed while its start-up scan ran, once the scan is reported', async () => {
+    await put(root, '.ferry-entry', '{}');
+    await put(root, 'docs/a.txt', 'before');
+    await put(root, 'b.txt', 'b');
+    const driver = createLocalStorage({
+      entry: 'A',
+      options: { root },
+      knownFiles: 2,
+      // Asked once the tree is walked and watched, before the scan is reported: the changes made
+      // now come while the scan runs, after it listed those files.
+      digests: async () => {
+        await fsp.writeFile(path.join(root, 'docs/a.txt'), 'after, longer');
+        await fsp.rm(path.join(root, 'b.txt'));
+        await new Promise((r) => setTimeout(r, 300));
+        return new Map();
+      },
+      report: (r) => void reports.push(r),
+      log: () => {},
+      progress: () => {},
+      conflict: () => {},
+    });
+    drivers.push(driver);
+    await driver.start();
+    const scanned = reports.find((r) => r.type === 'entry.scanned');
+    if (scanned?.type !== 'entry.scanned') throw new Error('no scan');
+    // The scan says what it listed, before the changes…
+    expect(scanned.files.find((f) => f.path === 'docs/a.txt')).toMatchObject({ size: 6 });
+    expect(scanned.files.map((f) => f.path)).toContain('b.txt');
+    // …and the changes follow it, as changes.
+    await until('the edit reported', () => reports.find((r) => r.type === 'file.changed' && r.path === 'docs/a.txt' && r.stat.size === 13));
+    await until('the deletion reported', has('file.deleted', 'b.txt'));
+    expect(reports.findIndex((r) => r.type === 'file.changed' && r.path === 'docs/a.txt')).toBeGreaterThan(reports.indexOf(scanned));
+  });
+
   it('reports a creation, an edit and a deletion', async () => {
     await driverOn(root).start();
     reports.length = 0;

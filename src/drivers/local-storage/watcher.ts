@@ -29,6 +29,8 @@ const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 const SCAN_CHUNK = 10_000;
 /** Files of a first scan sent in one report as the tree is walked (see `streaming`). */
 const STREAM_CHUNK = 1000;
+/** Children named by events during a start-up scan, looked at one by one after it (see scanEvent). */
+const SCAN_EVENTS_MAX = 10_000;
 /** Events in one folder that make a burst, listed again once it is over (see countBurst). */
 const BURST_EVENTS = 1000;
 /** How long a folder's burst must have been quiet before it is listed again. */
@@ -73,6 +75,8 @@ export class LocalWatcher implements WatchHooks {
    * since the last chunk; null once sent, or for a scan sent at its end.
    */
   private streaming: ScannedFile[] | null = null;
+  /** The start-up scan runs: the watcher is set up, and not live yet (see scanEvent). */
+  private scanning = false;
   private readonly tree = new FolderTree();
   /** Our own writes and removals, whose events are not changes from the user (rel → stat, until). */
   private readonly expected = new Map<string, { stat: FileStat | null; until: number }>();
@@ -167,6 +171,7 @@ export class LocalWatcher implements WatchHooks {
     if (!stat.isDirectory()) throw new DriverRefusal(`root ${this.root} is not a folder`);
     this.ignore.load();
     this.tree.addFolder('');
+    this.scanning = true;
     const streamed = this.ctx.knownFiles === 0;
     if (streamed) {
       this.streaming = [];
@@ -207,11 +212,13 @@ export class LocalWatcher implements WatchHooks {
       const s = await fsp.stat(p).catch(() => null);
       if (s && now - s.mtimeMs > PARTIAL_MAX_AGE_MS) await fsp.rm(p, { force: true });
     }
+    this.scanning = false;
     this.live = true;
     // The patterns first: the daemon forgets what this entry held of what they now ignore before
     // it compares the scan (which leaves those out) with the store.
     if (!streamed) this.ctx.ignoreChanged?.(this.ignore.patterns);
     this.reportScan(known);
+    this.lookAtScanEvents();
     this.reportWatchState();
     if (this.pollMs > 0) this.every(this.pollMs, () => this.pollUnwatched());
     if (this.rescanMs > 0) this.every(this.rescanMs, () => void this.rescan());
@@ -220,6 +227,7 @@ export class LocalWatcher implements WatchHooks {
 
   async stop(): Promise<void> {
     this.live = false;
+    this.scanning = false;
     for (const t of this.timers) clearInterval(t);
     for (const p of this.pendingUnlinks.values()) clearTimeout(p.timer);
     for (const t of this.settling.values()) clearTimeout(t);
@@ -584,7 +592,8 @@ export class LocalWatcher implements WatchHooks {
   }
 
   private onRaw(name: unknown, watchedPath: string | undefined): void {
-    if (!this.live || typeof name !== 'string' || name === '' || watchedPath === undefined) return;
+    if (typeof name !== 'string' || name === '' || watchedPath === undefined) return;
+    if (!this.live) return this.scanEvent(name, watchedPath);
     const dir = this.watchedRel(watchedPath);
     if (name === IGNORE_FILE && dir === '') this.ignoreFileChanged();
     if (isInternalName(name)) return;
@@ -592,6 +601,45 @@ export class LocalWatcher implements WatchHooks {
     if (this.ignore.ignores(joinRel(dir, name))) return;
     this.settle(joinRel(dir, name));
     this.countBurst(dir);
+  }
+
+  /**
+   * What events named during the start-up scan (see scanEvent): children to look at once it is
+   * reported, and folders to list instead when there were too many of those.
+   */
+  private readonly scanEvents = { children: new Set<string>(), folders: new Set<string>(), ignoreFile: false };
+
+  /**
+   * An event during the start-up scan, in a folder already watched (so already listed, or being
+   * listed): the scan may have recorded the child as it was before the change. It is looked at
+   * once the scan is reported, and what differs is reported then, as any change.
+   */
+  private scanEvent(name: string, watchedPath: string): void {
+    if (!this.scanning) return;
+    const dir = this.watchedRel(watchedPath);
+    if (dir === null) return;
+    if (name === IGNORE_FILE && dir === '') this.scanEvents.ignoreFile = true;
+    if (isInternalName(name)) return;
+    const { children, folders } = this.scanEvents;
+    if (folders.has(dir)) return;
+    if (children.size < SCAN_EVENTS_MAX) children.add(joinRel(dir, name));
+    else folders.add(dir);
+  }
+
+  /** The children and folders events named during the start-up scan, looked at now that it is reported. */
+  private lookAtScanEvents(): void {
+    const { children, folders, ignoreFile } = this.scanEvents;
+    this.scanEvents.ignoreFile = false;
+    if (ignoreFile) this.ignoreFileChanged();
+    for (const rel of children) {
+      const slash = rel.lastIndexOf('/');
+      const dir = slash < 0 ? '' : rel.slice(0, slash);
+      if (folders.has(dir) || !this.tree.hasFolder(dir) || this.ignore.ignores(rel)) continue;
+      this.settle(rel);
+    }
+    for (const dir of folders) if (this.tree.hasFolder(dir)) this.listFolder(dir);
+    children.clear();
+    folders.clear();
   }
 
   /** Events in each folder since it was last listed, for folders that see many (rel → count, timer). */

@@ -206,6 +206,8 @@ describe('sync under the spec rules', () => {
     const doc = pdf();
     await put('A', 'backedup/old.pdf', doc);
     await until('the PDF in B', arrived('B', 'backedup/old.pdf', doc));
+    // Recorded too: a rename told before B's copy is would find no copy in B to move.
+    await until('B up to date in the listing', async () => (await listed(d)).get('backedup/old.pdf')?.uptodate.join() === 'A,B');
     const ino = fs.statSync(at('B', 'backedup/old.pdf')).ino;
 
     await fsp.rename(at('A', 'backedup/old.pdf'), at('A', 'backedup/new.pdf'));
@@ -232,6 +234,11 @@ describe('sync under the spec rules', () => {
     const docs = ['one.pdf', 'two.pdf', 'sub/three.pdf'].map((name) => ({ name, bytes: pdf(5000) }));
     for (const { name, bytes } of docs) await put('A', `backedup/folder/${name}`, bytes);
     await until('every PDF in B', () => docs.every(({ name, bytes }) => arrived('B', `backedup/folder/${name}`, bytes)()));
+    // Recorded too: a rename told before B's copies are would find no copy in B to move.
+    await until('B up to date in the listing', async () => {
+      const f = await listed(d);
+      return docs.every(({ name }) => f.get(`backedup/folder/${name}`)?.uptodate.join() === 'A,B');
+    });
     const inodes = new Map(docs.map(({ name }) => [name, fs.statSync(at('B', `backedup/folder/${name}`)).ino]));
 
     await fsp.rename(at('A', 'backedup/folder'), at('A', 'backedup/renamed'));

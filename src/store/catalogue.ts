@@ -895,7 +895,7 @@ export class Catalogue {
    */
   folderDigests(entry: string): [string, string][] {
     const q = this.scanQueries();
-    if (this.digestsComplete(entry)) return q.digests.all(entry) as [string, string][];
+    if (this.digestsComplete(entry)) return this.scanDigests(entry);
     const computed: [string, string][] = [];
     let folder: string | null = null;
     let lines: string[] = [];
@@ -913,7 +913,7 @@ export class Catalogue {
       for (const [f, digest] of computed) q.putDigest.run(entry, f, digest);
       q.putDigest.run(entry, DIGESTS_COMPLETE, '');
     });
-    return q.digests.all(entry) as [string, string][];
+    return this.scanDigests(entry);
   }
 
   /** Ends `entry`'s scan: its rows go, and the inode index if no other scan runs. */

@@ -48,7 +48,8 @@ interface Folder {
   folders: Set<string>;
 }
 
-const split = (rel: string): [string, string] => {
+/** A relative path's folder ('' at the top) and name. */
+export const split = (rel: string): [string, string] => {
   const slash = rel.lastIndexOf('/');
   return slash < 0 ? ['', rel] : [rel.slice(0, slash), rel.slice(slash + 1)];
 };

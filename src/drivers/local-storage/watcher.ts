@@ -8,7 +8,7 @@ import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js
 import { IGNORE_FILE, INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
-import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, statOfFolder, statOfRec } from './folder-tree.js';
+import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, split, statOfFolder, statOfRec } from './folder-tree.js';
 import { childLine, listingDigest } from '../../folder-digest.js';
 import { LocalIgnore } from './ignore-file.js';
 
@@ -593,11 +593,15 @@ export class LocalWatcher implements WatchHooks {
 
   private onRaw(name: unknown, watchedPath: string | undefined): void {
     if (typeof name !== 'string' || name === '' || watchedPath === undefined) return;
-    if (!this.live) return this.scanEvent(name, watchedPath);
+    if (!this.live && !this.scanning) return;
     const dir = this.watchedRel(watchedPath);
-    if (name === IGNORE_FILE && dir === '') this.ignoreFileChanged();
-    if (isInternalName(name)) return;
-    if (dir === null || !this.tree.hasFolder(dir)) return;
+    if (name === IGNORE_FILE && dir === '') {
+      if (this.live) this.ignoreFileChanged();
+      else this.scanEvents.ignoreFile = true;
+    }
+    if (isInternalName(name) || dir === null) return;
+    if (!this.live) return this.scanEvent(dir, name);
+    if (!this.tree.hasFolder(dir)) return;
     if (this.ignore.ignores(joinRel(dir, name))) return;
     this.settle(joinRel(dir, name));
     this.countBurst(dir);
@@ -614,12 +618,7 @@ export class LocalWatcher implements WatchHooks {
    * listed): the scan may have recorded the child as it was before the change. It is looked at
    * once the scan is reported, and what differs is reported then, as any change.
    */
-  private scanEvent(name: string, watchedPath: string): void {
-    if (!this.scanning) return;
-    const dir = this.watchedRel(watchedPath);
-    if (dir === null) return;
-    if (name === IGNORE_FILE && dir === '') this.scanEvents.ignoreFile = true;
-    if (isInternalName(name)) return;
+  private scanEvent(dir: string, name: string): void {
     const { children, folders } = this.scanEvents;
     if (folders.has(dir)) return;
     if (children.size < SCAN_EVENTS_MAX) children.add(joinRel(dir, name));
@@ -632,8 +631,7 @@ export class LocalWatcher implements WatchHooks {
     this.scanEvents.ignoreFile = false;
     if (ignoreFile) this.ignoreFileChanged();
     for (const rel of children) {
-      const slash = rel.lastIndexOf('/');
-      const dir = slash < 0 ? '' : rel.slice(0, slash);
+      const [dir] = split(rel);
       if (folders.has(dir) || !this.tree.hasFolder(dir) || this.ignore.ignores(rel)) continue;
       this.settle(rel);
     }

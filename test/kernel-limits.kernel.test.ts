@@ -140,6 +140,20 @@ describe.skipIf(!runnable)('inotify limits', () => {
       // An edit in every folder, watched or not, reaches B within the poll interval (and a margin).
       for (let i = 0; i < folders; i++) await fsp.writeFile(path.join(dir, 'A', `d${i}`, 'f.txt'), `v2 ${i}`);
       for (let i = 0; i < folders; i++) await until(`the edit of d${i}/f.txt in B`, inB(`d${i}/f.txt`, `v2 ${i}`), 10_000);
+
+      // A rename in every folder, watched or not, is a rename in B too: B's copy keeps its inode.
+      // (A polled folder's listing pairs the name gone with the new one of the same inode.)
+      await until('the edits recorded in B', async () => {
+        const r = await api(d.api, 'GET', '/files?limit=1000');
+        const files = r.body.files as { filename: string; uptodate: string[] }[];
+        return files.filter((f) => /^d\d+\/f\.txt$/.test(f.filename) && f.uptodate.join() === 'A,B').length === folders;
+      });
+      const inodes = Array.from({ length: folders }, (_, i) => fs.statSync(path.join(dir, 'B', `d${i}`, 'f.txt')).ino);
+      for (let i = 0; i < folders; i++) await fsp.rename(path.join(dir, 'A', `d${i}`, 'f.txt'), path.join(dir, 'A', `d${i}`, 'g.txt'));
+      for (let i = 0; i < folders; i++) {
+        await until(`the rename in d${i} in B`, () => inB(`d${i}/g.txt`, `v2 ${i}`)() && !fs.existsSync(path.join(dir, 'B', `d${i}`, 'f.txt')), 10_000);
+        expect(fs.statSync(path.join(dir, 'B', `d${i}`, 'g.txt')).ino, `d${i}`).toBe(inodes[i]);
+      }
     });
   });
 

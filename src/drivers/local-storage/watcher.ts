@@ -886,10 +886,19 @@ export class LocalWatcher implements WatchHooks {
       return [];
     }
     const seen = new Set<string>();
+    for (const e of entries) if (!isInternalName(e.name)) seen.add(e.name);
+    // What vanished first: a file renamed within the folder, or into a new subfolder listed next,
+    // is then paired with its new name as a move (a folder listed because its events could not
+    // be had, before its watch was up, has none to pair them).
+    for (const name of this.tree.childNames(rel)) {
+      if (seen.has(name)) continue;
+      const child = joinRel(rel, name);
+      if (this.settling.has(child)) continue; // its own events will say
+      this.apply(child, null);
+    }
     const subfolders: string[] = [];
     for (const e of entries) {
       if (isInternalName(e.name)) continue;
-      seen.add(e.name);
       const child = joinRel(rel, e.name);
       if (this.ignore.ignores(child, e.isDirectory())) continue;
       if (e.isDirectory()) {
@@ -898,6 +907,9 @@ export class LocalWatcher implements WatchHooks {
         if (this.tree.hasFolder(child)) {
           this.folderSeen(child, folderRecOf(stats));
         } else {
+          // As in folderAppeared: what vanished with its events still settling (a folder renamed
+          // into this one) is looked at first, so that the files listed here pair with it as moves.
+          this.lookAtVanished();
           // Watched by the listing of its parent's new folder (chokidar walks down), or now.
           if (this.tree.getFile(child)) this.fileGone(child);
           this.folderFound(child, folderRecOf(stats));
@@ -908,12 +920,6 @@ export class LocalWatcher implements WatchHooks {
         continue;
       }
       this.apply(child, this.lstatOrSay(path.join(absolute, e.name)));
-    }
-    for (const name of this.tree.childNames(rel)) {
-      if (seen.has(name)) continue;
-      const child = joinRel(rel, name);
-      if (this.settling.has(child)) continue; // its own events will say
-      this.apply(child, null);
     }
     return subfolders;
   }

@@ -250,6 +250,22 @@ describe('uploads', () => {
     expect(store.job('B', fidOf('b.txt'))?.state).toBe('queued');
   });
 
+  it('reads the queue a page at a time: a pump bounded by bytes reads a few rows, a wide one takes them all', () => {
+    const { changed, engine } = makeEngine(ALL_TO_A_AND_B);
+    for (let i = 0; i < 300; i++) changed('A', `f${String(i).padStart(3, '0')}.bin`, stat(4 << 20, 1000 + i));
+    const rows: number[] = [];
+    const page = vi.spyOn(store, 'dispatchPage');
+    // One large file finished: the worker has room for 8 MiB more, so two are taken.
+    const few = engine.takeJobs('B', 1024, everyoneRuns, new Set(), 8 << 20);
+    for (const r of page.mock.results) rows.push((r.value as unknown[]).length);
+    expect(few.map((c) => c.path)).toEqual(['f000.bin', 'f001.bin']);
+    expect(rows.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(16);
+    // No bound on bytes: every queued job, in order, over growing pages.
+    const rest = engine.takeJobs('B', 1024, everyoneRuns, new Set());
+    expect(rest.map((c) => c.path)).toEqual(Array.from({ length: 298 }, (_, i) => `f${String(i + 2).padStart(3, '0')}.bin`));
+    page.mockRestore();
+  });
+
   it('job.finished ok puts the destination among the up-to-date and removes the job', () => {
     const { changed, take, finished } = makeEngine(SPEC_RULES);
     changed('A', 'backedup/x.pdf', stat(100, 1000, '11'));

@@ -73,6 +73,8 @@ type NewFileRow = Pick<ScanDiffRow, 'path' | 'size' | 'mtime' | 'ino' | 'mode' |
 const DONE = { upload: 'copied', delete: 'deleted', move: 'moved' } as const;
 /** Rows of a rescan's comparison read at a time. */
 const SCAN_PAGE = 1000;
+/** The rows of a dispatch's first page of queued jobs; each next page is 4 times larger. */
+const FIRST_DISPATCH_PAGE = 16;
 
 /** A scanned file's stat as a report gives it (what the store lacks is left out). */
 function scannedStat(row: ScanDiffRow): FileStat {
@@ -958,10 +960,14 @@ export class SyncEngine {
       const now = Date.now();
       let after = 0;
       let bytes = 0;
+      // Pages grow from a few rows: a pump bounded by bytes (a large file finished, one more is
+      // taken) reads a few rows, not the whole queue each time.
+      let pageRows = FIRST_DISPATCH_PAGE;
       const taken: [number, number][] = [];
       while (commands.length < limit && budget > 0 && bytes < maxBytes) {
         // Jobs in `exclude` are running (not queued) but for a moment: a page need not allow for them.
-        const want = Math.min(budget, limit - commands.length + 4);
+        const want = Math.min(budget, limit - commands.length + 4, pageRows);
+        pageRows *= 4;
         const page = this.store.dispatchPage(entry, now, after, want, running);
         budget -= page.length;
         for (const row of page) {

@@ -144,11 +144,15 @@ export class LocalTransfers {
     }
     const sourceRoot = path.resolve(String(job.source.options.root));
     if (isLinkStat(job.sourceStat)) return this.makeLink(job, sourceRoot);
-    const small = job.sourceStat.size <= SMALL_FILE_MAX;
-    if (small) return this.uploadSmall(job, sourceRoot);
-    const io = small ? syncIo : asyncIo;
-    const source = await confined(sourceRoot, job.path, small);
-    const target = await confined(this.root, job.path, small);
+    if (job.sourceStat.size <= SMALL_FILE_MAX) return this.uploadSmall(job, sourceRoot);
+    return largeCopies.run(() => this.uploadLarge(job, sourceRoot));
+  }
+
+  /** A file larger than SMALL_FILE_MAX: copied by the kernel, or streamed when resumable. */
+  private async uploadLarge(job: Extract<JobCommand, { kind: 'upload' }>, sourceRoot: string): Promise<FileStat> {
+    const io = asyncIo;
+    const source = await confined(sourceRoot, job.path);
+    const target = await confined(this.root, job.path);
 
     const before = await io.lstat(source);
     if (!before || !before.isFile() || !sameStat(statOf(before), job.sourceStat)) {
@@ -159,7 +163,7 @@ export class LocalTransfers {
     const held = await io.lstat(target);
     if (held?.isFile() && sameVersion(statOf(held), job.sourceStat)) {
       const known = !job.preserve && job.expect !== null && sameStat(statOf(held), job.expect);
-      if ((known && !small) || (await io.sameContent(source, target))) return this.setMode(job, target, held, io);
+      if (known || (await io.sameContent(source, target))) return this.setMode(job, target, held, io);
     }
     this.makeParents(job, job.path);
     // A large file goes through a partial file named after the version it copies: a copy cut
@@ -703,42 +707,62 @@ const syncIo: UploadIo = {
   },
 };
 
+/** At most `limit` tasks at a time; the others wait their turn, in order. */
+class Turns {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await task();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+/**
+ * Large copies at once: as many as libuv's pool has threads. A worker is given up to 128 MiB of
+ * them at once (DISPATCH_LIMITS): started together, they would interleave 32 files' reads on
+ * the disk, and each one's check would wait behind the others' copies.
+ */
+const largeCopies = new Turns(4);
+
 /** How many files are compared at once: as many as libuv's pool has threads to read them. */
-const COMPARES = 4;
+const compares = new Turns(4);
 /** Bytes read from each file per step of a comparison. */
 const COMPARE_CHUNK = 1 << 20;
-let comparing = 0;
-const waitingToCompare: (() => void)[] = [];
 
 /**
  * Whether two files hold the same bytes: read side by side, 1 MiB at a time, into buffers kept
  * from one comparison to the next, a few files at a time (more would only queue for the same
  * threads, each holding its buffers).
  */
-async function sameContent(a: string, b: string): Promise<boolean> {
-  if (comparing >= COMPARES) await new Promise<void>((resolve) => waitingToCompare.push(resolve));
-  comparing++;
-  // Buffers of the comparisons done, for the next: no allocation (and no zero-filling) per file.
-  const buffers = [borrow(COMPARE_CHUNK), borrow(COMPARE_CHUNK)];
-  try {
-    const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+function sameContent(a: string, b: string): Promise<boolean> {
+  return compares.run(async () => {
+    // Buffers of the comparisons done, for the next: no allocation (and no zero-filling) per file.
+    const buffers = [borrow(COMPARE_CHUNK), borrow(COMPARE_CHUNK)];
     try {
-      const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
-      if (sa.size !== sb.size) return false;
-      const [ba, bb] = buffers;
-      for (let pos = 0; pos < sa.size; pos += COMPARE_CHUNK) {
-        const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
-        if (ra.bytesRead !== rb.bytesRead || ba.compare(bb, 0, rb.bytesRead, 0, ra.bytesRead) !== 0) return false;
-        if (ra.bytesRead < COMPARE_CHUNK) break;
+      const [fa, fb] = await Promise.all([fsp.open(a), fsp.open(b)]);
+      try {
+        const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+        if (sa.size !== sb.size) return false;
+        const [ba, bb] = buffers;
+        for (let pos = 0; pos < sa.size; pos += COMPARE_CHUNK) {
+          const [ra, rb] = await Promise.all([fa.read(ba, 0, COMPARE_CHUNK, pos), fb.read(bb, 0, COMPARE_CHUNK, pos)]);
+          if (ra.bytesRead !== rb.bytesRead || ba.compare(bb, 0, rb.bytesRead, 0, ra.bytesRead) !== 0) return false;
+          if (ra.bytesRead < COMPARE_CHUNK) break;
+        }
+        return true;
+      } finally {
+        await Promise.all([fa.close(), fb.close()]);
       }
-      return true;
     } finally {
-      await Promise.all([fa.close(), fb.close()]);
+      for (const b of buffers) giveBack(b);
     }
-  } finally {
-    for (const b of buffers) giveBack(b);
-    comparing--;
-    waitingToCompare.shift()?.();
-  }
+  });
 }
 

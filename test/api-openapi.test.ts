@@ -7,7 +7,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from '../src/daemon.js';
 import { fidOf } from '../src/paths.js';
-import { REPO, SPEC_RULES, tempDir, until, writeSetup } from './helpers.js';
+import { REPO, SPEC_RULES, tempDir, until, writeSetup, writeWhole } from './helpers.js';
 
 /**
  * GET /api/v1.0/openapi.json as served by real daemons (in-process, one without a token and one
@@ -282,10 +282,10 @@ describe('GET /api/v1.0/openapi.json', () => {
     // Versions: v.txt made in B reaches A (everything goes to A); edited, then deleted in B, so
     // that A keeps two versions and the file is in the trash; the newest is restored.
     const v = fidOf('v.txt');
-    await fsp.writeFile(path.join(dir, 'B/v.txt'), 'one\n');
+    await writeWhole(path.join(dir, 'B/v.txt'), 'one\n');
     // Recorded in A (not only copied) before the edit; the waits allow for a loaded machine.
     await until('v.txt up to date in A', async () => (await inject(plain, 'GET', `${P}/files/${v}/metadata`)).body.uptodate?.includes('A'), 45_000);
-    await fsp.writeFile(path.join(dir, 'B/v.txt'), 'two, longer\n');
+    await writeWhole(path.join(dir, 'B/v.txt'), 'two, longer\n');
     await until('A to keep a version of v.txt', async () => (await inject(plain, 'GET', `${P}/files/${v}/versions`)).body.versions?.length === 1, 45_000);
     await fsp.rm(path.join(dir, 'B/v.txt'));
     await until('v.txt in the trash', async () => (await inject(plain, 'GET', `${P}/trash`)).body.files.length === 1, 45_000);

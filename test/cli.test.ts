@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { api, CLI, REPO, SPEC_RULES, startDaemon, tempDir, until, writeSetup, type RunningDaemon, daemonHarness } from './helpers.js';
+import { api, CLI, REPO, SPEC_RULES, startDaemon, tempDir, until, writeSetup, writeWhole, type RunningDaemon, daemonHarness } from './helpers.js';
 
 /**
  * End to end: the BUILT `ferry` command as a real subprocess against a real daemon, checking
@@ -49,7 +49,8 @@ const at = (entry: string, rel: string) => path.join(dir, entry, rel);
 
 async function put(entry: string, rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(entry, rel)), { recursive: true });
-  await fsp.writeFile(at(entry, rel), content);
+  // Whole in one step: a half-written file seen and synced would make a version of its own.
+  await writeWhole(at(entry, rel), content);
 }
 
 const read = (entry: string, rel: string): string | null => {

@@ -15,6 +15,18 @@ export async function tempDir(prefix = 'ferry-test-'): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * Writes `content` to `file` whole in one step: under a name of Ferry's own (never reported) beside
+ * it, then renamed into place. A plain writeFile truncates, then writes: a loaded machine lets the
+ * watcher see the file empty or half written (settle_ms is 2 ms) and sync that state too, which
+ * makes a version of its own when the whole file comes.
+ */
+export async function writeWhole(file: string, content: string | Buffer): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.ferry-test-${process.pid}`);
+  await fsp.writeFile(tmp, content);
+  await fsp.rename(tmp, file);
+}
+
 /** Polls `check` until it returns a truthy value, or fails after `timeout` ms with `what`. */
 export async function until<T>(what: string, check: () => T | Promise<T>, timeout = 15_000, every = 25): Promise<T> {
   const deadline = Date.now() + timeout;

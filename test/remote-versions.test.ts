@@ -4,7 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fidOf } from '../src/paths.js';
-import { api, daemonHarness, startDaemon, until, type RunningDaemon } from './helpers.js';
+import { api, daemonHarness, startDaemon, until, writeWhole, type RunningDaemon } from './helpers.js';
 import {
   hasS3rver,
   hasSshd,
@@ -58,12 +58,7 @@ const readA = (rel: string): Buffer | null => {
 };
 async function putA(rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(rel)), { recursive: true });
-  // Written under a name of Ferry's own (never reported) and renamed into place: a loaded
-  // machine would otherwise let the watcher see it half written (settle_ms is 2 ms) and sync
-  // that state too, which makes a version of its own when the whole file comes.
-  const tmp = path.join(path.dirname(at(rel)), `.ferry-test-${process.pid}`);
-  await fsp.writeFile(tmp, content);
-  await fsp.rename(tmp, at(rel));
+  await writeWhole(at(rel), content);
 }
 const bytes = (content: string | Buffer) => (Buffer.isBuffer(content) ? content : Buffer.from(content));
 const inA = (rel: string, content: string | Buffer) => () => readA(rel)?.equals(bytes(content)) ?? false;

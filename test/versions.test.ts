@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { fidOf } from '../src/paths.js';
-import { api, daemonHarness, startDaemon, until, type RunningDaemon } from './helpers.js';
+import { api, daemonHarness, startDaemon, until, writeWhole, type RunningDaemon } from './helpers.js';
 
 /**
  * Versions on real folders and a real daemon (the built `ferry start`): what a sync overwrites or
@@ -27,12 +27,7 @@ const read = (entry: string, rel: string): Buffer | null => {
 };
 async function put(entry: string, rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(entry, rel)), { recursive: true });
-  // Written under a name of Ferry's own (never reported) and renamed into place: a loaded
-  // machine would otherwise let the watcher see it half written (settle_ms is 2 ms) and sync
-  // that state too, which makes a version of its own when the whole file comes.
-  const tmp = path.join(path.dirname(at(entry, rel)), `.ferry-test-${process.pid}`);
-  await fsp.writeFile(tmp, content);
-  await fsp.rename(tmp, at(entry, rel));
+  await writeWhole(at(entry, rel), content);
 }
 
 /** Every version B (or `entry`) holds on disk for `rel`: name → content. */

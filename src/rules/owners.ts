@@ -1,5 +1,12 @@
-import mime from 'mime-types';
+import { createRequire } from 'node:module';
 import type { Rule } from '../../machines/rules.js';
+
+/**
+ * mime-types, loaded at the first rule that matches by type: its database (230 KiB of object
+ * literal, then indexed) is most of the daemon's code to load, and most setups never ask it.
+ */
+let mime: typeof import('mime-types') | null = null;
+const requireModule = createRequire(import.meta.url);
 
 /** Whether `rule.match.path` is a prefix of "/" + filename on segment boundaries. */
 export function pathMatches(prefix: string, filename: string): boolean {
@@ -11,6 +18,7 @@ export function pathMatches(prefix: string, filename: string): boolean {
 
 export function mimeMatches(patterns: string[] | undefined, filename: string): boolean {
   if (!patterns) return true;
+  mime ??= requireModule('mime-types') as typeof import('mime-types');
   const type = mime.lookup(filename) || 'application/octet-stream';
   return patterns.some((p) => (p.endsWith('/*') ? type.startsWith(p.slice(0, -1)) : p === type));
 }

@@ -23,6 +23,7 @@ import {
   until,
   type RunningDaemon,
 } from './faults-helpers.js';
+import { writeWhole } from './helpers.js';
 
 /**
  * Issue 5, the safety rails and failing storage: roots that are not the disk they were, rescans
@@ -35,7 +36,9 @@ const at = (entry: string, rel: string) => path.join(ctx.dir, entry, rel);
 
 async function put(entry: string, rel: string, content: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(at(entry, rel)), { recursive: true });
-  await fsp.writeFile(at(entry, rel), content);
+  // Whole in one step: a half-written file seen and synced makes a job of its own, and the
+  // attempts counted below would be two jobs' first ones.
+  await writeWhole(at(entry, rel), content);
 }
 
 const read = (entry: string, rel: string) => fs.readFileSync(at(entry, rel), { encoding: 'utf8', flag: 'r' });

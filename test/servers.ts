@@ -213,7 +213,11 @@ export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
   const port = await freePort();
   let child: ChildProcess | null = null;
   let stderr = '';
+  /** Whether s3rver is meant to be down (killed by a test, or stopped). */
+  let down = false;
   const start = async () => {
+    down = false;
+    stderr = '';
     child = spawn(
       process.execPath,
       // s3rver makes its listings' continuation tokens with DES, which OpenSSL 3 keeps in its
@@ -223,6 +227,16 @@ export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
     );
     child.stderr!.on('data', (d) => (stderr += d));
     const c = child;
+    // s3rver can die of a race of its own: a DeleteObject removes the key's folder once it
+    // looks empty, while a PutObject under the same prefix has just made it, and the write
+    // stream's error ends the process. A real S3 has no such folders. Started again, on the
+    // same port and data, with what it said: every test after it would fail on a refused
+    // connection otherwise.
+    c.once('exit', (code, signal) => {
+      if (down || child !== c) return;
+      console.error(`s3rver exited (code ${code}, signal ${signal}); started again. Its stderr:\n${stderr.slice(-2000)}`);
+      void start().catch((err: Error) => console.error(`s3rver could not be started again: ${err.message}`));
+    });
     await until('s3rver listening', async () => {
       if (c.exitCode !== null) throw new Error(`s3rver exited: ${stderr}`);
       return listening(port);
@@ -234,9 +248,13 @@ export async function startS3rver(bucket = 'ferry'): Promise<S3Server> {
     port,
     bucket,
     dir,
-    kill: () => killTree(child),
+    kill: () => {
+      down = true;
+      return killTree(child);
+    },
     start,
     async stop() {
+      down = true;
       await killTree(child);
       await fsp.rm(dir, { recursive: true, force: true });
     },

@@ -15,6 +15,8 @@ export async function tempDir(prefix = 'ferry-test-'): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
+let wholeWrites = 0;
+
 /**
  * Writes `content` to `file` whole in one step: under a name of Ferry's own (never reported) beside
  * it, then renamed into place. A plain writeFile truncates, then writes: a loaded machine lets the
@@ -22,7 +24,7 @@ export async function tempDir(prefix = 'ferry-test-'): Promise<string> {
  * makes a version of its own when the whole file comes.
  */
 export async function writeWhole(file: string, content: string | Buffer): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.ferry-test-${process.pid}`);
+  const tmp = path.join(path.dirname(file), `.ferry-test-${process.pid}-${wholeWrites++}`);
   await fsp.writeFile(tmp, content);
   await fsp.rename(tmp, file);
 }

@@ -39,10 +39,10 @@ afterEach(async () => {
   await fsp.rm(dir, { recursive: true, force: true });
 });
 
-function driverOn(driverRoot: string, knownFiles = 0, digests?: ReadonlyMap<string, string>): Driver {
+function driverOn(driverRoot: string, knownFiles = 0, digests?: ReadonlyMap<string, string>, options: Record<string, unknown> = {}): Driver {
   const driver = createLocalStorage({
     entry: 'A',
-    options: { root: driverRoot },
+    options: { root: driverRoot, ...options },
     knownFiles,
     digests: async () => digests ?? new Map(),
     report: (r) => void reports.push(r),
@@ -294,6 +294,28 @@ describe('local_storage: watching', () => {
     expect(about('old.txt')).toEqual([
       { type: 'file.moved', entry: 'A', from: 'old.txt', path: 'new.txt', stat: expect.objectContaining({ ino, size: 14 }) },
     ]);
+    expect(about('new.txt')).toHaveLength(1);
+  });
+
+  it('reports a rename as a move when its new name is looked at before its old one', async () => {
+    await put(root, 'old.txt', 'moving content');
+    // Events settle for 100 ms here, so that the test sees the old name settling.
+    const driver = driverOn(root, 0, undefined, { settle_ms: 100 });
+    await driver.start();
+    reports.length = 0;
+    // The old name's event settles after the new name's (as under load, when its look comes
+    // later): its timer is armed again, longer, right after the rename.
+    const watcher = (driver as unknown as { watcher: { settling: Map<string, NodeJS.Timeout>; look(rel: string): void } }).watcher;
+    await fsp.rename(path.join(root, 'old.txt'), path.join(root, 'new.txt'));
+    await until('the old name settling', () => watcher.settling.has('old.txt'));
+    clearTimeout(watcher.settling.get('old.txt'));
+    watcher.settling.set('old.txt', setTimeout(() => {
+      watcher.settling.delete('old.txt');
+      watcher.look('old.txt');
+    }, 250));
+    await until('file.moved', has('file.moved', 'new.txt'));
+    await settle();
+    expect(about('old.txt')).toEqual([expect.objectContaining({ type: 'file.moved', from: 'old.txt', path: 'new.txt' })]);
     expect(about('new.txt')).toHaveLength(1);
   });
 

@@ -17,6 +17,8 @@ import { LocalIgnore } from './ignore-file.js';
  * moved into a folder just made may be found only by the folder's second listing).
  */
 const RENAME_WINDOW_MS = 300;
+/** Settling names a new file's look goes through for the old name of its rename, at most. */
+const SETTLING_SCAN_MAX = 1000;
 /** How long the echo of one of our own writes is expected from the watcher. */
 const ECHO_WINDOW_MS = 10_000;
 /** A new folder is listed at once, and again once its watch is up: checked this often… */
@@ -753,8 +755,9 @@ export class LocalWatcher implements WatchHooks {
     }
     if (this.consumeEcho(rel, stat)) return;
     if (!old) {
-      // A rename: the old name vanished a moment ago with the same inode and size.
-      const pending = this.pendingUnlinks.get(rec.ino);
+      // A rename: the old name vanished a moment ago with the same inode and size. Its own
+      // event may still be settling (looked at after this one): then it is looked at now.
+      const pending = this.pendingUnlinks.get(rec.ino) ?? this.oldNameSettling(rel, rec);
       if (pending && pending.rec.size === rec.size && pending.rel !== rel) {
         clearTimeout(pending.timer);
         this.pendingUnlinks.delete(rec.ino);
@@ -763,6 +766,23 @@ export class LocalWatcher implements WatchHooks {
       }
     }
     this.ctx.report({ type: 'file.changed', entry: this.ctx.entry, path: rel, stat });
+  }
+
+  /**
+   * A known file of `rec`'s inode whose event is still settling: the old name of a rename whose
+   * new name came first. Looked at now: once gone, it waits for its new name (pendingUnlinks).
+   * Settling names are few but in a burst; past SETTLING_SCAN_MAX they are not gone through.
+   */
+  private oldNameSettling(rel: string, rec: FileRec): PendingUnlink | undefined {
+    if (this.settling.size > SETTLING_SCAN_MAX) return undefined;
+    for (const [other, timer] of this.settling) {
+      if (other === rel || this.tree.getFile(other)?.ino !== rec.ino) continue;
+      clearTimeout(timer);
+      this.settling.delete(other);
+      this.look(other);
+      return this.pendingUnlinks.get(rec.ino);
+    }
+    return undefined;
   }
 
   private fileGone(rel: string): void {

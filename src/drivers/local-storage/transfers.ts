@@ -380,7 +380,7 @@ export class LocalTransfers {
   }
 
   /** Gives the target (which holds the source's bytes) the source's permission bits. */
-  private async setMode(job: Extract<JobCommand, { kind: 'upload' }>, target: string, held: fs.Stats, io: UploadIo): Promise<FileStat> {
+  private async setMode(job: Extract<JobCommand, { kind: 'upload' }>, target: string, held: fs.Stats, io: ModeIo): Promise<FileStat> {
     const mode = job.sourceStat.mode;
     if (mode == null || (held.mode & 0o7777) === mode) return statOf(held);
     this.watch.expect(job.path, { ...statOf(held), mode });
@@ -667,7 +667,7 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The calls of an upload, asynchronous (large files) or synchronous (small ones). */
+/** The calls of a large file's upload (uploadLarge). */
 interface UploadIo {
   lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
   stat(p: string): Promise<fs.Stats> | fs.Stats;
@@ -676,6 +676,9 @@ interface UploadIo {
   rename(from: string, to: string): Promise<void> | void;
   sameContent(a: string, b: string): Promise<boolean> | boolean;
 }
+
+/** The calls of setMode: asynchronous for a large file, synchronous for a small one. */
+type ModeIo = Pick<UploadIo, 'stat' | 'chmod'>;
 
 const asyncIo: UploadIo = {
   lstat: (p) => fsp.lstat(p).catch(() => null),
@@ -686,25 +689,10 @@ const asyncIo: UploadIo = {
   sameContent,
 };
 
-const syncIo: UploadIo = {
-  lstat: (p) => {
-    try {
-      return fs.lstatSync(p);
-    } catch {
-      return null;
-    }
-  },
+/** What setMode needs, synchronously: a small file's permission bits are set on this thread. */
+const syncIo: ModeIo = {
   stat: (p) => fs.statSync(p),
-  utimes: (p, atime, mtime) => fs.utimesSync(p, atime, mtime),
   chmod: (p, mode) => fs.chmodSync(p, mode),
-  rename: (from, to) => fs.renameSync(from, to),
-  // Small files: both read whole and compared (a destination of another size is not read).
-  sameContent: (a, b) => {
-    if (fs.statSync(a).size !== fs.statSync(b).size) return false;
-    const x = fs.readFileSync(a);
-    const y = fs.readFileSync(b);
-    return x.equals(y);
-  },
 };
 
 /** At most `limit` tasks at a time; the others wait their turn, in order. */

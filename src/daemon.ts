@@ -66,6 +66,18 @@ export function restartDelay(failures: number): number {
   return Math.min(15_000, 500 * 2 ** Math.max(0, failures - 1));
 }
 
+/**
+ * How long the start waits, once the workers are forked, for the first jobs (or every entry
+ * started) before it loads the API: a start with nothing to copy waits this long, while its
+ * workers walk their trees.
+ */
+const API_AFTER_MS = 250;
+
+/** Resolves after `ms` (the timer does not keep the process alive). */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
 /** The API's address as a URL. */
 function urlOf(server: http.Server): string {
   const address = server.address();
@@ -178,6 +190,8 @@ export class Daemon {
     let forked = 0;
     let allForked!: () => void;
     const everyWorkerForked = new Promise<void>((resolve) => (allForked = resolve));
+    let jobsTaken!: () => void;
+    const firstJobsTaken = new Promise<void>((resolve) => (jobsTaken = resolve));
     const provided = daemonMachine.provide({
       actions: {
         reportActorError: (_, { actor, error }) => {
@@ -194,6 +208,7 @@ export class Daemon {
           log,
           board,
           events,
+          jobsTaken: () => jobsTaken(),
           track: (exited) => {
             workerExits.add(exited);
             void exited.then(() => workerExits.delete(exited));
@@ -272,9 +287,12 @@ export class Daemon {
     const url = urlOf(server);
     log.child({ component: 'api' }).info(`Server listening at ${url}`);
     const started = Promise.all([...entries.keys()].map((name) => startEntry(root, log, name)));
-    // Loading Fastify holds the event loop for a while: every worker is forked first (an entry
-    // that does not get one has finished starting), so that none waits for it to begin its scan.
-    await Promise.race([everyWorkerForked, started, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+    // Loading Fastify holds the event loop for some 150 ms: every worker is forked first (an entry
+    // that does not get one has finished starting), so that none waits for it to begin its scan;
+    // then the first jobs go out, so that a first sync copies meanwhile. A start with nothing to
+    // copy (its scans take longer: a no-change start) loads it while the workers walk their trees.
+    await Promise.race([everyWorkerForked, started, delay(500)]);
+    await Promise.race([firstJobsTaken, started, delay(API_AFTER_MS)]);
 
     let app: FastifyInstance;
     try {
@@ -291,7 +309,7 @@ export class Daemon {
       handle = null;
       for (const [, res] of waiting.splice(0)) res.destroy();
       for (const name of entries.keys()) root.system.get(`entry:${name}`)?.send({ type: 'entry.stop' });
-      await Promise.race([Promise.all([...workerExits]), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      await Promise.race([Promise.all([...workerExits]), delay(5000)]);
       root.stop();
       server.close();
       server.closeAllConnections();
@@ -327,7 +345,7 @@ export class Daemon {
       for (const { name } of this.setup.entries) this.root.system.get(`entry:${name}`)?.send({ type: 'entry.stop' });
       await Promise.race([
         Promise.all([...this.workerExits]),
-        new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+        delay(5000),
       ]);
       this.root.stop();
       pidusage.clear();

@@ -29,6 +29,8 @@ export interface EntryDeps {
   restartDelay(failures: number): number;
   /** Workers forked ahead (by `ferry start`), taken before forking new ones. */
   spares?: SpareWorkers;
+  /** Called each time jobs are taken for a worker (the daemon's start waits for the first). */
+  jobsTaken?: () => void;
 }
 
 /** Slack after a retry's due time, so that the job is due when the dispatch asks for it. */
@@ -64,6 +66,7 @@ export function provideEntry(deps: EntryDeps) {
             return { refusal, jobs: [], nextDue: null };
           }
           const jobs = engine.takeJobs(input.name, input.limit, (n) => isRunning(system, n), new Set(input.inFlight), input.maxBytes);
+          if (jobs.length > 0) deps.jobsTaken?.();
           const due = store.nextDue(input.name);
           return { refusal: null, jobs, nextDue: due !== null && due > Date.now() ? due : null };
         } catch (err) {

@@ -57,8 +57,26 @@ export interface ProcessSample {
   cpuSeconds: number;
 }
 
+/**
+ * pidusage learns the clock tick and the page size at its first call, from two `getconf`
+ * processes started through a shell, and each call made before that one has returned asks
+ * again: two entries sampled as they start made four shells and four `getconf` while the first
+ * copies ran. The first call goes alone.
+ */
+let firstCall: Promise<unknown> | null = null;
+
+async function usageOf(pid: number): Promise<pidusage.Status> {
+  if (firstCall === null) {
+    const call = pidusage(pid);
+    firstCall = call.catch(() => undefined);
+    return call;
+  }
+  await firstCall;
+  return pidusage(pid);
+}
+
 export async function processSample(pid: number, startedAt: number): Promise<ProcessSample> {
-  const usage = await pidusage(pid);
+  const usage = await usageOf(pid);
   const vms = await virtualMemory(pid).catch(() => 0);
   return { info: toInfo(pid, startedAt, usage, vms), rss: usage.memory, cpuSeconds: usage.ctime / 1000 };
 }

@@ -513,6 +513,18 @@ describe('local_storage: jobs', () => {
     expect(await driver.run(job)).toMatchObject({ ok: false, reason: 'stale' });
     expect(fs.existsSync(path.join(root, 's.txt'))).toBe(false);
 
+    // Grown past what a small copy reads (the job's size and one byte more), and made a folder.
+    await put(source, 'grown.txt', 'small');
+    const grown = upload('grown.txt');
+    await fsp.writeFile(path.join(source, 'grown.txt'), Buffer.alloc(1 << 20, 1));
+    expect(await driver.run(grown)).toMatchObject({ ok: false, reason: 'stale' });
+    await put(source, 'folder.txt', 'a file');
+    const folder = upload('folder.txt');
+    await fsp.rm(path.join(source, 'folder.txt'));
+    await fsp.mkdir(path.join(source, 'folder.txt'));
+    expect(await driver.run(folder)).toMatchObject({ ok: false, reason: 'stale' });
+    expect(fs.existsSync(path.join(root, 'grown.txt')) || fs.existsSync(path.join(root, 'folder.txt'))).toBe(false);
+
     const wrong = { size: 999, mtime: 1, ino: '1' };
     expect(await driver.run({ id: nextJobId++, kind: 'delete', path: 'kept.txt', expect: wrong })).toMatchObject({ ok: false, reason: 'stale' });
     expect(await driver.run({ id: nextJobId++, kind: 'move', from: 'kept.txt', path: 'moved.txt', expect: wrong })).toMatchObject({ ok: false, reason: 'stale' });

@@ -234,9 +234,8 @@ export class LocalTransfers {
    * A small file, with as few calls as can be, all synchronous but the read of the source
    * (metadata calls take microseconds on a local disk, against tens for a round trip through
    * libuv's thread pool; the read goes there, so that the reads of several files from a cold disk
-   * overlap). The source is read once, whole, through a descriptor checked to be this version by
-   * its stat; a temporary file
-   * is created with those bytes, read back and compared with them (a damaged or short write is
+   * overlap). The source is read once, whole, through a descriptor whose stat, taken after the
+   * read, says that the bytes are this version's; a temporary file is created with those bytes, read back and compared with them (a damaged or short write is
    * caught before the rename), and given the source's mode and times. Then it is renamed into
    * place.
    */
@@ -255,15 +254,24 @@ export class LocalTransfers {
     let from: fs.Stats;
     let bytes: Buffer;
     try {
-      from = fs.fstatSync(fd);
-      if (!from.isFile() || !sameStat(statOf(from), job.sourceStat)) throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
       // The read itself in libuv's pool: from a cold disk, the reads of several files overlap.
-      bytes = await readWholeAsync(fd, from.size);
+      // The job's size and one byte more are asked for, and the descriptor's stat is taken
+      // after the read: a write before or during it changes the mtime or the size, so a stat
+      // that is still the job's version says that the bytes read are that version's.
+      bytes = await readWholeAsync(fd, job.sourceStat.size).catch((err: unknown) => {
+        // A folder or another kind of file where the job saw a file: stale, as below.
+        if (!fs.fstatSync(fd).isFile()) throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+        throw err;
+      });
+      from = fs.fstatSync(fd);
     } finally {
       fs.closeSync(fd);
     }
-    if (bytes.length !== from.size) throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
-    const held = lstatOrNull(target);
+    if (!from.isFile() || !sameStat(statOf(from), job.sourceStat) || bytes.length !== from.size) {
+      throw new StaleJob(`source ${job.source.entry}:${job.path} changed`);
+    }
+    // A file the store says the target does not hold is looked for once, after the copy (below).
+    const held = job.expect === null ? null : lstatOrNull(target);
     if (held && !held.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
     if (!dirExists) this.makeParents(job, job.path);
     const tmp = path.join(path.dirname(target), tmpName());
@@ -294,10 +302,6 @@ export class LocalTransfers {
           made = fs.fstatSync(out);
         }
         const written = statOf(made);
-        const after = lstatOrNull(source);
-        if (!after || after.ino !== from.ino || !sameStat(statOf(after), job.sourceStat)) {
-          throw new StaleJob(`source ${job.source.entry}:${job.path} changed during the copy`);
-        }
         // The target as it is now, after the copy (it may have been edited meanwhile): content
         // the store does not know is kept as a conflict copy.
         const current = lstatOrNull(target);

@@ -197,6 +197,33 @@ describe('local_storage: the scan', () => {
     expect(last?.type === 'entry.scanned' && last.digests).toBeUndefined();
   });
 
+  it("reports a first scan's chunks only once the root has its marker", async () => {
+    for (let f = 0; f < 3; f++) {
+      await fsp.mkdir(path.join(root, `d${f}`));
+      for (let i = 0; i < 700; i++) await fsp.writeFile(path.join(root, `d${f}`, `f${i}.txt`), `${f}/${i}`);
+    }
+    const marker = path.join(root, '.ferry-entry');
+    const seen: [string, number, boolean][] = [];
+    const driver = createLocalStorage({
+      entry: 'A',
+      options: { root },
+      knownFiles: 0,
+      digests: async () => new Map(),
+      report: (r) => void (r.type === 'scan.chunk' || r.type === 'entry.scanned' ? seen.push([r.type, r.files.length, fs.existsSync(marker)]) : null),
+      log: () => {},
+      progress: () => {},
+      conflict: () => {},
+    });
+    drivers.push(driver);
+    await driver.start();
+    // 2,103 things: two chunks of 1,000 whenever the marker came, the rest at the end.
+    expect(seen).toEqual([
+      ['scan.chunk', 1000, true],
+      ['scan.chunk', 1000, true],
+      ['entry.scanned', 103, true],
+    ]);
+  });
+
   it('leaves out the files of each folder whose digest is the one given, and lists the others', async () => {
     await put(root, 'a.txt', 'abc');
     await put(root, 'same/b.txt', 'b');

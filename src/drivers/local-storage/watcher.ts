@@ -175,8 +175,17 @@ export class LocalWatcher implements WatchHooks {
     this.tree.addFolder('');
     this.scanning = true;
     const streamed = this.ctx.knownFiles === 0;
+    // A root the store knows nothing of cannot be refused for its marker: the marker is written
+    // while the tree is walked (a file's creation on a cold disk: some 15 ms), and no chunk of
+    // the scan is reported before it is there.
+    let marking: Promise<void> | null = null;
     if (streamed) {
       this.streaming = [];
+      this.marked = false;
+      marking = this.checkMarker().then(() => {
+        this.marked = true;
+        this.sendChunk();
+      });
       // The patterns before the first chunk, which the daemon filters with them.
       this.ctx.ignoreChanged?.(this.ignore.patterns);
     }
@@ -207,7 +216,7 @@ export class LocalWatcher implements WatchHooks {
           'refusing to start so that nothing is deleted elsewhere (is the disk mounted?)',
       );
     }
-    await this.checkMarker();
+    await (marking ?? this.checkMarker());
     await Promise.all(this.staleTemporaries.splice(0).map((p) => fsp.rm(p, { force: true })));
     const now = Date.now();
     for (const p of new Set(this.partials.splice(0))) {
@@ -317,15 +326,28 @@ export class LocalWatcher implements WatchHooks {
     if (!known) this.found(rel, statOfRec(rec));
   }
 
-  /** Something a first scan found (see `streaming`): sent once a chunk is full. */
+  /** Something a first scan found (see `streaming`). */
   private found(rel: string, stat: FileStat): void {
-    const chunk = this.streaming;
-    if (chunk === null) return;
-    chunk.push({ path: rel, ...stat });
-    if (chunk.length < STREAM_CHUNK) return;
-    this.streaming = [];
-    this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
+    if (this.streaming === null) return;
+    this.streaming.push({ path: rel, ...stat });
+    this.sendChunk();
   }
+
+  /**
+   * What a first scan found, sent once it is a chunk's worth and the root has its marker (the
+   * store must not hold files of a root without one: it would refuse the next start).
+   */
+  private sendChunk(): void {
+    if (this.streaming === null || !this.marked) return;
+    while (this.streaming.length >= STREAM_CHUNK) {
+      const chunk: ScannedFile[] = this.streaming.length === STREAM_CHUNK ? this.streaming : this.streaming.slice(0, STREAM_CHUNK);
+      this.streaming = chunk === this.streaming ? [] : this.streaming.slice(STREAM_CHUNK);
+      this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
+    }
+  }
+
+  /** Whether the root's marker is in place (see `sendChunk`). */
+  private marked = true;
 
   /**
    * The start-up scan: every folder (so that empty ones are synced too) and every file, by

@@ -466,10 +466,7 @@ export class LocalWatcher implements WatchHooks {
     }
     let running = 0;
     const waiting: (() => void)[] = [];
-    handler._handleRead = async (directory: unknown, ...rest: unknown[]) => {
-      const dir = path.join(String(directory), '');
-      if (this.listedByChokidar.has(dir)) return undefined;
-      this.listedByChokidar.add(dir);
+    const list = async (directory: unknown, rest: unknown[]) => {
       if (running >= LISTINGS_AT_ONCE) await new Promise<void>((resolve) => waiting.push(resolve));
       running++;
       try {
@@ -478,6 +475,15 @@ export class LocalWatcher implements WatchHooks {
         running--;
         waiting.shift()?.();
       }
+    };
+    // Called on every event in a watched folder (a copy into it makes five): a folder already
+    // listed is answered at once, with nothing allocated (no promise, no path, no array).
+    handler._handleRead = (directory: unknown, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown) => {
+      if (typeof directory === 'string' && this.listedByChokidar.has(directory)) return undefined;
+      const dir = path.join(String(directory), '');
+      if (this.listedByChokidar.has(dir)) return undefined;
+      this.listedByChokidar.add(dir);
+      return list(directory, [a, b, c, d, e, f]);
     };
   }
 

@@ -11,9 +11,6 @@ export function fidOf(filename: string): string {
 /** Names Ferry writes into a root for its own use; watchers and scans skip them. */
 export const INTERNAL_PREFIX = '.ferry-';
 
-/** The folder, inside a local entry's folder, where small copies into it are written first (see transfers.ts). */
-export const STAGE_NAME = `${INTERNAL_PREFIX}stage`;
-
 /** The file of a local root whose lines are ignore patterns (see ignore-rules.ts). */
 export const IGNORE_FILE = '.ferryignore';
 

@@ -129,21 +129,16 @@ export async function dropBig(ctx: FaultContext, target: string, content: Buffer
 export const PARTIAL = /^\.ferry-part-/;
 export const TEMPORARY = /^\.ferry-(tmp|part)-/;
 
-/**
- * The temporaries (`.ferry-tmp-*`, `.ferry-part-*`) in a folder and in its staging folder
- * (`.ferry-stage`, where small copies are written), with their sizes.
- */
+/** The temporaries (`.ferry-tmp-*`, `.ferry-part-*`) in a folder, with their sizes. */
 export function temporaries(folder: string, pattern = TEMPORARY): { name: string; size: number }[] {
-  const names: string[] = [];
-  for (const dir of [folder, path.join(folder, '.ferry-stage')]) {
-    try {
-      names.push(...fs.readdirSync(dir).map((n) => path.relative(folder, path.join(dir, n))));
-    } catch {
-      // not there
-    }
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(folder);
+  } catch {
+    return [];
   }
   return names
-    .filter((n) => pattern.test(path.basename(n)))
+    .filter((n) => pattern.test(n))
     .map((name) => ({ name, size: fs.statSync(path.join(folder, name), { throwIfNoEntry: false })?.size ?? -1 }))
     .filter((t) => t.size >= 0);
 }

@@ -181,15 +181,3 @@ export function daemonHarness(prefix: string): { dir: string; daemons: RunningDa
   });
   return ctx;
 }
-
-/**
- * A folder's names, sorted, without its staging folder (`.ferry-stage`, where small copies are
- * written: it stays a moment after them), which must hold nothing: no temporary left behind.
- */
-export function listing(dir: string): string[] {
-  const stage = path.join(dir, '.ferry-stage');
-  if (fs.existsSync(stage) && fs.readdirSync(stage).length > 0) {
-    throw new Error(`${stage} holds ${fs.readdirSync(stage).join(', ')}`);
-  }
-  return fs.readdirSync(dir).filter((n) => n !== '.ferry-stage').sort();
-}

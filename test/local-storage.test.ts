@@ -149,33 +149,10 @@ describe('local_storage: the scan', () => {
   it('leaves its own temporaries out of the scan and removes them', async () => {
     await put(root, 'real.txt', 'real');
     await put(root, 'sub/.ferry-tmp-0123456789abcdef', 'half a transfer');
-    await put(root, 'sub/.ferry-stage/.ferry-tmp-00112233445566', 'half a small copy');
     await driverOn(root).start();
     const scanned = reports[0];
     expect(scanned.type === 'entry.scanned' && scanned.files.map((f) => f.path).sort()).toEqual(['real.txt', 'sub']);
     expect(fs.existsSync(path.join(root, 'sub/.ferry-tmp-0123456789abcdef'))).toBe(false);
-    expect(fs.existsSync(path.join(root, 'sub/.ferry-stage'))).toBe(false);
-  });
-
-  it("writes a small copy in its folder's staging folder, which no event of the watcher sees and which goes once the worker is idle", async () => {
-    await fsp.mkdir(path.join(root, 'sub'));
-    const driver = driverOn(root);
-    await driver.start();
-    await put(source, 'sub/one.txt', 'one');
-    await put(source, 'sub/two.txt', 'two');
-    const watched: string[] = [];
-    // The raw events of the root's watched folders, as chokidar hands them to the watcher.
-    const watcher = (driver as unknown as { watcher: { watcher: { on(e: string, f: (...a: unknown[]) => void): void } } }).watcher.watcher;
-    watcher.on('raw', (_e, name) => void watched.push(String(name)));
-    expect((await driver.run(upload('sub/one.txt', { expect: null }))).ok).toBe(true);
-    expect((await driver.run(upload('sub/two.txt', { expect: null }))).ok).toBe(true);
-    expect(fs.readdirSync(path.join(root, 'sub/.ferry-stage'))).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    // Each copy's arrival, and the staging folder's creation: nothing of the temporaries.
-    expect(watched.filter((n) => n.startsWith('.ferry-tmp-'))).toEqual([]);
-    expect(watched.filter((n) => n === 'one.txt' || n === 'two.txt').sort()).toEqual(['one.txt', 'two.txt']);
-    await until('the staging folder removed', () => !fs.existsSync(path.join(root, 'sub/.ferry-stage')), 5000);
-    expect(tree(root)).toEqual({ 'sub/one.txt': 'one', 'sub/two.txt': 'two' });
   });
 
   it('rejects start() with a DriverRefusal when the root does not exist', async () => {

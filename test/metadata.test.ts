@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Catalogue } from '../src/store/catalogue.js';
-import { api, daemonHarness, listing, startDaemon, until, writeSetup, type RunningDaemon } from './helpers.js';
+import { api, daemonHarness, startDaemon, until, writeSetup, type RunningDaemon } from './helpers.js';
 
 /** Permission bits travel like content (issue 9); a chmod alone is applied in place. */
 
@@ -65,7 +65,7 @@ describe('permission bits', () => {
     expect(modeOf(at('A', 'dir/secret.txt'))).toBe(0o600);
     // One more upload job ran (the new version), which only set the bits.
     await until('the job logged', () => uploadsInB(d, 'dir/secret.txt').length === copies + 1);
-    expect(listing(at('B', 'dir'))).toEqual(['secret.txt']);
+    expect(fs.readdirSync(at('B', 'dir'))).toEqual(['secret.txt']);
   });
 
   it('a chmod made while the daemon was down is found by the rescan and applied in place', async () => {

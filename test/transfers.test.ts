@@ -6,7 +6,7 @@ import { LocalTransfers, type WatchHooks } from '../src/drivers/local-storage/tr
 import type { JobCommand } from '../src/drivers/protocol.js';
 import type { FileStat } from '../machines/reports.js';
 import { statOf } from '../src/drivers/local-storage/stat.js';
-import { listing, tempDir } from './helpers.js';
+import { tempDir } from './helpers.js';
 
 /** The local_storage write side alone, on real folders, with no watcher: what an upload does on disk. */
 
@@ -96,7 +96,7 @@ describe('uploads and permission bits', () => {
       expect(second).toEqual({ ok: true, stat: stat(path.join(dst, 'f.bin')) });
       // The watcher was told to expect the chmod, so that it is not reported back as an edit.
       expect(expected.at(-1)).toEqual(['f.bin', expect.objectContaining({ size, mode: 0o600 })]);
-      expect(listing(dst)).toEqual(['f.bin']);
+      expect(fs.readdirSync(dst).sort()).toEqual(['f.bin']);
     });
   }
 
@@ -119,7 +119,7 @@ describe('uploads and permission bits', () => {
     const outcome = await upload('f.txt', null);
     expect(outcome.ok).toBe(true);
     expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('AAAA');
-    const names = listing(dst);
+    const names = fs.readdirSync(dst).sort();
     expect(names).toHaveLength(2);
     expect(fs.readFileSync(path.join(dst, names.find((n) => n !== 'f.txt')!), 'utf8')).toBe('BBBB');
   });
@@ -138,7 +138,7 @@ describe('uploads and permission bits', () => {
     const outcome = await upload('f.txt', before);
     expect(outcome).toEqual({ ok: false, reason: 'error', message: 'integrity check failed for f.txt; not committed' });
     expect(logs).toContain('integrity check failed for f.txt: the written copy differs from the source; retrying');
-    expect(listing(dst)).toEqual(['f.txt']);
+    expect(fs.readdirSync(dst)).toEqual(['f.txt']);
     expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('what B had');
 
     vi.restoreAllMocks();
@@ -164,7 +164,7 @@ describe('uploads and permission bits', () => {
     expect(await upload('f.txt', known)).toMatchObject({ ok: true });
     vi.restoreAllMocks();
     expect(fs.readFileSync(path.join(dst, 'f.txt'), 'utf8')).toBe('the new version');
-    const kept = listing(dst).filter((n) => n !== 'f.txt');
+    const kept = fs.readdirSync(dst).filter((n) => n !== 'f.txt');
     expect(kept).toHaveLength(1);
     expect(kept[0]).toMatch(/^f\.sync-conflict-\d{8}-\d{6}-B\.txt$/);
     expect(fs.readFileSync(path.join(dst, kept[0]!), 'utf8')).toBe('edited in B meanwhile');

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { isFolderStat, isLinkStat, S_IFDIR, type FileStat, type JobOutcome, type MadeFolder } from '../../../machines/reports.js';
 import type { JobCommand } from '../protocol.js';
 import { type DriverContext, StaleJob } from '../driver.js';
-import { INTERNAL_PREFIX, resolveInside, STAGE_NAME, UnsafePathError } from '../../paths.js';
+import { INTERNAL_PREFIX, resolveInside, UnsafePathError } from '../../paths.js';
 import { conflictName } from '../../conflict-name.js';
 import { confined } from './confine.js';
 import { sameStat, statOf } from './stat.js';
@@ -63,28 +63,15 @@ export class LocalTransfers {
 
   stop(): void {
     for (const copy of this.copies) copy.abort();
-    if (this.sweep) clearTimeout(this.sweep);
-    this.removeStages();
   }
-
-  /** Jobs under way; the staging folders are removed once there has been none for a while. */
-  private running = 0;
-  private sweep: NodeJS.Timeout | null = null;
 
   async run(job: JobCommand): Promise<JobOutcome> {
     const folders: MadeFolder[] = [];
     this.made.set(job, folders);
-    this.running++;
-    if (this.sweep) clearTimeout(this.sweep);
-    this.sweep = null;
     try {
       const outcome = await this.runJob(job);
       return folders.length > 0 ? { ...outcome, folders } : outcome;
     } finally {
-      if (--this.running === 0 && this.stages.size > 0) {
-        this.sweep = setTimeout(() => this.removeStages(), STAGE_IDLE_MS);
-        this.sweep.unref();
-      }
       this.made.delete(job);
     }
   }
@@ -287,8 +274,7 @@ export class LocalTransfers {
     const held = job.expect === null ? null : lstatOrNull(target);
     if (held && !held.isFile()) throw new Error(`${job.path} exists and is not a regular file`);
     if (!dirExists) this.makeParents(job, job.path);
-    const dir = path.dirname(target);
-    let tmp = path.join(this.stageFor(dir), tmpName());
+    const tmp = path.join(path.dirname(target), tmpName());
     let committed = false;
     try {
       const mode = from.mode & 0o7777;
@@ -299,18 +285,7 @@ export class LocalTransfers {
       }
       // Written from what was read (a few KiB at most: one write, on this thread, cheaper
       // than a round trip through libuv's pool for the kernel's copy), with the source's mode.
-      const create = (file: string) =>
-        fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
-      let out: number;
-      try {
-        out = create(tmp);
-      } catch (err) {
-        // The staging folder was removed meanwhile (by hand): made again.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(tmp) === dir) throw err;
-        this.stages.delete(path.dirname(tmp));
-        tmp = path.join(this.stageFor(dir), tmpName());
-        out = create(tmp);
-      }
+      const out = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
       try {
         for (let written = 0; written < bytes.length; ) written += fs.writeSync(out, bytes, written, bytes.length - written, written);
         // End to end: what was written is read back and checked against what was read.
@@ -356,40 +331,6 @@ export class LocalTransfers {
     } finally {
       if (!committed) fs.rmSync(tmp, { force: true });
     }
-  }
-
-  /** Staging folders made, or found in place, since they were last removed. */
-  private readonly stages = new Set<string>();
-
-  /**
-   * Where a small copy into `dir` writes its temporary: `dir`'s staging folder (see STAGE_NAME),
-   * made if need be; `dir` itself when there cannot be one there (a file or a link by that name).
-   */
-  private stageFor(dir: string): string {
-    const stage = path.join(dir, STAGE_NAME);
-    if (this.stages.has(stage)) return stage;
-    try {
-      fs.mkdirSync(stage, 0o700);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return dir;
-      if (!lstatOrNull(stage)?.isDirectory()) return dir;
-    }
-    this.stages.add(stage);
-    return stage;
-  }
-
-  /** The staging folders removed (each is empty between copies; one that is not stays). */
-  private removeStages(): void {
-    this.sweep = null;
-    for (const stage of this.stages) {
-      try {
-        fs.rmdirSync(stage);
-      } catch {
-        // Not empty (a copy cut short by a crash leaves its temporary: the next start removes
-        // the folder), or removed already.
-      }
-    }
-    this.stages.clear();
   }
 
   /** Real paths of the roots met (a root is not moved under a running worker). */
@@ -602,9 +543,6 @@ export class LocalTransfers {
     if (isFolderStat(expect)) {
       if (!current.isDirectory()) throw new StaleJob(`${rel} is no longer a folder; not deleted`);
       this.watch.expect(rel, null);
-      // Its staging folder, if copies into it left one (empty between copies), goes first.
-      const stage = path.join(target, STAGE_NAME);
-      if (this.stages.delete(stage)) await fsp.rmdir(stage).catch(() => {});
       await fsp.rmdir(target).catch((err: NodeJS.ErrnoException) => {
         this.watch.unexpect(rel);
         if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') throw new StaleJob(`${rel} is not empty yet; not deleted`);
@@ -661,18 +599,6 @@ function lstatOrNull(p: string): fs.Stats | null {
  * drawn once (a collision is refused by the exclusive create anyway). Removed on the next
  * start if a crash leaves it.
  */
-/**
- * A small copy writes its temporary in a staging folder (STAGE_NAME) inside the target's folder, which the
- * watcher does not watch (an internal name), then renames it into place. Beside its target, a
- * copy made five inotify events in a watched folder (the temporary's creation, write, times and
- * rename, then the target's arrival), each one a call through chokidar into the watcher; from the
- * staging folder only the arrival is seen. Inside the target's folder, the temporary is on its
- * file system, and takes the group (a setgid folder) and default ACL a file made in the folder
- * itself would. Staging folders are removed once the worker has had no job for STAGE_IDLE_MS, and
- * on stop; the start-up scan removes any a crash left.
- */
-const STAGE_IDLE_MS = 2000;
-
 const TMP_PREFIX = `${INTERNAL_PREFIX}tmp-${randomBytes(6).toString('hex')}-`;
 let tmpCount = 0;
 const tmpName = () => `${TMP_PREFIX}${(tmpCount++).toString(36)}`;

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, ScanDigest, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
-import { IGNORE_FILE, INTERNAL_PREFIX, isInternalName, STAGE_NAME } from '../../paths.js';
+import { IGNORE_FILE, INTERNAL_PREFIX, isInternalName } from '../../paths.js';
 import type { WatchHooks } from './transfers.js';
 import { LOCAL_STORAGE_DEFAULTS } from '../registry.js';
 import { FolderTree, type FileRec, folderRecOf, recOf, sameContent, split, statOfFolder, statOfRec } from './folder-tree.js';
@@ -87,8 +87,6 @@ export class LocalWatcher implements WatchHooks {
   /** Conflict copies we made: reported as new files, never as a rename of the original. */
   private readonly conflictCopies = new Set<string>();
   private readonly staleTemporaries: string[] = [];
-  /** Staging folders (see STAGE_NAME) found by the start-up scan: a crash left them. */
-  private readonly staleStages: string[] = [];
   private readonly partials: string[] = [];
   /** Children waiting to be looked at once their events settle (rel → timer). */
   private readonly settling = new Map<string, NodeJS.Timeout>();
@@ -220,8 +218,6 @@ export class LocalWatcher implements WatchHooks {
     }
     await (marking ?? this.checkMarker());
     await Promise.all(this.staleTemporaries.splice(0).map((p) => fsp.rm(p, { force: true })));
-    // Staging folders a crash left (see STAGE_NAME), with the temporaries in them.
-    await Promise.all(this.staleStages.splice(0).map((p) => fsp.rm(p, { recursive: true, force: true })));
     const now = Date.now();
     for (const p of new Set(this.partials.splice(0))) {
       const s = await fsp.stat(p).catch(() => null);
@@ -292,7 +288,6 @@ export class LocalWatcher implements WatchHooks {
       if (!this.live && s) {
         if (name.startsWith(`${INTERNAL_PREFIX}tmp-`)) this.staleTemporaries.push(p);
         if (name.startsWith(`${INTERNAL_PREFIX}part-`)) this.partials.push(p);
-        if (name === STAGE_NAME && s.isDirectory()) this.staleStages.push(p);
       }
       return true;
     }

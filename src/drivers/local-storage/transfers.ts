@@ -235,9 +235,9 @@ export class LocalTransfers {
    * (metadata calls take microseconds on a local disk, against tens for a round trip through
    * libuv's thread pool; the read goes there, so that the reads of several files from a cold disk
    * overlap). The source is read once, whole, through a descriptor whose stat, taken after the
-   * read, says that the bytes are this version's; a temporary file is created with those bytes, read back and compared with them (a damaged or short write is
-   * caught before the rename), and given the source's mode and times. Then it is renamed into
-   * place.
+   * read, says that the bytes are this version's; a temporary file is created with those bytes,
+   * read back and compared with them (a damaged or short write is caught before the rename), and
+   * given the source's mode and times. Then it is renamed into place.
    */
   private async uploadSmall(job: Extract<JobCommand, { kind: 'upload' }>, sourceRoot: string): Promise<FileStat> {
     const source = this.confinedSync(sourceRoot, job.path).absolute;

@@ -184,7 +184,8 @@ export class LocalWatcher implements WatchHooks {
       this.marked = false;
       marking = this.checkMarker().then(() => {
         this.marked = true;
-        this.sendChunk();
+        // Not for a start given up meanwhile (stopped): nothing of it is reported.
+        if (this.scanning) this.sendChunk();
       });
       // The patterns before the first chunk, which the daemon filters with them.
       this.ctx.ignoreChanged?.(this.ignore.patterns);

@@ -671,25 +671,19 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The calls of a large file's upload (uploadLarge). */
-interface UploadIo {
-  lstat(p: string): Promise<fs.Stats | null> | fs.Stats | null;
+/** The calls of setMode: asynchronous for a large file, synchronous for a small one. */
+interface ModeIo {
   stat(p: string): Promise<fs.Stats> | fs.Stats;
-  utimes(p: string, atime: number, mtime: number): Promise<void> | void;
   chmod(p: string, mode: number): Promise<void> | void;
-  rename(from: string, to: string): Promise<void> | void;
-  sameContent(a: string, b: string): Promise<boolean> | boolean;
 }
 
-/** The calls of setMode: asynchronous for a large file, synchronous for a small one. */
-type ModeIo = Pick<UploadIo, 'stat' | 'chmod'>;
-
-const asyncIo: UploadIo = {
-  lstat: (p) => fsp.lstat(p).catch(() => null),
-  stat: (p) => fsp.stat(p),
-  utimes: (p, atime, mtime) => fsp.utimes(p, atime, mtime),
-  chmod: (p, mode) => fsp.chmod(p, mode),
-  rename: (from, to) => fsp.rename(from, to),
+/** The calls of a large file's upload (uploadLarge), each asynchronous. */
+const asyncIo = {
+  lstat: (p: string) => fsp.lstat(p).catch(() => null),
+  stat: (p: string) => fsp.stat(p),
+  utimes: (p: string, atime: number, mtime: number) => fsp.utimes(p, atime, mtime),
+  chmod: (p: string, mode: number) => fsp.chmod(p, mode),
+  rename: (from: string, to: string) => fsp.rename(from, to),
   sameContent,
 };
 

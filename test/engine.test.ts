@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
+import Database from 'better-sqlite3';
 import { Catalogue } from '../src/store/catalogue.js';
 import { MassDeletionRefused, ScanStale, SyncEngine, retryDelay, type EntryConfig } from '../src/sync/engine.js';
 import { fidOf } from '../src/paths.js';
@@ -1054,6 +1055,39 @@ describe('folder digests (a start-up scan that leaves out unchanged folders)', (
     expect(Object.keys(kept('A'))).toEqual([]);
     // Computed again from the replicas as they are now.
     expect(Object.keys(Object.fromEntries(engine.folderDigests('A'))).sort()).toEqual(['é', 'é/ü']);
+  });
+
+  it("keeps an entry's count of files with its complete digests, and counts again once a write drops them", () => {
+    const { engine, changed, deleted } = makeEngine(ALL_TO_A_AND_B);
+    for (const p of ['d/a.txt', 'd/b.txt', 'e/c.txt']) changed('A', p, full(1, 10, p));
+    changed('B', 'd/a.txt', full(1, 10, 'd/a.txt'));
+    const complete = () => store.digestsComplete('A');
+    expect(complete()).toBe(false);
+    expect(store.countReplicas('A')).toBe(3);
+    engine.folderDigests('A');
+    expect(complete()).toBe(true);
+    expect(store.countReplicas('A')).toBe(3);
+    // What the count is taken from: the kept one, while it is there.
+    const db = new Database(path.join(dir, 'catalogue.db'));
+    try {
+      store.commit();
+      expect(db.prepare("SELECT digest FROM scan_digests WHERE entry = 'A' AND folder = '/'").pluck().get()).toBe('3');
+      // A store of an earlier version kept no count there: the replicas are counted.
+      db.prepare("UPDATE scan_digests SET digest = '' WHERE entry = 'A' AND folder = '/'").run();
+      expect(store.countReplicas('A')).toBe(3);
+    } finally {
+      db.close();
+    }
+    engine.folderDigests('A');
+    changed('A', 'f/new.txt', full(1, 10, 'n'));
+    expect(complete()).toBe(false);
+    expect(store.countReplicas('A')).toBe(4);
+    engine.folderDigests('A');
+    deleted('A', 'd/a.txt');
+    expect(store.countReplicas('A')).toBe(3);
+    engine.folderDigests('A');
+    expect(store.countReplicas('A')).toBe(3);
+    expect(store.countReplicas('B')).toBe(1);
   });
 
   it('leaves the replicas of a folder left out as they are (none gone), and compares the listed ones', () => {

@@ -438,6 +438,8 @@ export class Catalogue {
           INSERT INTO replicas (entry, fid, filename, version, size, mtime, ino, mode, ctime)
             SELECT entry, fid, filename, version, size, mtime, ino, ${mode}, ${ctime} FROM replicas_old;
           DROP TABLE replicas_old;`);
+        // The triggers on replicas went with the old table: made again.
+        this.db.exec(SCHEMA);
       })();
     }
     // Two indexes of jobs by fid became one (jobs_per_file): every index keyed by a random fid

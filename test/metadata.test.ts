@@ -107,12 +107,47 @@ describe('the store', () => {
       expect(schema.map((o) => o.name).sort()).toEqual([
         'jobs', 'jobs_deletes', 'jobs_failing', 'jobs_moves', 'jobs_per_file', 'jobs_queue', 'jobs_queued_due', 'replicas',
         // The folder digests' triggers, made again once the table is rebuilt.
-        'replicas_delete_digest', 'replicas_insert_digest', 'replicas_update_digest',
+        'replicas_delete_digests', 'replicas_insert_digests', 'replicas_update_digests',
       ]);
     } finally {
       store.close();
     }
     // Opening it again finds the columns there: nothing to add.
     new Catalogue(file).close();
+  });
+
+  it("a store of the last version gets the digests' triggers that run only for an entry with a digest, and they still drop digests", () => {
+    const file = path.join(dir, 'last.db');
+    new Catalogue(file).close();
+    // The triggers as the last version made them, under their names.
+    const old = new Database(file);
+    old.exec(`DROP TRIGGER replicas_insert_digests; DROP TRIGGER replicas_update_digests; DROP TRIGGER replicas_delete_digests;
+      CREATE TRIGGER replicas_insert_digest AFTER INSERT ON replicas BEGIN DELETE FROM scan_digests WHERE entry = NEW.entry; END;
+      CREATE TRIGGER replicas_update_digest AFTER UPDATE ON replicas BEGIN DELETE FROM scan_digests WHERE entry = OLD.entry; END;
+      CREATE TRIGGER replicas_delete_digest AFTER DELETE ON replicas BEGIN DELETE FROM scan_digests WHERE entry = OLD.entry; END;`);
+    old.close();
+
+    const store = new Catalogue(file);
+    try {
+      const triggers = store.db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name").all() as { name: string; sql: string }[];
+      expect(triggers.map((t) => t.name)).toEqual(['replicas_delete_digests', 'replicas_insert_digests', 'replicas_update_digests']);
+      for (const t of triggers) expect(t.sql).toMatch(/\bWHEN EXISTS \(SELECT 1 FROM scan_digests WHERE entry/);
+      const replica = { entry: 'A', fid: 'f1', filename: 'd/a.txt', version: 1, size: 3, mtime: 1000, ino: '7', mode: 0o644, ctime: 1000 };
+      store.putReplica(replica);
+      const digests = () => store.db.prepare("SELECT folder FROM scan_digests WHERE entry = 'A' ORDER BY folder").pluck().all();
+      const put = store.db.prepare("INSERT INTO scan_digests (entry, folder, digest) VALUES ('A', ?, 'x')");
+      for (const folder of ['/', 'd', 'e']) put.run(folder);
+      // Written: its folder's digest and the mark of complete digests go, the other folder's stays.
+      store.putReplica({ ...replica, version: 2 });
+      expect(digests()).toEqual(['e']);
+      put.run('d');
+      store.putReplica({ ...replica, fid: 'f2', filename: 'd/b.txt' });
+      expect(digests()).toEqual(['e']);
+      put.run('d');
+      store.deleteReplica('A', 'f2');
+      expect(digests()).toEqual(['e']);
+    } finally {
+      store.close();
+    }
   });
 });

@@ -220,14 +220,19 @@ CREATE TABLE IF NOT EXISTS scan_digests (
   digest TEXT NOT NULL,
   PRIMARY KEY (entry, folder)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS replicas_insert_digest AFTER INSERT ON replicas BEGIN
+-- Each only for an entry that has a digest kept (one index probe): a first sync writes its
+-- replicas without looking for their folders' digests.
+CREATE TRIGGER IF NOT EXISTS replicas_insert_digests AFTER INSERT ON replicas
+WHEN EXISTS (SELECT 1 FROM scan_digests WHERE entry = NEW.entry) BEGIN
   DELETE FROM scan_digests WHERE entry = NEW.entry AND folder IN (${folderOf('NEW.filename')}, '${DIGESTS_COMPLETE}');
 END;
-CREATE TRIGGER IF NOT EXISTS replicas_update_digest AFTER UPDATE ON replicas BEGIN
+CREATE TRIGGER IF NOT EXISTS replicas_update_digests AFTER UPDATE ON replicas
+WHEN EXISTS (SELECT 1 FROM scan_digests WHERE entry IN (OLD.entry, NEW.entry)) BEGIN
   DELETE FROM scan_digests WHERE entry = OLD.entry AND folder IN (${folderOf('OLD.filename')}, '${DIGESTS_COMPLETE}');
   DELETE FROM scan_digests WHERE entry = NEW.entry AND folder = ${folderOf('NEW.filename')};
 END;
-CREATE TRIGGER IF NOT EXISTS replicas_delete_digest AFTER DELETE ON replicas BEGIN
+CREATE TRIGGER IF NOT EXISTS replicas_delete_digests AFTER DELETE ON replicas
+WHEN EXISTS (SELECT 1 FROM scan_digests WHERE entry = OLD.entry) BEGIN
   DELETE FROM scan_digests WHERE entry = OLD.entry AND folder IN (${folderOf('OLD.filename')}, '${DIGESTS_COMPLETE}');
 END;
 `;
@@ -445,6 +450,9 @@ export class Catalogue {
     // Two indexes of jobs by fid became one (jobs_per_file): every index keyed by a random fid
     // costs a page written per job and per commit.
     this.db.exec('DROP INDEX IF EXISTS jobs_one_per_file; DROP INDEX IF EXISTS jobs_by_fid');
+    // The digests' triggers of an earlier version, which ran for every replica written (the
+    // schema has made their successors, which run only for an entry with a digest kept).
+    this.db.exec('DROP TRIGGER IF EXISTS replicas_insert_digest; DROP TRIGGER IF EXISTS replicas_update_digest; DROP TRIGGER IF EXISTS replicas_delete_digest');
   }
 
   transaction<T>(fn: () => T): T {

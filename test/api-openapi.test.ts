@@ -5,7 +5,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { Daemon } from '../src/daemon.js';
+import { ferryApp } from '../src/api/app.js';
+import { AJV_OPTIONS } from '../src/api/server.js';
 import { fidOf } from '../src/paths.js';
 import { REPO, SPEC_RULES, tempDir, until, writeSetup, writeWhole } from './helpers.js';
 
@@ -113,6 +116,40 @@ const operations = (d: Doc) =>
   );
 
 describe('GET /api/v1.0/openapi.json', () => {
+  it("every route's request schemas pass ajv's meta-schema check, which the daemon's server leaves out", async () => {
+    expect(AJV_OPTIONS.validateSchema).toBe(false);
+    const checked = async (extra?: (app: FastifyInstance) => void) => {
+      // The whole app on a server of its own, whose ajv checks each schema as it compiles it.
+      const app = Fastify({ ajv: { customOptions: { ...AJV_OPTIONS, validateSchema: true } } });
+      const compiled: string[] = [];
+      app.addHook('onRoute', (route) => {
+        const s = (route.schema ?? {}) as Record<string, unknown>;
+        for (const part of ['params', 'querystring', 'body', 'headers']) if (s[part]) compiled.push(`${route.method} ${route.url} ${part}`);
+      });
+      await app.register(ferryApp, {
+        system: plain.root.system,
+        entries: new Map(plain.setup.entries.map((e) => [e.name, e])),
+        store: plain.store,
+        events: plain.events,
+        board: plain.board,
+      });
+      extra?.(app);
+      try {
+        await app.ready();
+      } finally {
+        await app.close();
+      }
+      return compiled;
+    };
+    const compiled = await checked();
+    expect(compiled.length).toBeGreaterThan(10);
+    expect(compiled).toContain('GET /api/v1.0/files querystring');
+    // The check is on: a schema that is not JSON Schema fails it.
+    await expect(
+      checked((app) => app.get('/broken', { schema: { querystring: { type: 'object', properties: { n: { type: 'integr' } } } } }, async () => ({}))),
+    ).rejects.toThrow(/schema is invalid/);
+  });
+
   it('is a valid OpenAPI 3.0 document: every route, its operationId, and every answer it can give', async () => {
     expect(doc.openapi).toBe('3.0.3');
     const result = await new Validator().validate(structuredClone(doc));

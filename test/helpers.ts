@@ -29,9 +29,13 @@ export async function writeWhole(file: string, content: string | Buffer): Promis
   await fsp.rename(tmp, file);
 }
 
-/** Polls `check` until it returns a truthy value, or fails after `timeout` ms with `what`. */
+/**
+ * Polls `check` until it returns a truthy value, or fails after `timeout` ms with `what`. The
+ * deadline is on the monotonic clock: a step of the wall clock (a virtual machine resumed, its
+ * time set again) neither cuts a wait short nor stretches it.
+ */
 export async function until<T>(what: string, check: () => T | Promise<T>, timeout = 15_000, every = 25): Promise<T> {
-  const deadline = Date.now() + timeout;
+  const deadline = performance.now() + timeout;
   let last: unknown;
   for (;;) {
     try {
@@ -40,7 +44,7 @@ export async function until<T>(what: string, check: () => T | Promise<T>, timeou
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${last}` : ''}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${last}` : ''}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

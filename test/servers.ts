@@ -16,9 +16,10 @@ import { fileURLToPath } from 'node:url';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 async function until(what: string, check: () => Promise<boolean>, timeout: number, every: number): Promise<void> {
-  const deadline = Date.now() + timeout;
+  // On the monotonic clock, as helpers.ts's until.
+  const deadline = performance.now() + timeout;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

@@ -187,13 +187,20 @@ describe('local_storage: the scan', () => {
     }
     await driverOn(root, 0).start();
     const scan = reports.filter((r) => r.type === 'scan.chunk' || r.type === 'entry.scanned');
-    // 2,406 things (6 folders, 2,400 files): two full chunks of 1,000, the rest at the end.
-    expect(scan.map((r) => `${r.type} ${'files' in r ? r.files.length : ''}`)).toEqual(['scan.chunk 1000', 'scan.chunk 1000', 'entry.scanned 406']);
+    // 2,406 things (6 folders, 2,400 files): chunks of 100, 200, 400 and 800 (the first ones
+    // small, so that the first copies start early), the rest at the end (less than 1,000).
+    expect(scan.map((r) => `${r.type} ${'files' in r ? r.files.length : ''}`)).toEqual([
+      'scan.chunk 100',
+      'scan.chunk 200',
+      'scan.chunk 400',
+      'scan.chunk 800',
+      'entry.scanned 906',
+    ]);
     const files = scan.flatMap((r) => ('files' in r ? r.files : []));
     expect(new Set(files.map((f) => f.path)).size).toBe(2406);
     expect(isFolderStat(files.find((f) => f.path === 'd3')!)).toBe(true);
     expect(files.find((f) => f.path === 'd5/f399.txt')).toMatchObject({ size: 5 });
-    const last = scan[2];
+    const last = scan[4];
     expect(last?.type === 'entry.scanned' && last.digests).toBeUndefined();
   });
 
@@ -216,11 +223,13 @@ describe('local_storage: the scan', () => {
     });
     drivers.push(driver);
     await driver.start();
-    // 2,103 things: two chunks of 1,000 whenever the marker came, the rest at the end.
+    // 2,103 things: chunks of 100, 200, 400 and 800 whenever the marker came, the rest at the end.
     expect(seen).toEqual([
-      ['scan.chunk', 1000, true],
-      ['scan.chunk', 1000, true],
-      ['entry.scanned', 103, true],
+      ['scan.chunk', 100, true],
+      ['scan.chunk', 200, true],
+      ['scan.chunk', 400, true],
+      ['scan.chunk', 800, true],
+      ['entry.scanned', 603, true],
     ]);
   });
 

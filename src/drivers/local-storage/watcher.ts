@@ -31,6 +31,8 @@ const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 const SCAN_CHUNK = 10_000;
 /** Files of a first scan sent in one report as the tree is walked (see `streaming`). */
 const STREAM_CHUNK = 1000;
+/** The first chunk of a first scan (see `chunkSize`). */
+const FIRST_STREAM_CHUNK = 100;
 /** Children named by events during a start-up scan, looked at one by one after it (see scanEvent). */
 const SCAN_EVENTS_MAX = 10_000;
 /** Events in one folder that make a burst, listed again once it is over (see countBurst). */
@@ -340,12 +342,20 @@ export class LocalWatcher implements WatchHooks {
    */
   private sendChunk(): void {
     if (this.streaming === null || !this.marked) return;
-    while (this.streaming.length >= STREAM_CHUNK) {
-      const chunk: ScannedFile[] = this.streaming.length === STREAM_CHUNK ? this.streaming : this.streaming.slice(0, STREAM_CHUNK);
-      this.streaming = chunk === this.streaming ? [] : this.streaming.slice(STREAM_CHUNK);
+    for (let size = this.chunkSize; this.streaming.length >= size; size = this.chunkSize) {
+      const chunk: ScannedFile[] = this.streaming.length === size ? this.streaming : this.streaming.slice(0, size);
+      this.streaming = chunk === this.streaming ? [] : this.streaming.slice(size);
       this.ctx.report({ type: 'scan.chunk', entry: this.ctx.entry, files: chunk });
+      this.chunkSize = Math.min(STREAM_CHUNK, size * 2);
     }
   }
+
+  /**
+   * The size of a first scan's next chunk: the first ones small, so that the first copies
+   * start after a few folders of a cold disk are walked, not a thousand files; then doubled up
+   * to STREAM_CHUNK.
+   */
+  private chunkSize = FIRST_STREAM_CHUNK;
 
   /** Whether the root's marker is in place (see `sendChunk`). */
   private marked = true;

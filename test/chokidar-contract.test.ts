@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { watch, type FSWatcher } from 'chokidar';
 import { tempDir, until } from './helpers.js';
+import { dropInternalEvents } from '../src/drivers/local-storage/watcher.js';
 
 /**
  * What the local_storage watcher relies on in chokidar 5.0.0 beyond its documented API: with
@@ -110,5 +111,31 @@ describe('chokidar 5.0.0 watching folders only', () => {
     // A folder's watch is up once its closer is registered (the watcher relists new folders then).
     expect((w as unknown as { _closers: unknown })._closers).toBeInstanceOf(Map);
     expect((w as unknown as { _closers: Map<string, unknown> })._closers.has(dir)).toBe(true);
+  });
+
+  it("hears no event of Ferry's own names once the driver wraps fs.watch, which chokidar uses; every other name as before", async () => {
+    dropInternalEvents();
+    const a = path.join(dir, 'a');
+    await fsp.mkdir(a);
+    await folderWatcher(dir);
+    // A copy as the driver makes it: a temporary, written, renamed into place.
+    await fsp.writeFile(path.join(a, '.ferry-tmp-1'), 'x');
+    await fsp.rename(path.join(a, '.ferry-tmp-1'), path.join(a, 'f1'));
+    await fsp.writeFile(path.join(a, '.ferryignore'), '*.log\n');
+    // inotify reports in order: the temporary's events came before these.
+    await until('the rename into f1', sawChild(a, 'f1'));
+    await until('the ignore file', sawChild(a, '.ferryignore'));
+    expect(raw.filter(([, n]) => n.startsWith('.ferry-'))).toEqual([]);
+    // A watched folder of such a name still hears its own removal.
+    const own = path.join(dir, '.ferry-own');
+    await fsp.mkdir(own);
+    const heard: string[] = [];
+    const w = fs.watch(own, (_event, name) => void heard.push(String(name)));
+    try {
+      await fsp.rmdir(own);
+      await until("the folder's own removal", () => heard.includes('.ferry-own'));
+    } finally {
+      w.close();
+    }
   });
 });

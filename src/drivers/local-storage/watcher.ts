@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { syncBuiltinESMExports } from 'node:module';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FileStat, ScanDigest, ScannedFile } from '../../../machines/reports.js';
 import { type DriverContext, DriverRefusal, type WatchState } from '../driver.js';
@@ -69,6 +70,35 @@ const joinRel = (dir: string, name: string) => (dir === '' ? name : `${dir}/${na
  * interval, and every folder is rescanned at a longer one, since the kernel drops events when
  * its queue overflows and Node never says so.
  */
+/**
+ * Events of Ferry's own files (temporaries, partial copies, the marker: names that begin with
+ * INTERNAL_PREFIX) never reach chokidar: a copy into a watched folder makes five events, four of
+ * them its temporary's, and chokidar handles each (its folder's listener, a raw event, and a
+ * resolved and a joined path to look for a watcher of the child) before the driver drops it.
+ * chokidar imports `watch` from node:fs by name, so the wrapper is installed once per worker
+ * and published to ES modules. A watched folder's own deletion (an event with its own name) is
+ * passed on whatever its name.
+ */
+export function dropInternalEvents(): void {
+  const native = fs.watch as typeof fs.watch & { ferryWrapped?: true };
+  if (native.ferryWrapped) return;
+  const wrapped = function (this: unknown, filename: fs.PathLike, ...rest: unknown[]) {
+    const at = rest.findIndex((r) => typeof r === 'function');
+    if (at >= 0) {
+      const listener = rest[at] as (event: string, name: string | Buffer | null) => void;
+      const own = path.basename(String(filename));
+      rest[at] = (event: string, name: string | Buffer | null) => {
+        if (typeof name === 'string' && name.startsWith(INTERNAL_PREFIX) && name !== own) return;
+        listener(event, name);
+      };
+    }
+    return (native as (...args: unknown[]) => fs.FSWatcher).call(this, filename, ...rest);
+  } as typeof fs.watch & { ferryWrapped?: true };
+  wrapped.ferryWrapped = true;
+  fs.watch = wrapped;
+  syncBuiltinESMExports();
+}
+
 export class LocalWatcher implements WatchHooks {
   private watcher: FSWatcher | null = null;
   private live = false;
@@ -192,6 +222,7 @@ export class LocalWatcher implements WatchHooks {
       // The patterns before the first chunk, which the daemon filters with them.
       this.ctx.ignoreChanged?.(this.ignore.patterns);
     }
+    dropInternalEvents();
     const watcher = watch(this.root, {
       // Folders only: a file is ignored once its stats say it is one (chokidar asks first
       // without stats, then with them). The start-up scan is taken from those stats, so that

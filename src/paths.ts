@@ -1,11 +1,13 @@
 import path from 'node:path';
-import { v5 as uuidv5 } from 'uuid';
+import { parse as parseUuid, v5 as uuidv5 } from 'uuid';
 
 /** The namespace of file ids, so that fids match the original Onitu's. */
 export const FID_NAMESPACE = 'bcd336f2-d023-4856-bc92-e79dd24b64d7';
+/** Its bytes: uuid parses (and validates) a namespace given as a string twice per id. */
+const FID_NAMESPACE_BYTES = parseUuid(FID_NAMESPACE);
 
 export function fidOf(filename: string): string {
-  return uuidv5(filename, FID_NAMESPACE);
+  return uuidv5(filename, FID_NAMESPACE_BYTES);
 }
 
 /** Names Ferry writes into a root for its own use; watchers and scans skip them. */

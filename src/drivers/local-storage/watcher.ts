@@ -63,14 +63,6 @@ function numberOption(options: Record<string, unknown>, key: keyof typeof LOCAL_
 const joinRel = (dir: string, name: string) => (dir === '' ? name : `${dir}/${name}`);
 
 /**
- * Watches a local root with one inotify watch per folder. chokidar watches the folders only
- * (files are ignored); the change of any child of a watched folder arrives as a `raw` event of
- * its folder's watch, naming the child, which is then looked at (lstat) and compared with what
- * is known of it. What the kernel cannot watch (its watch limit reached) is rescanned at an
- * interval, and every folder is rescanned at a longer one, since the kernel drops events when
- * its queue overflows and Node never says so.
- */
-/**
  * Events of Ferry's own files (temporaries, partial copies, the marker: names that begin with
  * INTERNAL_PREFIX) never reach chokidar: a copy into a watched folder makes five events, four of
  * them its temporary's, and chokidar handles each (its folder's listener, a raw event, and a
@@ -99,6 +91,14 @@ export function dropInternalEvents(): void {
   syncBuiltinESMExports();
 }
 
+/**
+ * Watches a local root with one inotify watch per folder. chokidar watches the folders only
+ * (files are ignored); the change of any child of a watched folder arrives as a `raw` event of
+ * its folder's watch, naming the child, which is then looked at (lstat) and compared with what
+ * is known of it. What the kernel cannot watch (its watch limit reached) is rescanned at an
+ * interval, and every folder is rescanned at a longer one, since the kernel drops events when
+ * its queue overflows and Node never says so.
+ */
 export class LocalWatcher implements WatchHooks {
   private watcher: FSWatcher | null = null;
   private live = false;

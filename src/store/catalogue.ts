@@ -788,6 +788,7 @@ export class Catalogue {
       addSame: db.prepare('INSERT OR IGNORE INTO temp.scan_same (entry, folder) VALUES (?, ?)'),
       digests: db.prepare(`SELECT folder, digest FROM scan_digests WHERE entry = ? AND folder <> '${DIGESTS_COMPLETE}'`).raw(),
       digestsComplete: db.prepare(`SELECT 1 FROM scan_digests WHERE entry = ? AND folder = '${DIGESTS_COMPLETE}'`),
+      anyDigest: db.prepare('SELECT 1 FROM scan_digests WHERE entry = ? LIMIT 1').pluck(),
       putDigest: db.prepare('INSERT OR REPLACE INTO scan_digests (entry, folder, digest) VALUES (?, ?, ?)'),
       // The replicas of an entry in folders without a digest, folder by folder.
       undigested: db
@@ -827,6 +828,7 @@ export class Catalogue {
     putDigest: Database.Statement;
     undigested: Database.Statement;
     digestsComplete: Database.Statement;
+    anyDigest: Database.Statement;
     one: Database.Statement;
     size: Database.Statement;
     goneCount: Database.Statement;
@@ -915,10 +917,14 @@ export class Catalogue {
   folderDigests(entry: string): [string, string][] {
     const q = this.scanQueries();
     if (this.digestsComplete(entry)) return this.scanDigests(entry);
+    // With no digest kept, the pass below reads every replica of the entry: it counts them.
+    const noneKept = q.anyDigest.get(entry) === undefined;
+    let rows = 0;
     const computed: [string, string][] = [];
     let folder: string | null = null;
     let lines: string[] = [];
     for (const row of q.undigested.iterate(entry) as Iterable<[string, string, number, number, number | null, string | null, number | null]>) {
+      rows++;
       const [f, filename, size, mtime, ctime, ino, mode] = row;
       if (f !== folder) {
         if (folder !== null) computed.push([folder, listingDigest(lines)]);
@@ -930,7 +936,8 @@ export class Catalogue {
     if (folder !== null) computed.push([folder, listingDigest(lines)]);
     this.transaction(() => {
       for (const [f, digest] of computed) q.putDigest.run(entry, f, digest);
-      q.putDigest.run(entry, DIGESTS_COMPLETE, String((this.q.countReplicas.get(entry) as { n: number }).n));
+      const count = noneKept ? rows : (this.q.countReplicas.get(entry) as { n: number }).n;
+      q.putDigest.run(entry, DIGESTS_COMPLETE, String(count));
     });
     return this.scanDigests(entry);
   }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { api, daemonHarness, startDaemon, until, writeSetup, type RunningDaemon } from './helpers.js';
 
@@ -119,6 +120,19 @@ describe('a start-up scan that leaves out unchanged folders (folder digests)', (
     const first = await start(file);
     await until('the sixty files in B', () => Object.keys(tree('B')).length === 60);
     expect(await first.stop()).toBe(0);
+    // The stop made the digests the next start compares with: every folder of A and of B has
+    // one, and the mark that they are complete holds each entry's count (60 files, 6 folders).
+    const store = new Database(path.join(dir, '.ferry', 'ferry.db'), { readonly: true });
+    try {
+      const kept = store.prepare("SELECT entry, folder, digest FROM scan_digests ORDER BY entry, folder").all() as { entry: string; folder: string; digest: string }[];
+      expect(kept.filter((k) => k.folder === '/')).toEqual([
+        { entry: 'A', folder: '/', digest: '66' },
+        { entry: 'B', folder: '/', digest: '66' },
+      ]);
+      expect(kept.filter((k) => k.entry === 'A' && k.folder !== '/').map((k) => k.folder)).toEqual(['', 'd0', 'd1', 'd2', 'd3', 'd4', 'd5']);
+    } finally {
+      store.close();
+    }
     // The first start listed every file (the store knew none); the next, none: every folder's
     // digest on disk is its replicas' (B's too, written by jobs). B's top folder is listed
     // once: its six folders were made by jobs before their files, which changed their ctimes.

@@ -330,7 +330,6 @@ export class Daemon {
     return urlOf(this.app.server);
   }
 
-  /** Stops the API, every worker (awaited), and closes the store. */
   /**
    * The folder digests of each local entry's replicas, which its next start compares its
    * listings with (see Catalogue.folderDigests), made now for the folders written since they
@@ -349,6 +348,7 @@ export class Daemon {
     }
   }
 
+  /** Stops the API, every worker (awaited), and closes the store. */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       // Requests under way get a moment to finish; a connection that carries none (a client's

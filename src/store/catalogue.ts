@@ -334,6 +334,7 @@ export class Catalogue {
       replicasOf: db.prepare('SELECT * FROM replicas WHERE fid = ? ORDER BY entry'),
       replicasOfEntry: db.prepare('SELECT * FROM replicas WHERE entry = ?'),
       countReplicas: db.prepare('SELECT count(*) AS n FROM replicas WHERE entry = ?'),
+      // The row that says an entry's digests are complete, and holds its count of replicas.
       keptCount: db.prepare(`SELECT digest FROM scan_digests WHERE entry = ? AND folder = '${DIGESTS_COMPLETE}'`).pluck(),
       holdsAny: db.prepare('SELECT 1 FROM replicas WHERE entry = ? LIMIT 1').pluck(),
       knowsName: db.prepare('SELECT 1 FROM files WHERE filename = ?').pluck(),
@@ -787,7 +788,6 @@ export class Catalogue {
       clearSame: db.prepare('DELETE FROM temp.scan_same WHERE entry = ?'),
       addSame: db.prepare('INSERT OR IGNORE INTO temp.scan_same (entry, folder) VALUES (?, ?)'),
       digests: db.prepare(`SELECT folder, digest FROM scan_digests WHERE entry = ? AND folder <> '${DIGESTS_COMPLETE}'`).raw(),
-      digestsComplete: db.prepare(`SELECT 1 FROM scan_digests WHERE entry = ? AND folder = '${DIGESTS_COMPLETE}'`),
       anyDigest: db.prepare('SELECT 1 FROM scan_digests WHERE entry = ? LIMIT 1').pluck(),
       putDigest: db.prepare('INSERT OR REPLACE INTO scan_digests (entry, folder, digest) VALUES (?, ?, ?)'),
       // The replicas of an entry in folders without a digest, folder by folder.
@@ -827,7 +827,6 @@ export class Catalogue {
     digests: Database.Statement;
     putDigest: Database.Statement;
     undigested: Database.Statement;
-    digestsComplete: Database.Statement;
     anyDigest: Database.Statement;
     one: Database.Statement;
     size: Database.Statement;
@@ -900,7 +899,7 @@ export class Catalogue {
 
   /** Whether every folder of `entry`'s replicas has its digest kept (none was written since they were computed). */
   digestsComplete(entry: string): boolean {
-    return this.scanQueries().digestsComplete.get(entry) !== undefined;
+    return this.q.keptCount.get(entry) !== undefined;
   }
 
   /** Folders of `entry`'s running scan that its worker left out as unchanged: none of their replicas is gone. */
